@@ -1,0 +1,129 @@
+"""Typed errors of the Runway provider.
+
+Every error that concerns one Runway task carries its ``runway_task_id`` so that a failed Airflow
+task always names the generation it was about. Messages never contain the API key.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+
+class RunwayError(AirflowException):
+    """Base class of every error raised by this provider.
+
+    :param message: Human-readable description.
+    :param runway_task_id: The Runway task the error concerns, if any.
+    """
+
+    def __init__(self, message: str, *, runway_task_id: str | None = None) -> None:
+        super().__init__(message)
+        self.runway_task_id = runway_task_id
+
+
+class RunwayInputError(AirflowFailException, RunwayError):
+    """An operator argument is invalid; raised before any request is sent, and never retried.
+
+    :param field: The argument at fault.
+    :param problem: What is wrong with it.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        RunwayError.__init__(self, f"Invalid `{field}`: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class RunwayConfigurationError(AirflowFailException, RunwayError):
+    """The Runway connection is unusable (no API key, malformed extra); retrying cannot help."""
+
+
+class RunwayApiError(RunwayError):
+    """CometAPI answered with an error.
+
+    :param message: Description, including the service's own message.
+    :param http_status: HTTP status of the answer (None for a transport error).
+    :param code: The service's error code, if it sent one (e.g. ``callback_url_empty``).
+    :param runway_task_id: The Runway task the request was about, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        code: str | None = None,
+        runway_task_id: str | None = None,
+    ) -> None:
+        super().__init__(message, runway_task_id=runway_task_id)
+        self.http_status = http_status
+        self.code = code
+
+
+class RunwayAuthenticationError(RunwayApiError):
+    """CometAPI refused the API key (HTTP 401 or 403)."""
+
+
+class RunwayBusinessError(RunwayApiError):
+    """A successful HTTP answer whose body carries an error code (e.g. ``callback_url_empty``)."""
+
+
+class RunwayTransientError(RunwayApiError):
+    """A failure that may go away by itself: connection errors, timeouts, 429, 5xx, garbled bodies.
+
+    Polls are retried on it; a create only where the request certainly did not reach the service.
+
+    :param retry_after: Seconds the service asked the client to wait (``Retry-After``), if given.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class RunwaySubmissionUncertainError(RunwayError):
+    """A create request was sent but its answer was lost: the generation may exist and be billed.
+
+    Never retried automatically, because CometAPI has no idempotency key.
+    """
+
+
+class RunwayTaskError(RunwayError):
+    """A Runway task ended without a usable result.
+
+    :param message: Description.
+    :param runway_task_id: The Runway task.
+    :param status: Its last known normalized status.
+    :param failure: The service's failure text, if any.
+    :param failure_code: Runway's ``failureCode``, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        runway_task_id: str,
+        status: str | None = None,
+        failure: str | None = None,
+        failure_code: str | None = None,
+    ) -> None:
+        super().__init__(message, runway_task_id=runway_task_id)
+        self.status = status
+        self.failure = failure
+        self.failure_code = failure_code
+
+
+class RunwayTaskFailedError(RunwayTaskError):
+    """The generation failed (or reported success without any output URL)."""
+
+
+class RunwayTaskCancelledError(RunwayTaskError):
+    """The generation was cancelled or deleted on the service side."""
+
+
+class RunwayTaskLostError(RunwayTaskError):
+    """The service kept answering ``task_not_exist`` past the grace period."""
+
+
+class RunwayTaskTimeoutError(RunwayTaskError):
+    """The task did not finish before the deadline. It may still finish, and bill, on the service."""

@@ -1,0 +1,595 @@
+"""Hook for CometAPI's Runway routes: sync calls with requests, async calls with aiohttp.
+
+requests, urllib3 and aiohttp are imported where they are used: DAG files import the operator
+and sensor modules, which import this one, and DAG parsing pays for every top-level import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import cache, cached_property
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from airflow.sdk import BaseHook
+
+from runway_provider import __version__
+from runway_provider.exceptions import (
+    RunwayAuthenticationError,
+    RunwayConfigurationError,
+    RunwayError,
+    RunwayInputError,
+    RunwaySubmissionUncertainError,
+    RunwayTransientError,
+)
+from runway_provider.models import RunwayTask, decode_body, normalize_task, parse_submission
+from runway_provider.validation import (
+    require_http_url,
+    require_media_uri,
+    require_options,
+    require_prompt,
+    require_ratio,
+    require_text,
+)
+from runway_provider.watch import TaskWatch, resolve_event
+
+if TYPE_CHECKING:
+    import aiohttp
+    import requests
+    from airflow.sdk import Connection
+
+DEFAULT_BASE_URL = "https://api.cometapi.com"
+DEFAULT_RUNWAY_VERSION = "2024-11-06"
+DEFAULT_TIMEOUT = 60.0
+CONNECT_TIMEOUT = 10.0
+GENERATE_PATH = "/runway/pro/generate"
+FEED_PATH = "/runway/feed"
+USER_AGENT = f"airflow-provider-runway/{__version__}"
+# A Retry-After longer than this is not honoured as given: the wait loop polls again later anyway.
+MAX_RETRY_AFTER = 60.0
+# The create is refused before processing on these; any other 5xx may come after the task exists.
+_CREATE_REFUSED_STATUSES = frozenset({429, 503})
+_POLL_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+_CONNECTION_TEST_TASK_ID = "airflow-connection-test"
+
+
+@dataclass(frozen=True)
+class RunwayConnectionSettings:
+    """What the hook needs from a ``runway`` connection, read once and checked.
+
+    :param base_url: CometAPI's base URL, without a trailing slash.
+    :param api_key: The CometAPI key (never shown in ``repr``).
+    :param runway_version: Sent as ``X-Runway-Version``.
+    :param callback_url: Default webhook for the connection's tasks, if set.
+    :param timeout: Seconds to wait for an answer to one request.
+    """
+
+    base_url: str
+    api_key: str = field(repr=False)
+    runway_version: str
+    callback_url: str | None
+    timeout: float
+
+    @classmethod
+    def from_connection(cls, conn: Connection) -> RunwayConnectionSettings:
+        if not conn.password:
+            raise RunwayConfigurationError(
+                f"Connection {conn.conn_id!r} has no API key: put the CometAPI key in its password field."
+            )
+        extra = conn.extra_dejson
+
+        def extra_value(name: str) -> Any:
+            value = extra.get(name, extra.get(f"extra__runway__{name}"))
+            return None if value in (None, "") else value
+
+        timeout = extra_value("timeout")
+        try:
+            timeout = DEFAULT_TIMEOUT if timeout is None else float(timeout)
+        except (TypeError, ValueError):
+            timeout = -1.0
+        if not timeout > 0:
+            raise RunwayConfigurationError(
+                f"Connection {conn.conn_id!r}: extra `timeout` must be a positive number of seconds, "
+                f"got {extra_value('timeout')!r}."
+            )
+        return cls(
+            base_url=_base_url(conn),
+            api_key=conn.password,
+            runway_version=str(extra_value("runway_version") or DEFAULT_RUNWAY_VERSION),
+            callback_url=extra_value("callback_url"),
+            timeout=timeout,
+        )
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self.api_key}",
+            "X-Runway-Version": self.runway_version,
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+        }
+
+
+class RunwayHook(BaseHook):
+    """Talk to CometAPI's Runway routes.
+
+    Polls are idempotent and retried on connection errors, timeouts, 429 (honouring
+    ``Retry-After``) and 5xx with bounded exponential backoff and jitter. A create is not
+    idempotent (CometAPI has no idempotency key): it is retried only where the request certainly
+    did not reach the service (connection refused, DNS, connect timeout) or was refused before
+    processing (429, 503); any other failure after sending raises
+    :class:`~runway_provider.exceptions.RunwaySubmissionUncertainError`.
+
+    :param runway_conn_id: The ``runway`` connection: password = CometAPI key, host = base URL,
+        extra ``runway_version``, ``callback_url``, ``timeout``.
+    :param create_retries: Retries of a create that certainly was not processed.
+    :param poll_retries: Retries of one status poll.
+    :param retry_backoff: First backoff in seconds; doubles on each retry, with jitter.
+    :param retry_backoff_max: Longest backoff in seconds.
+    """
+
+    conn_name_attr = "runway_conn_id"
+    default_conn_name = "runway_default"
+    conn_type = "runway"
+    hook_name = "Runway (CometAPI)"
+
+    def __init__(
+        self,
+        runway_conn_id: str = default_conn_name,
+        *,
+        create_retries: int = 3,
+        poll_retries: int = 4,
+        retry_backoff: float = 1.0,
+        retry_backoff_max: float = 30.0,
+    ) -> None:
+        super().__init__()
+        self.runway_conn_id = runway_conn_id
+        self.create_retries = create_retries
+        self.poll_retries = poll_retries
+        self.retry_backoff = retry_backoff
+        self.retry_backoff_max = retry_backoff_max
+        self._async_settings: RunwayConnectionSettings | None = None
+        self._async_session: aiohttp.ClientSession | None = None
+
+    # -- connection --------------------------------------------------------------------------
+
+    @cached_property
+    def settings(self) -> RunwayConnectionSettings:
+        return _checked_settings(self.get_connection(self.runway_conn_id))
+
+    def get_conn(self) -> requests.Session:
+        return self.session
+
+    @property
+    def default_callback_url(self) -> str | None:
+        return self.settings.callback_url
+
+    # -- sync API ----------------------------------------------------------------------------
+
+    def submit_generate(
+        self,
+        *,
+        prompt: str,
+        image: str,
+        ratio: str = "1280:720",
+        model: str = "gen4",
+        callback_url: str | None = None,
+        style: str | None = None,
+        options: dict[str, Any] | None = None,
+        last_image: str | None = None,
+    ) -> str:
+        """Create a reverse-format generation (``POST /runway/pro/generate``); return its task id.
+
+        Every argument is checked before the request is sent.
+
+        :param prompt: What the video shows; at most 1000 characters.
+        :param image: The source image: an http(s) URL or a ``data:`` URI.
+        :param ratio: ``W:H``, e.g. ``1280:720``.
+        :param model: Runway model, e.g. ``gen4``.
+        :param callback_url: Webhook for the result; defaults to the connection's ``callback_url``.
+            CometAPI requires one.
+        :param style: Optional style, e.g. ``cinematic``.
+        :param options: Optional advanced options (``seconds``, ``motion_vector``, ...).
+        :param last_image: Optional end frame: an http(s) URL or a ``data:`` URI.
+        """
+        payload = self.generate_payload(
+            prompt=prompt,
+            image=image,
+            ratio=ratio,
+            model=model,
+            callback_url=callback_url,
+            style=style,
+            options=options,
+            last_image=last_image,
+        )
+        status, body = self._post(GENERATE_PATH, payload, create=True)
+        runway_task_id = parse_submission(body, status)
+        self.log.info("Submitted Runway generation: task %s", runway_task_id)
+        return runway_task_id
+
+    def generate_payload(
+        self,
+        *,
+        prompt: Any,
+        image: Any,
+        ratio: Any = "1280:720",
+        model: Any = "gen4",
+        callback_url: Any = None,
+        style: Any = None,
+        options: Any = None,
+        last_image: Any = None,
+    ) -> dict[str, Any]:
+        """Check the arguments of :meth:`submit_generate` and build its request body; sends nothing."""
+        if callback_url is None or callback_url == "":
+            callback_url = self.settings.callback_url
+        if callback_url is None:
+            raise RunwayInputError(
+                "callback_url",
+                "CometAPI requires a webhook URL; pass callback_url or set extra `callback_url` on "
+                f"connection {self.runway_conn_id!r}",
+            )
+        payload: dict[str, Any] = {
+            "prompt": require_prompt(prompt),
+            "image": require_media_uri(image, "image"),
+            "ratio": require_ratio(ratio),
+            "model": require_text(model, "model"),
+            "callback_url": require_http_url(callback_url, "callback_url"),
+        }
+        if style not in (None, ""):
+            payload["style"] = require_text(style, "style")
+        if (checked_options := require_options(options)) is not None:
+            payload["options"] = checked_options
+        if last_image not in (None, ""):
+            payload["last_image"] = require_media_uri(last_image, "last_image")
+        return payload
+
+    def get_task(self, runway_task_id: str) -> RunwayTask:
+        """Fetch a task through ``POST /runway/feed``, normalized."""
+        status, body = self._post(FEED_PATH, {"task_id": runway_task_id}, runway_task_id=runway_task_id)
+        return normalize_task(body, status, runway_task_id=runway_task_id)
+
+    def wait_for_task(
+        self,
+        runway_task_id: str,
+        *,
+        poll_interval: float,
+        timeout: float,
+        not_found_grace: float,
+        submitted_at: float | None = None,
+    ) -> RunwayTask:
+        """Poll until the task succeeds; raise the typed error of any other end. Holds the caller.
+
+        :param runway_task_id: The task to wait on.
+        :param poll_interval: Seconds between polls.
+        :param timeout: Seconds to wait at most, from now.
+        :param not_found_grace: Seconds after submission during which ``task_not_exist`` is normal.
+        :param submitted_at: When the task was submitted (epoch seconds); defaults to now.
+        """
+        now = time.time()
+        watch = TaskWatch(
+            runway_task_id=runway_task_id,
+            end_time=now + timeout,
+            poll_interval=poll_interval,
+            not_found_grace=not_found_grace,
+            submitted_at=submitted_at or now,
+            log=self.log,
+        )
+        while True:
+            try:
+                event = watch.observe(self.get_task(runway_task_id))
+            except RunwayError as err:
+                event = watch.observe_error(err)
+            event = event or watch.check_deadline()
+            if event:
+                return resolve_event(event)
+            time.sleep(watch.next_delay())
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Make one cheap authenticated call (a feed lookup of a made-up id) and say what happened."""
+        probe = RunwayHook(self.runway_conn_id, poll_retries=0)
+        try:
+            probe.get_task(_CONNECTION_TEST_TASK_ID)
+        except RunwayAuthenticationError as err:
+            return False, f"The API key was refused: {err}"
+        except RunwayError as err:
+            return False, str(err)
+        return True, f"Connected to CometAPI at {probe.settings.base_url}; the API key was accepted."
+
+    # -- async API (triggers) ----------------------------------------------------------------
+
+    async def aget_task(self, runway_task_id: str) -> RunwayTask:
+        """Async :meth:`get_task`. Uses the pooled session held by :meth:`async_client`, if any."""
+        if self._async_session is None:
+            async with self.async_client():
+                return await self.aget_task(runway_task_id)
+        try:
+            status, body = await self._apost(FEED_PATH, {"task_id": runway_task_id})
+            return normalize_task(body, status, runway_task_id=runway_task_id)
+        except RunwayAuthenticationError:
+            # The key may have been rotated since this hook read the connection: read it once more.
+            self._async_settings = None
+            status, body = await self._apost(FEED_PATH, {"task_id": runway_task_id})
+            return normalize_task(body, status, runway_task_id=runway_task_id)
+
+    @asynccontextmanager
+    async def async_client(self) -> AsyncIterator[RunwayHook]:
+        """Hold a lease on the event loop's pooled aiohttp session for this connection's host."""
+        settings = await self._aget_settings()
+        async with _SESSION_POOL.lease(settings.base_url) as session:
+            self._async_session = session
+            try:
+                yield self
+            finally:
+                self._async_session = None
+
+    # -- HTTP, sync --------------------------------------------------------------------------
+
+    @cached_property
+    def session(self) -> requests.Session:
+        import requests
+        from requests.adapters import HTTPAdapter
+
+        session = requests.Session()
+        session.headers.update(self.settings.headers())
+        base = self.settings.base_url
+        session.mount(base + FEED_PATH, HTTPAdapter(max_retries=self._poll_retry()))
+        session.mount(base + GENERATE_PATH, HTTPAdapter(max_retries=self._create_retry()))
+        return session
+
+    def _post(
+        self,
+        path: str,
+        payload: Mapping[str, Any],
+        *,
+        create: bool = False,
+        runway_task_id: str | None = None,
+    ) -> tuple[int, Any]:
+        import requests
+
+        url = self.settings.base_url + path
+        try:
+            response = self.session.post(
+                url,
+                json=payload,
+                timeout=(min(CONNECT_TIMEOUT, self.settings.timeout), self.settings.timeout),
+                allow_redirects=False,
+            )
+        except requests.exceptions.RequestException as err:
+            if create and not _never_sent(err):
+                raise RunwaySubmissionUncertainError(_uncertain_message(url, err)) from None
+            raise RunwayTransientError(
+                f"Could not reach CometAPI at {url}: {_describe(err)}", runway_task_id=runway_task_id
+            ) from None
+        if create and response.status_code >= 500 and response.status_code not in _CREATE_REFUSED_STATUSES:
+            raise RunwaySubmissionUncertainError(
+                _uncertain_message(url, f"HTTP {response.status_code} after the request was sent")
+            )
+        return response.status_code, decode_body(response.text)
+
+    def _poll_retry(self) -> Any:
+        return _bounded_retry_class()(
+            total=self.poll_retries,
+            connect=self.poll_retries,
+            read=self.poll_retries,
+            status=self.poll_retries,
+            other=0,
+            allowed_methods=frozenset({"GET", "POST"}),
+            status_forcelist=_POLL_RETRY_STATUSES,
+            backoff_factor=self.retry_backoff,
+            backoff_max=self.retry_backoff_max,
+            backoff_jitter=self.retry_backoff,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+            raise_on_redirect=False,
+            redirect=0,
+        )
+
+    def _create_retry(self) -> Any:
+        # read=0 and other=0: once the request may have reached the service, never send it again.
+        return _bounded_retry_class()(
+            total=self.create_retries,
+            connect=self.create_retries,
+            read=0,
+            status=self.create_retries,
+            other=0,
+            allowed_methods=frozenset({"POST"}),
+            status_forcelist=_CREATE_REFUSED_STATUSES,
+            backoff_factor=self.retry_backoff,
+            backoff_max=self.retry_backoff_max,
+            backoff_jitter=self.retry_backoff,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+            raise_on_redirect=False,
+            redirect=0,
+        )
+
+    # -- HTTP, async -------------------------------------------------------------------------
+
+    async def _aget_settings(self) -> RunwayConnectionSettings:
+        if self._async_settings is None:
+            conn = await self.aget_connection(self.runway_conn_id)
+            self._async_settings = _checked_settings(conn)
+        return self._async_settings
+
+    async def _apost(self, path: str, payload: Mapping[str, Any]) -> tuple[int, Any]:
+        from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(self.poll_retries + 1),
+            wait=self._async_wait,
+            retry=retry_if_exception_type(RunwayTransientError),
+            reraise=True,
+        ):
+            with attempt:
+                return await self._apost_once(path, payload)
+        raise AssertionError("unreachable: tenacity either returns or re-raises")
+
+    async def _apost_once(self, path: str, payload: Mapping[str, Any]) -> tuple[int, Any]:
+        import aiohttp
+
+        settings = await self._aget_settings()
+        session = self._async_session
+        if session is None:
+            raise RuntimeError("RunwayHook._apost_once needs a session from async_client()")
+        url = settings.base_url + path
+        try:
+            async with session.post(
+                url,
+                json=payload,
+                headers=settings.headers(),
+                timeout=aiohttp.ClientTimeout(
+                    total=settings.timeout, sock_connect=min(CONNECT_TIMEOUT, settings.timeout)
+                ),
+                allow_redirects=False,
+            ) as response:
+                text = await response.text()
+                status = response.status
+                retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+        except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+            raise RunwayTransientError(f"Could not reach CometAPI at {url}: {_describe(err)}") from None
+        if status in _POLL_RETRY_STATUSES:
+            raise RunwayTransientError(
+                f"CometAPI answered HTTP {status} at {url}", http_status=status, retry_after=retry_after
+            )
+        return status, decode_body(text)
+
+    def _async_wait(self, retry_state: Any) -> float:
+        from tenacity import wait_exponential_jitter
+
+        backoff = wait_exponential_jitter(
+            initial=self.retry_backoff, max=self.retry_backoff_max, jitter=self.retry_backoff
+        )(retry_state)
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        retry_after = getattr(error, "retry_after", None)
+        return max(backoff, retry_after) if retry_after else backoff
+
+
+class _SessionPool:
+    """One aiohttp session per event loop and CometAPI host, shared by every trigger in the loop.
+
+    A triggerer runs thousands of triggers in one loop: sharing the session shares the keep-alive
+    sockets (and TLS handshakes) between them. The session closes when its last user leaves.
+    """
+
+    def __init__(self, limit_per_host: int = 100) -> None:
+        self.limit_per_host = limit_per_host
+        self._sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Lease]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @asynccontextmanager
+    async def lease(self, base_url: str) -> AsyncIterator[aiohttp.ClientSession]:
+        import aiohttp
+
+        leases = self._sessions.setdefault(asyncio.get_running_loop(), {})
+        current = leases.get(base_url)
+        if current is None or current.session.closed:
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.limit_per_host)
+            current = leases[base_url] = _Lease(aiohttp.ClientSession(connector=connector))
+        current.users += 1
+        try:
+            yield current.session
+        finally:
+            current.users -= 1
+            if current.users == 0:
+                if leases.get(base_url) is current:
+                    del leases[base_url]
+                await current.session.close()
+
+
+@dataclass
+class _Lease:
+    session: aiohttp.ClientSession
+    users: int = 0
+
+
+_SESSION_POOL = _SessionPool()
+
+
+def _checked_settings(conn: Connection) -> RunwayConnectionSettings:
+    settings = RunwayConnectionSettings.from_connection(conn)
+    _mask(settings.api_key)
+    return settings
+
+
+def _mask(secret: str) -> None:
+    from airflow.sdk.log import mask_secret
+
+    mask_secret(secret)
+
+
+def _base_url(conn: Connection) -> str:
+    host = (conn.host or "").strip()
+    if not host:
+        return DEFAULT_BASE_URL
+    if "://" not in host:
+        scheme = conn.schema if conn.schema in ("http", "https") else "https"
+        host = f"{scheme}://{host}"
+    parts = urlsplit(host)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RunwayConfigurationError(
+            f"Connection {conn.conn_id!r}: host must be CometAPI's base URL such as "
+            f"{DEFAULT_BASE_URL}, got {conn.host!r}."
+        )
+    if conn.port and not parts.port:
+        host = parts._replace(netloc=f"{parts.netloc}:{conn.port}").geturl()
+    return host.rstrip("/")
+
+
+@cache
+def _bounded_retry_class() -> type:
+    from urllib3.util.retry import Retry
+
+    class BoundedRetry(Retry):
+        def get_retry_after(self, response: Any) -> float | None:
+            retry_after = super().get_retry_after(response)
+            return None if retry_after is None else min(retry_after, MAX_RETRY_AFTER)
+
+    return BoundedRetry
+
+
+def _never_sent(err: Exception) -> bool:
+    """True when a requests error certainly happened before the request reached the service."""
+    import requests
+    from urllib3.exceptions import ConnectTimeoutError
+
+    if isinstance(err, (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError)):
+        return True
+    reason = err.args[0] if err.args else None
+    reason = getattr(reason, "reason", reason)
+    # NewConnectionError and NameResolutionError are subclasses of ConnectTimeoutError.
+    return isinstance(reason, ConnectTimeoutError)
+
+
+def _uncertain_message(url: str, err: object) -> str:
+    return (
+        f"The create request to {url} was sent but no usable answer came back ({_describe(err)}). "
+        "CometAPI may have created, and will bill, the generation: look for it in your CometAPI "
+        "usage log before running this task again. It was not retried automatically because "
+        "CometAPI has no idempotency key."
+    )
+
+
+def _describe(err: object) -> str:
+    if isinstance(err, BaseException):
+        text = str(err) or type(err).__name__
+        return f"{type(err).__name__}: {text}"[:300]
+    return str(err)
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)

@@ -1,0 +1,351 @@
+"""The normalized Runway task, and the one place where CometAPI's answers are read.
+
+CometAPI answers in several shapes (see ``docs/api-shapes.md``): the current new-api wrapper
+(``code: "success"``, ``data.status``, nested ``data.data`` in Runway's own shape), the legacy
+numeric wrapper (``status: "0".."3"``, ``state``, ``video_url``) and the plain Runway task. Nobody
+has observed the live service, so :func:`normalize_task` accepts all of them and everything else in
+the provider reads only :class:`RunwayTask`. This module knows nothing but dicts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from runway_provider.exceptions import (
+    RunwayApiError,
+    RunwayAuthenticationError,
+    RunwayBusinessError,
+    RunwayTransientError,
+)
+
+TASK_NOT_EXIST = "task_not_exist"
+# CometAPI's docs: retry 429 and 5xx, except a 500 whose error code is invalid_request.
+_TRANSIENT_HTTP_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+_SUCCESS_CODES = frozenset({"200", "success", "0"})
+
+
+class RunwayTaskStatus(str, Enum):
+    """Normalized status of a Runway task."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {RunwayTaskStatus.SUCCEEDED, RunwayTaskStatus.FAILED, RunwayTaskStatus.CANCELLED}
+)
+NON_TERMINAL_STATUSES = frozenset(
+    {RunwayTaskStatus.PENDING, RunwayTaskStatus.RUNNING, RunwayTaskStatus.UNKNOWN}
+)
+
+# Every status spelling seen in the wrapper (new-api), in Runway's own API and in the legacy feed.
+# The legacy numbers are ambiguous across sources; "2" is resolved in _legacy_numeric_status.
+_STATUS_BY_NAME: dict[str, RunwayTaskStatus] = {
+    "NOT_START": RunwayTaskStatus.PENDING,
+    "SUBMITTED": RunwayTaskStatus.PENDING,
+    "QUEUED": RunwayTaskStatus.PENDING,
+    "PENDING": RunwayTaskStatus.PENDING,
+    "THROTTLED": RunwayTaskStatus.PENDING,
+    "WAITING": RunwayTaskStatus.PENDING,
+    "0": RunwayTaskStatus.PENDING,
+    "IN_PROGRESS": RunwayTaskStatus.RUNNING,
+    "RUNNING": RunwayTaskStatus.RUNNING,
+    "PROCESSING": RunwayTaskStatus.RUNNING,
+    "1": RunwayTaskStatus.RUNNING,
+    "SUCCESS": RunwayTaskStatus.SUCCEEDED,
+    "SUCCEEDED": RunwayTaskStatus.SUCCEEDED,
+    "3": RunwayTaskStatus.SUCCEEDED,
+    "FAILURE": RunwayTaskStatus.FAILED,
+    "FAILED": RunwayTaskStatus.FAILED,
+    "CANCELLED": RunwayTaskStatus.CANCELLED,
+    "CANCELED": RunwayTaskStatus.CANCELLED,
+}
+
+
+@dataclass(frozen=True)
+class RunwayTask:
+    """A Runway task as the rest of the provider sees it; JSON-serializable through :meth:`to_dict`.
+
+    :param runway_task_id: Runway's (CometAPI's) task id.
+    :param status: Normalized status.
+    :param visible: False while the service answers ``task_not_exist`` for this id.
+    :param progress: Fraction done, 0..1, when the service reports it.
+    :param output_urls: Every output URL found, in the service's order.
+    :param failure: The service's failure text, if any.
+    :param failure_code: Runway's ``failureCode``, if any (e.g. ``SAFETY.INPUT.TEXT``).
+    :param service_status: The status string as the service sent it, for diagnostics.
+    :param raw: The answer's task object, for diagnostics.
+    """
+
+    runway_task_id: str
+    status: RunwayTaskStatus
+    visible: bool = True
+    progress: float | None = None
+    output_urls: tuple[str, ...] = ()
+    failure: str | None = None
+    failure_code: str | None = None
+    service_status: str | None = None
+    raw: Mapping[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def video_url(self) -> str | None:
+        """The first output URL, the generated video."""
+        return self.output_urls[0] if self.output_urls else None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runway_task_id": self.runway_task_id,
+            "status": self.status.value,
+            "visible": self.visible,
+            "progress": self.progress,
+            "video_url": self.video_url,
+            "output_urls": list(self.output_urls),
+            "failure": self.failure,
+            "failure_code": self.failure_code,
+            "service_status": self.service_status,
+            "raw": dict(self.raw) if self.raw is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, value: Mapping[str, Any]) -> RunwayTask:
+        return cls(
+            runway_task_id=str(value["runway_task_id"]),
+            status=RunwayTaskStatus(value["status"]),
+            visible=bool(value.get("visible", True)),
+            progress=value.get("progress"),
+            output_urls=tuple(value.get("output_urls") or ()),
+            failure=value.get("failure"),
+            failure_code=value.get("failure_code"),
+            service_status=value.get("service_status"),
+            raw=value.get("raw"),
+        )
+
+
+def decode_body(text: str) -> Any:
+    """Parse an answer's text as JSON, or give the text back unchanged when it is not JSON."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def raise_for_error(body: Any, http_status: int, *, runway_task_id: str | None = None) -> None:
+    """Raise the typed error an answer stands for; return quietly for a successful answer.
+
+    ``task_not_exist`` is not an error here: :func:`normalize_task` reads it as "not visible yet".
+
+    :param body: The decoded answer (a dict, or the text when it was not JSON).
+    :param http_status: The answer's HTTP status.
+    :param runway_task_id: The task the request was about, for the error message.
+    """
+    code, message = _error_code_and_message(body)
+    where = f" for Runway task {runway_task_id}" if runway_task_id else ""
+    if http_status in (401, 403):
+        raise RunwayAuthenticationError(
+            f"CometAPI refused the API key (HTTP {http_status}){where}: {message or 'no message'}",
+            http_status=http_status,
+            code=code,
+            runway_task_id=runway_task_id,
+        )
+    if http_status >= 400:
+        transient = http_status in _TRANSIENT_HTTP_STATUSES and code != "invalid_request"
+        error_class = RunwayTransientError if transient else RunwayApiError
+        raise error_class(
+            f"CometAPI answered HTTP {http_status}{where}: {message or _snippet(body)}",
+            http_status=http_status,
+            code=code,
+            runway_task_id=runway_task_id,
+        )
+    if not isinstance(body, Mapping):
+        # A 2xx that is not JSON is a proxy's page or a truncated answer: worth asking again.
+        raise RunwayTransientError(
+            f"CometAPI sent a non-JSON answer (HTTP {http_status}){where}: {_snippet(body)}",
+            http_status=http_status,
+            runway_task_id=runway_task_id,
+        )
+    if code is not None and code.lower() not in _SUCCESS_CODES and code != TASK_NOT_EXIST:
+        raise RunwayBusinessError(
+            f"CometAPI refused the request{where}: {code}: {message or 'no message'}",
+            http_status=http_status,
+            code=code,
+            runway_task_id=runway_task_id,
+        )
+
+
+def parse_submission(body: Any, http_status: int) -> str:
+    """Read the Runway task id out of a create answer, raising the typed error of a refused one.
+
+    Accepts the reverse-format ``{"code": 200, "data": {"task_id": ...}}`` and the official
+    ``{"id": ...}``, plus the id spellings public clients of CometAPI look for.
+    """
+    raise_for_error(body, http_status)
+    data = body.get("data") if isinstance(body.get("data"), Mapping) else {}
+    for candidate in (
+        data.get("task_id"),
+        data.get("taskId"),
+        data.get("id"),
+        body.get("task_id"),
+        body.get("taskId"),
+        body.get("id"),
+    ):
+        if isinstance(candidate, (str, int)) and str(candidate).strip():
+            return str(candidate).strip()
+    raise RunwayApiError(
+        f"CometAPI accepted the request but its answer has no task id: {_snippet(body)}",
+        http_status=http_status,
+    )
+
+
+def normalize_task(body: Any, http_status: int, *, runway_task_id: str) -> RunwayTask:
+    """Turn any known task answer into a :class:`RunwayTask`, or raise the error it stands for.
+
+    :param body: The decoded answer.
+    :param http_status: The answer's HTTP status.
+    :param runway_task_id: The id that was asked for; used when the answer does not repeat it.
+    """
+    if _is_task_not_exist(body):
+        return RunwayTask(
+            runway_task_id=runway_task_id,
+            status=RunwayTaskStatus.PENDING,
+            visible=False,
+            service_status=TASK_NOT_EXIST,
+            raw=body if isinstance(body, Mapping) else None,
+        )
+    raise_for_error(body, http_status, runway_task_id=runway_task_id)
+    outer = body.get("data") if "code" in body or "msg" in body else body
+    if not isinstance(outer, Mapping):
+        raise RunwayTransientError(
+            f"CometAPI's answer for Runway task {runway_task_id} has no task object: {_snippet(body)}",
+            http_status=http_status,
+            runway_task_id=runway_task_id,
+        )
+    nested = outer.get("data") if isinstance(outer.get("data"), Mapping) else {}
+
+    status, service_status = _status(outer, nested)
+    output_urls = _output_urls(outer, nested)
+    failure_code = _text(nested.get("failureCode")) or _text(outer.get("failureCode"))
+    failure = (
+        _text(outer.get("fail_reason"))
+        or _text(nested.get("failure"))
+        or _text(outer.get("failure"))
+        or (_text(outer.get("msg")) if status is RunwayTaskStatus.FAILED else None)
+    )
+    return RunwayTask(
+        runway_task_id=_text(outer.get("task_id")) or _text(outer.get("id")) or runway_task_id,
+        status=status,
+        progress=_progress(outer.get("progress"), nested.get("progress")),
+        output_urls=output_urls,
+        failure=failure,
+        failure_code=failure_code,
+        service_status=service_status,
+        raw=outer,
+    )
+
+
+def _status(outer: Mapping[str, Any], nested: Mapping[str, Any]) -> tuple[RunwayTaskStatus, str | None]:
+    """Decide on the outer status first; fall back to the legacy ``state`` and the nested task."""
+    raw_outer = _text(outer.get("status"))
+    candidates: list[str | None] = []
+    if raw_outer is not None and raw_outer.isdigit():
+        candidates.append(_text(outer.get("state")))
+        candidates.append(_legacy_numeric_status(raw_outer, outer))
+    else:
+        candidates.append(raw_outer)
+        candidates.append(_text(outer.get("state")))
+    candidates.append(_text(nested.get("status")))
+    nested_status = _STATUS_BY_NAME.get((_text(nested.get("status")) or "").upper())
+    for candidate in candidates:
+        if candidate is not None and candidate.upper() in _STATUS_BY_NAME:
+            status = _STATUS_BY_NAME[candidate.upper()]
+            # The wrapper has no cancelled status: its FAILURE over Runway's CANCELLED is a cancel.
+            if status is RunwayTaskStatus.FAILED and nested_status is RunwayTaskStatus.CANCELLED:
+                status = RunwayTaskStatus.CANCELLED
+            return status, raw_outer or candidate
+    return RunwayTaskStatus.UNKNOWN, raw_outer or _text(nested.get("status"))
+
+
+def _legacy_numeric_status(value: str, outer: Mapping[str, Any]) -> str:
+    # Sources disagree on "2": one says success, another says failure with refund. A video URL
+    # settles it; without one it is read as the failure (refund) the reseller's doc describes.
+    if value == "2":
+        return "SUCCEEDED" if _text(outer.get("video_url")) else "FAILED"
+    return value
+
+
+def _output_urls(outer: Mapping[str, Any], nested: Mapping[str, Any]) -> tuple[str, ...]:
+    found: list[str] = []
+    for value in (
+        outer.get("result_url"),
+        nested.get("output"),
+        outer.get("output"),
+        outer.get("video_url"),
+        nested.get("video_url"),
+    ):
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            url = _text(item)
+            if url and re.match(r"^https?://", url, re.IGNORECASE) and url not in found:
+                found.append(url)
+    return tuple(found)
+
+
+def _progress(*values: Any) -> float | None:
+    for value in values:
+        if value is None or value == "":
+            continue
+        try:
+            number = float(str(value).strip().rstrip("%"))
+        except ValueError:
+            continue
+        if isinstance(value, str) and value.strip().endswith("%") or number > 1:
+            number /= 100
+        return min(max(number, 0.0), 1.0)
+    return None
+
+
+def _is_task_not_exist(body: Any) -> bool:
+    if isinstance(body, Mapping):
+        code, message = _error_code_and_message(body)
+        return TASK_NOT_EXIST in (code or "") or TASK_NOT_EXIST in (message or "")
+    return isinstance(body, str) and TASK_NOT_EXIST in body
+
+
+def _error_code_and_message(body: Any) -> tuple[str | None, str | None]:
+    if not isinstance(body, Mapping):
+        return None, None
+    error = body.get("error")
+    if isinstance(error, Mapping):
+        return _text(error.get("code")) or _text(error.get("type")), _text(error.get("message"))
+    if isinstance(error, str):
+        return None, error
+    return _text(body.get("code")), _text(body.get("message")) or _text(body.get("msg"))
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _snippet(body: Any, limit: int = 200) -> str:
+    text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "…"

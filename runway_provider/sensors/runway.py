@@ -1,0 +1,115 @@
+"""Sensor that waits for a Runway task: in the triggerer when deferrable, else poke or reschedule."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.configuration import conf
+from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+
+from runway_provider.exceptions import RunwayTaskError, RunwayTaskTimeoutError, RunwayTransientError
+from runway_provider.hooks.runway import RunwayHook
+from runway_provider.lifecycle import (
+    DEFAULT_NOT_FOUND_GRACE,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_TIMEOUT,
+    RunwayTaskWaiter,
+)
+from runway_provider.watch import TaskWatch, resolve_event
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
+    """Wait until a Runway task has a video; return the normalized task dict (with ``video_url``).
+
+    FAILED, CANCELLED, a lost task (``task_not_exist`` past ``not_found_grace``) and the timeout
+    raise with the task id, its status and the failure text; with ``soft_fail`` they skip instead.
+
+    :param runway_task_id: The Runway task to wait on, e.g. ``generate.output``. Templated.
+    :param runway_conn_id: The ``runway`` connection. Default ``runway_default``.
+    :param poll_interval: Seconds between polls (also the ``poke_interval``). Default 10.
+    :param timeout: Seconds to wait at most from the first check; the generation may still finish
+        and bill (CometAPI cannot cancel). Default 3600.
+    :param not_found_grace: Seconds from the first check during which ``task_not_exist`` is normal.
+    :param deferrable: Wait in the triggerer, freeing the worker slot. Default
+        ``[operators] default_deferrable``.
+    """
+
+    template_fields: Sequence[str] = ("runway_task_id",)
+    ui_color = "#e8e1fb"
+
+    def __init__(
+        self,
+        *,
+        runway_task_id: str,
+        runway_conn_id: str = RunwayHook.default_conn_name,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float = DEFAULT_TIMEOUT,
+        not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("poke_interval", poll_interval)
+        super().__init__(timeout=timeout, **kwargs)
+        self.runway_task_id = runway_task_id
+        self.runway_conn_id = runway_conn_id
+        self.poll_interval = poll_interval
+        self.not_found_grace = not_found_grace
+        self.deferrable = deferrable
+        self._watch: TaskWatch | None = None
+
+    def execute(self, context: Context) -> Any:
+        started_at = self._first_check_time(context)
+        if self.deferrable:
+            task = self.defer_unless_finished(
+                runway_task_id=self.runway_task_id,
+                submitted_at=started_at,
+                end_time=started_at + self.timeout,
+            )
+            return task.to_dict()
+        self._watch = self.watch(
+            runway_task_id=self.runway_task_id, submitted_at=started_at, end_time=started_at + self.timeout
+        )
+        try:
+            return super().execute(context)
+        except AirflowSensorTimeout as err:
+            last = self._watch.last_task
+            raise AirflowSensorTimeout(
+                f"{err} Runway task {self.runway_task_id}, last status: "
+                f"{last.status.value if last else 'never seen'}."
+            ) from err
+        except RunwayTaskError as err:
+            if self.soft_fail:
+                raise AirflowSkipException(f"Skipping because soft_fail is set: {err}") from err
+            raise
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        watch = self._watch
+        if watch is None:
+            raise RuntimeError("RunwayTaskSensor.poke runs only from execute()")
+        try:
+            event = watch.observe(self.hook.get_task(self.runway_task_id))
+        except RunwayTransientError as err:
+            event = watch.observe_error(err)
+        if event is None:
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=resolve_event(event).to_dict())
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the trigger: return the task dict on an explicit success event only."""
+        try:
+            return resolve_event(event).to_dict()
+        except RunwayTaskTimeoutError as err:
+            raise AirflowSensorTimeout(str(err)) from err
+
+    def _first_check_time(self, context: Context) -> float:
+        if self.reschedule and not self.deferrable:
+            first = context["ti"].get_first_reschedule_date(context)
+            if first is not None:
+                return first.timestamp()
+        return time.time()

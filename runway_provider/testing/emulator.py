@@ -1,0 +1,551 @@
+"""A local CometAPI-compatible Runway server, for running and testing DAGs offline.
+
+It shares no code with the client on purpose: if both used one parser, a parsing bug would pass
+every test. Start it with ``runway-emulator --port 8765`` or, in pytest, with
+:class:`EmulatorServer`. Each job follows a :class:`Scenario`: the server default, overridden per
+job by ``options["emulator"]`` in the create request (see ``docs/emulator.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+DEFAULT_API_KEY = "emulator-key"
+OUTCOMES = ("succeeded", "failed", "cancelled", "never_appears", "no_output")
+SHAPES = ("wrapped", "legacy", "official")
+FAULTS = ("429", "500", "502", "503", "504", "html", "garbage", "reset", "slow")
+_ERROR_STATUS = {"429": 429, "500": 500, "502": 502, "503": 503, "504": 504, "html": 502}
+
+
+@dataclass
+class Scenario:
+    """How one job behaves.
+
+    :param outcome: ``succeeded``, ``failed``, ``cancelled``, ``never_appears`` (task_not_exist
+        forever) or ``no_output`` (success without any URL).
+    :param shape: Answer shape of the feed: ``wrapped`` (current), ``legacy`` or ``official``.
+    :param not_found_seconds: How long the new id answers ``task_not_exist``.
+    :param queued_seconds: How long it is queued after that.
+    :param running_seconds: How long it runs after that.
+    :param failure: Failure text of a failed job.
+    :param failure_code: Runway ``failureCode`` of a failed job.
+    :param task_not_exist_http_status: 400 (new-api) or 200.
+    :param feed_faults: Faults answered, in order, to this job's first feed requests.
+    :param create_faults: Faults answered, in order, to the first create requests with this body.
+    :param delay_seconds: Extra latency of every answer about this job.
+    """
+
+    outcome: str = "succeeded"
+    shape: str = "wrapped"
+    not_found_seconds: float = 1.0
+    queued_seconds: float = 1.0
+    running_seconds: float = 2.0
+    failure: str = "The generation failed upstream."
+    failure_code: str = "INTERNAL.BAD_OUTPUT.CODE01"
+    task_not_exist_http_status: int = 400
+    feed_faults: list[str] = field(default_factory=list)
+    create_faults: list[str] = field(default_factory=list)
+    delay_seconds: float = 0.0
+
+    def updated(self, overrides: Any) -> Scenario:
+        """A copy with ``overrides`` applied; raises ValueError naming any bad key or value."""
+        if not isinstance(overrides, dict):
+            raise ValueError("the emulator scenario must be a JSON object")
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown emulator scenario keys {unknown}; known keys: {sorted(known)}")
+        merged = Scenario(**{**asdict(self), **overrides})
+        if merged.outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {OUTCOMES}, got {merged.outcome!r}")
+        if merged.shape not in SHAPES:
+            raise ValueError(f"shape must be one of {SHAPES}, got {merged.shape!r}")
+        for fault in [*merged.feed_faults, *merged.create_faults]:
+            if fault not in FAULTS:
+                raise ValueError(f"faults must be among {FAULTS}, got {fault!r}")
+        return merged
+
+
+@dataclass
+class Job:
+    runway_task_id: str
+    created: float
+    body: dict[str, Any]
+    scenario: Scenario
+    feed_requests: int = 0
+    pending_faults: list[str] = field(default_factory=list)
+
+
+class Emulator:
+    """The emulated service: its jobs, its configuration and its record of every request.
+
+    :param api_key: The only Bearer key accepted.
+    :param scenario: Default scenario of every job.
+    :param fault_rate: Probability of a random fault on any API request (on top of scenarios).
+    :param fault_kinds: Faults drawn from when ``fault_rate`` fires.
+    :param slow_seconds: How long a ``slow`` fault waits before answering.
+    :param seed: Seed of the random faults, for repeatable runs.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str = DEFAULT_API_KEY,
+        scenario: Scenario | None = None,
+        fault_rate: float = 0.0,
+        fault_kinds: tuple[str, ...] = ("429", "500", "503", "reset"),
+        slow_seconds: float = 5.0,
+        seed: int | None = None,
+    ) -> None:
+        self.api_key = api_key
+        self.scenario = scenario or Scenario()
+        self.fault_rate = fault_rate
+        self.fault_kinds = fault_kinds
+        self.slow_seconds = slow_seconds
+        self.jobs: dict[str, Job] = {}
+        self.requests: list[dict[str, Any]] = []
+        self.callbacks: list[Any] = []
+        self._create_faults_used: dict[str, int] = {}
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+
+    # -- public helpers for tests ------------------------------------------------------------
+
+    def submissions(self) -> list[dict[str, Any]]:
+        """Every create request that made a job, in order."""
+        return [r for r in self.requests if r["path"].endswith("/generate") and r.get("runway_task_id")]
+
+    def reset(self) -> None:
+        with self._lock:
+            self.jobs.clear()
+            self.requests.clear()
+            self.callbacks.clear()
+            self._create_faults_used.clear()
+
+    def make_app(self) -> web.Application:
+        app = web.Application(client_max_size=32 * 1024 * 1024)
+        app.add_routes(
+            [
+                web.post("/runway/pro/generate", self._generate),
+                web.post("/runway/feed", self._feed),
+                web.get("/_emulator/media/{name}", self._media),
+                web.post("/_emulator/callback", self._callback),
+                web.get("/_emulator/requests", self._list_requests),
+                web.get("/_emulator/jobs", self._list_jobs),
+                web.post("/_emulator/config", self._configure),
+                web.post("/_emulator/reset", self._reset),
+            ]
+        )
+        return app
+
+    # -- service routes ----------------------------------------------------------------------
+
+    async def _generate(self, request: web.Request) -> web.StreamResponse:
+        record = self._record(request)
+        if not self._authorized(request):
+            return self._finish(record, _error(401, "Invalid token", ""))
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            return self._finish(record, _error(400, "request body must be a JSON object", "invalid_request"))
+        try:
+            scenario = self.scenario.updated(((body.get("options") or {}).get("emulator")) or {})
+        except (ValueError, AttributeError) as err:
+            return self._finish(record, _error(400, f"options.emulator: {err}", "invalid_request"))
+        fault = self._create_fault(body, scenario) or self._random_fault()
+        if fault:
+            return await self._fault(record, fault)
+        if not body.get("callback_url"):
+            # CometAPI's wrapper refuses a missing webhook inside a successful HTTP answer.
+            return self._finish(
+                record, web.json_response({"code": "callback_url_empty", "msg": "callback_url_empty", "data": None})
+            )
+        for name in ("prompt", "image", "model", "ratio"):
+            if not isinstance(body.get(name), str) or not body[name].strip():
+                return self._finish(record, _error(400, f"{name} is required", "invalid_request"))
+        job = Job(runway_task_id=str(uuid.uuid4()), created=time.monotonic(), body=body, scenario=scenario)
+        job.pending_faults = list(scenario.feed_faults)
+        with self._lock:
+            self.jobs[job.runway_task_id] = job
+        record["runway_task_id"] = job.runway_task_id
+        await asyncio.sleep(scenario.delay_seconds)
+        return self._finish(
+            record,
+            web.json_response(
+                {"code": 200, "msg": "success", "data": {"task_id": job.runway_task_id}, "exec_time": 0.01}
+            ),
+        )
+
+    async def _feed(self, request: web.Request) -> web.StreamResponse:
+        record = self._record(request)
+        if not self._authorized(request):
+            return self._finish(record, _error(401, "Invalid token", ""))
+        body = await _json_body(request)
+        runway_task_id = body.get("task_id") if isinstance(body, dict) else None
+        if not isinstance(runway_task_id, str) or not runway_task_id:
+            return self._finish(record, _error(400, "task_id is required", "invalid_request"))
+        record["runway_task_id"] = runway_task_id
+        job = self.jobs.get(runway_task_id)
+        if job is not None:
+            job.feed_requests += 1
+            fault = job.pending_faults.pop(0) if job.pending_faults else None
+            if fault or (fault := self._random_fault()):
+                return await self._fault(record, fault)
+            await asyncio.sleep(job.scenario.delay_seconds)
+        elif fault := self._random_fault():
+            return await self._fault(record, fault)
+        view = _job_view(job, request) if job else None
+        if view is None:
+            status = job.scenario.task_not_exist_http_status if job else 400
+            record["task_status"] = "task_not_exist"
+            return self._finish(
+                record,
+                web.json_response(
+                    {"code": "task_not_exist", "message": "task_not_exist", "data": None}, status=status
+                ),
+            )
+        record["task_status"] = view["state"]
+        return self._finish(record, web.json_response(_render(job, view)))
+
+    async def _media(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name.endswith(".mp4"):
+            data, content_type = _asset("sample.mp4"), "video/mp4"
+        elif name.endswith(".png"):
+            data, content_type = _asset("first-frame.png"), "image/png"
+        else:
+            raise web.HTTPNotFound()
+        return web.Response(body=data, content_type=content_type)
+
+    async def _callback(self, request: web.Request) -> web.StreamResponse:
+        self.callbacks.append(await _json_body(request))
+        return web.json_response({"ok": True})
+
+    # -- control routes ----------------------------------------------------------------------
+
+    async def _list_requests(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.requests)
+
+    async def _list_jobs(self, request: web.Request) -> web.StreamResponse:
+        jobs = []
+        for job in list(self.jobs.values()):
+            view = _job_view(job, request)
+            jobs.append(
+                {
+                    "runway_task_id": job.runway_task_id,
+                    "prompt": job.body.get("prompt"),
+                    "outcome": job.scenario.outcome,
+                    "state": view["state"] if view else "task_not_exist",
+                    "feed_requests": job.feed_requests,
+                }
+            )
+        return web.json_response(jobs)
+
+    async def _configure(self, request: web.Request) -> web.StreamResponse:
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            return _error(400, "config must be a JSON object", "invalid_request")
+        try:
+            if "scenario" in body:
+                self.scenario = self.scenario.updated(body["scenario"])
+            if "fault_rate" in body:
+                self.fault_rate = float(body["fault_rate"])
+            if "fault_kinds" in body:
+                kinds = tuple(body["fault_kinds"])
+                if not set(kinds) <= set(FAULTS):
+                    raise ValueError(f"fault_kinds must be among {FAULTS}")
+                self.fault_kinds = kinds
+            if "seed" in body:
+                self._random.seed(body["seed"])
+        except (TypeError, ValueError) as err:
+            return _error(400, str(err), "invalid_request")
+        return web.json_response(
+            {"scenario": asdict(self.scenario), "fault_rate": self.fault_rate, "fault_kinds": self.fault_kinds}
+        )
+
+    async def _reset(self, request: web.Request) -> web.StreamResponse:
+        self.reset()
+        return web.json_response({"ok": True})
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _authorized(self, request: web.Request) -> bool:
+        return request.headers.get("Authorization", "") == f"Bearer {self.api_key}"
+
+    def _record(self, request: web.Request) -> dict[str, Any]:
+        record: dict[str, Any] = {"time": time.time(), "method": request.method, "path": request.path}
+        with self._lock:
+            self.requests.append(record)
+        return record
+
+    @staticmethod
+    def _finish(record: dict[str, Any], response: web.Response) -> web.Response:
+        record["http_status"] = response.status
+        return response
+
+    def _create_fault(self, body: dict[str, Any], scenario: Scenario) -> str | None:
+        if not scenario.create_faults:
+            return None
+        fingerprint = json.dumps(body, sort_keys=True)
+        used = self._create_faults_used.get(fingerprint, 0)
+        if used >= len(scenario.create_faults):
+            return None
+        self._create_faults_used[fingerprint] = used + 1
+        return scenario.create_faults[used]
+
+    def _random_fault(self) -> str | None:
+        if self.fault_rate > 0 and self._random.random() < self.fault_rate:
+            return self._random.choice(self.fault_kinds)
+        return None
+
+    async def _fault(self, record: dict[str, Any], fault: str) -> web.StreamResponse:
+        record["fault"] = fault
+        if fault == "reset":
+            record["http_status"] = None
+            raise _ConnectionReset()
+        if fault == "slow":
+            await asyncio.sleep(self.slow_seconds)
+            return self._finish(record, _error(504, "upstream timed out", ""))
+        if fault == "garbage":
+            return self._finish(record, web.Response(text='{"code": "success", "data": {', content_type="application/json"))
+        if fault == "html":
+            return self._finish(
+                record,
+                web.Response(status=502, text="<html><body><h1>502 Bad Gateway</h1></body></html>", content_type="text/html"),
+            )
+        response = _error(_ERROR_STATUS[fault], "upstream saturated, please retry later", "")
+        if fault == "429":
+            response.headers["Retry-After"] = "1"
+        return self._finish(record, response)
+
+
+class _ConnectionReset(Exception):
+    """Raised by a handler to drop the connection without an answer."""
+
+
+@web.middleware
+async def _reset_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except _ConnectionReset:
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+        raise asyncio.CancelledError() from None
+
+
+def _job_view(job: Job, request: web.Request) -> dict[str, Any] | None:
+    """Where the job is on its timeline, or None while it is not visible."""
+    scenario = job.scenario
+    elapsed = time.monotonic() - job.created - scenario.not_found_seconds
+    if scenario.outcome == "never_appears" or elapsed < 0:
+        return None
+    base = f"{request.scheme}://{request.host}/_emulator/media/{job.runway_task_id}"
+    if elapsed < scenario.queued_seconds:
+        return {"state": "queued", "progress": 0.0}
+    running = elapsed - scenario.queued_seconds
+    if running < scenario.running_seconds:
+        return {"state": "running", "progress": round(running / scenario.running_seconds, 2)}
+    state = {"succeeded": "succeeded", "no_output": "succeeded", "failed": "failed"}.get(scenario.outcome, "cancelled")
+    urls = [f"{base}.mp4"] if scenario.outcome == "succeeded" else []
+    return {"state": state, "progress": 1.0, "urls": urls, "poster": f"{base}.png"}
+
+
+_WRAPPED_STATUS = {"queued": "QUEUED", "running": "IN_PROGRESS", "succeeded": "SUCCESS", "failed": "FAILURE", "cancelled": "FAILURE"}
+_OFFICIAL_STATUS = {"queued": "PENDING", "running": "RUNNING", "succeeded": "SUCCEEDED", "failed": "FAILED", "cancelled": "CANCELLED"}
+_LEGACY_STATUS = {"queued": "0", "running": "1", "succeeded": "3", "failed": "2", "cancelled": "2"}
+
+
+def _render(job: Job, view: dict[str, Any]) -> dict[str, Any]:
+    state, scenario = view["state"], job.scenario
+    failed = state in ("failed", "cancelled")
+    urls = view.get("urls", [])
+    official: dict[str, Any] = {"id": job.runway_task_id, "status": _OFFICIAL_STATUS[state], "createdAt": "2026-11-26T00:00:00Z"}
+    if state == "running":
+        official["progress"] = view["progress"]
+    if urls:
+        official["output"] = urls
+    if state == "failed":
+        official["failure"], official["failureCode"] = scenario.failure, scenario.failure_code
+    if scenario.shape == "official":
+        return official
+    if scenario.shape == "legacy":
+        return {
+            "code": 200,
+            "msg": "成功",
+            "data": {
+                "task_id": job.runway_task_id,
+                "state": state,
+                "status": _LEGACY_STATUS[state],
+                "prompt": job.body.get("prompt"),
+                "video_url": urls[0] if urls else None,
+                "poster": view.get("poster"),
+                "msg": scenario.failure if failed else None,
+                "create_time": str(int(time.time())),
+            },
+            "exec_time": 0.01,
+        }
+    return {
+        "code": "success",
+        "message": "",
+        "data": {
+            "task_id": job.runway_task_id,
+            "action": "IMAGE_TO_VIDEO",
+            "status": _WRAPPED_STATUS[state],
+            "fail_reason": scenario.failure if state == "failed" else "",
+            "result_url": urls[0] if urls else "",
+            "submit_time": int(time.time()),
+            "progress": f"{int(view['progress'] * 100)}%",
+            "data": official,
+        },
+    }
+
+
+def _error(status: int, message: str, code: str) -> web.Response:
+    request_id = uuid.uuid4().hex[:16]
+    return web.json_response(
+        {"error": {"message": f"{message} (request id: {request_id})", "type": "comet_api_error", "param": "", "code": code}},
+        status=status,
+    )
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        return None
+
+
+_ASSETS: dict[str, bytes] = {}
+
+
+def _asset(name: str) -> bytes:
+    if name not in _ASSETS:
+        _ASSETS[name] = resources.files("runway_provider.testing").joinpath("media", name).read_bytes()
+    return _ASSETS[name]
+
+
+def build_app(emulator: Emulator) -> web.Application:
+    app = emulator.make_app()
+    app.middlewares.append(_reset_middleware)
+    return app
+
+
+class EmulatorServer:
+    """Run an :class:`Emulator` on a background thread, for pytest or scripts.
+
+    Example::
+
+        with EmulatorServer() as server:
+            os.environ["AIRFLOW_CONN_RUNWAY_DEFAULT"] = server.connection_json()
+            ...  # run DAGs; inspect server.emulator.submissions()
+
+    :param emulator: The emulated service (a default one if omitted).
+    :param host: Interface to listen on.
+    :param port: Port; 0 picks a free one.
+    """
+
+    def __init__(self, emulator: Emulator | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.emulator = emulator or Emulator()
+        self.host = host
+        self.port = port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def connection_json(self, *, api_key: str | None = None, callback_url: str | None = None) -> str:
+        """An ``AIRFLOW_CONN_RUNWAY_DEFAULT`` value pointing at this server."""
+        return json.dumps(
+            {
+                "conn_type": "runway",
+                "host": self.base_url,
+                "password": api_key or self.emulator.api_key,
+                "extra": {"callback_url": callback_url or f"{self.base_url}/_emulator/callback"},
+            }
+        )
+
+    def start(self) -> EmulatorServer:
+        started = threading.Event()
+        self._loop = asyncio.new_event_loop()
+
+        async def serve() -> None:
+            self._runner = web.AppRunner(build_app(self.emulator), access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self.host, self.port)
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            started.set()
+
+        def run() -> None:
+            assert self._loop is not None
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(serve())
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="runway-emulator", daemon=True)
+        self._thread.start()
+        if not started.wait(10):
+            raise RuntimeError("the Runway emulator did not start within 10 s")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None or self._runner is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+        self._loop.close()
+        self._loop = None
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``runway-emulator``: serve the emulated CometAPI Runway routes until interrupted."""
+    parser = argparse.ArgumentParser(prog="runway-emulator", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="the Bearer key the emulator accepts")
+    parser.add_argument(
+        "--scenario", default="{}", help='default scenario as JSON, e.g. \'{"outcome": "failed"}\''
+    )
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="probability of a random fault per request")
+    parser.add_argument("--fault-kinds", default="429,500,503,reset", help="comma-separated faults to draw from")
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    try:
+        scenario = Scenario().updated(json.loads(args.scenario))
+    except ValueError as err:
+        parser.error(f"--scenario: {err}")
+    emulator = Emulator(
+        api_key=args.api_key,
+        scenario=scenario,
+        fault_rate=args.fault_rate,
+        fault_kinds=tuple(k for k in args.fault_kinds.split(",") if k),
+        seed=args.seed,
+    )
+    print(f"Runway emulator on http://{args.host}:{args.port} (Bearer key from --api-key)", flush=True)
+    web.run_app(build_app(emulator), host=args.host, port=args.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

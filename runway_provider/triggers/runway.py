@@ -1,0 +1,91 @@
+"""Trigger that waits for a Runway task in the triggerer's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from runway_provider.exceptions import RunwayError
+from runway_provider.hooks.runway import RunwayHook
+from runway_provider.watch import TaskWatch, error_event
+
+
+class RunwayTaskTrigger(BaseTrigger):
+    """Poll a Runway task until it ends or the deadline passes, then yield exactly one event.
+
+    The event is ``{"status": "success"|"failed"|"timeout"|"error", "runway_task_id", "task",
+    "message"}``. Transient failures (network, 429, 5xx) never end the wait: the trigger polls on
+    until the deadline, which it enforces itself, so a triggerer restart keeps the same deadline.
+
+    :param runway_task_id: The Runway task to wait on.
+    :param runway_conn_id: The ``runway`` connection.
+    :param poll_interval: Seconds between polls.
+    :param end_time: Wall-clock deadline, epoch seconds.
+    :param not_found_grace: Seconds after ``submitted_at`` during which ``task_not_exist`` is normal.
+    :param submitted_at: When the task was submitted (or first watched), epoch seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        runway_task_id: str,
+        runway_conn_id: str,
+        poll_interval: float,
+        end_time: float,
+        not_found_grace: float,
+        submitted_at: float,
+    ) -> None:
+        super().__init__()
+        self.runway_task_id = runway_task_id
+        self.runway_conn_id = runway_conn_id
+        self.poll_interval = float(poll_interval)
+        self.end_time = float(end_time)
+        self.not_found_grace = float(not_found_grace)
+        self.submitted_at = float(submitted_at)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "runway_task_id": self.runway_task_id,
+                "runway_conn_id": self.runway_conn_id,
+                "poll_interval": self.poll_interval,
+                "end_time": self.end_time,
+                "not_found_grace": self.not_found_grace,
+                "submitted_at": self.submitted_at,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        watch = TaskWatch(
+            runway_task_id=self.runway_task_id,
+            end_time=self.end_time,
+            poll_interval=self.poll_interval,
+            not_found_grace=self.not_found_grace,
+            submitted_at=self.submitted_at,
+            log=self.log,
+        )
+        hook = RunwayHook(self.runway_conn_id)
+        try:
+            async with hook.async_client():
+                while True:
+                    try:
+                        event = watch.observe(await hook.aget_task(self.runway_task_id))
+                    except RunwayError as err:
+                        event = watch.observe_error(err)
+                    event = event or watch.check_deadline()
+                    if event:
+                        break
+                    await asyncio.sleep(watch.next_delay())
+        except RunwayError as err:
+            # Raised outside a poll: the connection is missing or unusable.
+            event = error_event(self.runway_task_id, str(err))
+        except Exception as err:  # noqa: BLE001 - the task must hear about it, not hang.
+            self.log.exception("Waiting on Runway task %s failed unexpectedly", self.runway_task_id)
+            event = error_event(self.runway_task_id, f"{type(err).__name__}: {err}")
+        self.log.info("Runway task %s: %s", self.runway_task_id, event["message"])
+        yield TriggerEvent(event)
+

@@ -1,0 +1,201 @@
+"""What waiting on a Runway task decides, written once for the sync hook, the trigger and the sensor.
+
+A :class:`TaskWatch` is fed each poll's :class:`RunwayTask` (or the error the poll raised) and
+answers with a trigger event when the wait is over. Events are the one vocabulary of outcomes:
+``{"status": "success"|"failed"|"timeout"|"error", "runway_task_id", "task", "message"}``.
+:func:`resolve_event` turns an event back into the finished task or the typed error it stands for.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from runway_provider.exceptions import (
+    RunwayError,
+    RunwayTaskCancelledError,
+    RunwayTaskError,
+    RunwayTaskFailedError,
+    RunwayTaskLostError,
+    RunwayTaskTimeoutError,
+    RunwayTransientError,
+)
+from runway_provider.models import RunwayTask, RunwayTaskStatus
+
+EVENT_SUCCESS = "success"
+EVENT_FAILED = "failed"
+EVENT_TIMEOUT = "timeout"
+EVENT_ERROR = "error"
+_EVENT_KEYS = frozenset({"status", "runway_task_id", "task", "message"})
+# Polls are spread by ±10% so that tasks deferred together do not poll in lockstep.
+_POLL_JITTER = 0.1
+
+NO_CANCEL_NOTE = (
+    "CometAPI has no cancel route: the generation may still finish and be billed; "
+    "poll it again with RunwayTaskSensor to collect it."
+)
+
+
+class TaskWatch:
+    """The state of one wait: deadline, ``task_not_exist`` grace, last status and last error.
+
+    :param runway_task_id: The task waited on.
+    :param end_time: Wall-clock deadline, epoch seconds.
+    :param poll_interval: Seconds between polls.
+    :param not_found_grace: Seconds after ``submitted_at`` during which ``task_not_exist`` means
+        "not visible yet"; after that the task is lost.
+    :param submitted_at: When the task was submitted (or first watched), epoch seconds.
+    :param log: Where to report unknown statuses and transient errors.
+    """
+
+    def __init__(
+        self,
+        *,
+        runway_task_id: str,
+        end_time: float,
+        poll_interval: float,
+        not_found_grace: float,
+        submitted_at: float,
+        log: logging.Logger | Any,
+    ) -> None:
+        self.runway_task_id = runway_task_id
+        self.end_time = end_time
+        self.poll_interval = poll_interval
+        self.not_found_grace = not_found_grace
+        self.submitted_at = submitted_at
+        self.log = log
+        self.last_task: RunwayTask | None = None
+        self.last_error: RunwayError | None = None
+        self._warned_statuses: set[str | None] = set()
+
+    def observe(self, task: RunwayTask) -> dict[str, Any] | None:
+        """Record a poll's answer; return the final event if the wait is over."""
+        self.last_task = task
+        self.last_error = None
+        if not task.visible:
+            waited = time.time() - self.submitted_at
+            if waited <= self.not_found_grace:
+                return None
+            return _event(
+                EVENT_FAILED,
+                task,
+                f"Runway task {task.runway_task_id} was still unknown to CometAPI (task_not_exist) "
+                f"{waited:.0f}s after submission, beyond the not_found_grace of "
+                f"{self.not_found_grace:.0f}s; it is treated as lost.",
+            )
+        if task.status is RunwayTaskStatus.SUCCEEDED:
+            if task.video_url:
+                return _event(EVENT_SUCCESS, task, f"Runway task {task.runway_task_id} succeeded.")
+            return _event(
+                EVENT_FAILED,
+                task,
+                f"Runway task {task.runway_task_id} reported success without any output URL.",
+            )
+        if task.status in (RunwayTaskStatus.FAILED, RunwayTaskStatus.CANCELLED):
+            return _event(EVENT_FAILED, task, _failure_message(task))
+        if task.status is RunwayTaskStatus.UNKNOWN and task.service_status not in self._warned_statuses:
+            self._warned_statuses.add(task.service_status)
+            self.log.warning(
+                "Runway task %s has a status this provider does not know (%r); polling on until "
+                "it becomes terminal or the deadline passes.",
+                task.runway_task_id,
+                task.service_status,
+            )
+        return None
+
+    def observe_error(self, error: RunwayError) -> dict[str, Any] | None:
+        """Record a failed poll: transient errors keep the wait going, others end it."""
+        if isinstance(error, RunwayTransientError):
+            self.last_error = error
+            self.log.warning("Polling Runway task %s failed, will poll again: %s", self.runway_task_id, error)
+            return None
+        return error_event(self.runway_task_id, str(error), self.last_task)
+
+    def check_deadline(self) -> dict[str, Any] | None:
+        """Return the timeout event once the deadline has passed."""
+        if time.time() < self.end_time:
+            return None
+        status = self.last_task.status.value if self.last_task else "never seen"
+        detail = f"; last poll error: {self.last_error}" if self.last_error else ""
+        return _event(
+            EVENT_TIMEOUT,
+            self.last_task,
+            f"Runway task {self.runway_task_id} did not finish before its deadline "
+            f"(last status: {status}{detail}). {NO_CANCEL_NOTE}",
+            runway_task_id=self.runway_task_id,
+        )
+
+    def next_delay(self) -> float:
+        """Seconds to sleep before the next poll: the interval with jitter, never past the deadline."""
+        delay = self.poll_interval * random.uniform(1 - _POLL_JITTER, 1 + _POLL_JITTER)
+        if self.last_error is not None and getattr(self.last_error, "retry_after", None):
+            delay = max(delay, float(self.last_error.retry_after))  # type: ignore[union-attr]
+        return max(0.0, min(delay, self.end_time - time.time()))
+
+
+def resolve_event(event: Any) -> RunwayTask:
+    """Return the finished task of a success event; raise the typed error of any other event.
+
+    Only an explicit, well-formed success counts as success (allow-list, as dbt and OpenAI learned).
+    """
+    if not isinstance(event, Mapping) or not _EVENT_KEYS <= event.keys():
+        raise RunwayError(f"Received a malformed Runway trigger event: {event!r}")
+    runway_task_id = str(event["runway_task_id"])
+    task = RunwayTask.from_dict(event["task"]) if event["task"] else None
+    message = str(event["message"])
+    if event["status"] == EVENT_SUCCESS and task is not None and task.video_url:
+        return task
+    status = task.status.value if task else None
+    details = {
+        "runway_task_id": runway_task_id,
+        "status": status,
+        "failure": task.failure if task else None,
+        "failure_code": task.failure_code if task else None,
+    }
+    error_class: type[RunwayTaskError]
+    if event["status"] == EVENT_TIMEOUT:
+        error_class = RunwayTaskTimeoutError
+    elif event["status"] == EVENT_FAILED and task is not None and not task.visible:
+        error_class = RunwayTaskLostError
+    elif event["status"] == EVENT_FAILED and task is not None and task.status is RunwayTaskStatus.CANCELLED:
+        error_class = RunwayTaskCancelledError
+    elif event["status"] == EVENT_FAILED:
+        error_class = RunwayTaskFailedError
+    elif event["status"] == EVENT_SUCCESS:
+        error_class = RunwayTaskFailedError
+        message = f"Runway task {runway_task_id} was reported successful without a video URL."
+    elif event["status"] == EVENT_ERROR:
+        raise RunwayError(message, runway_task_id=runway_task_id)
+    else:
+        raise RunwayError(
+            f"Received an unexpected Runway trigger event status {event['status']!r} "
+            f"for task {runway_task_id}: {message}",
+            runway_task_id=runway_task_id,
+        )
+    raise error_class(message, **details)
+
+
+def error_event(runway_task_id: str, message: str, task: RunwayTask | None = None) -> dict[str, Any]:
+    """The event of a wait that could not go on (bad key, missing connection, unexpected answer)."""
+    return _event(EVENT_ERROR, task, message, runway_task_id=runway_task_id)
+
+
+def _event(
+    status: str, task: RunwayTask | None, message: str, *, runway_task_id: str | None = None
+) -> dict[str, Any]:
+    return {
+        "status": status,
+        "runway_task_id": runway_task_id or (task.runway_task_id if task else ""),
+        "task": task.to_dict() if task else None,
+        "message": message,
+    }
+
+
+def _failure_message(task: RunwayTask) -> str:
+    verb = "was cancelled" if task.status is RunwayTaskStatus.CANCELLED else "failed"
+    reason = task.failure or "no reason given"
+    code = f" [{task.failure_code}]" if task.failure_code else ""
+    return f"Runway task {task.runway_task_id} {verb} (status {task.service_status}): {reason}{code}"
