@@ -180,6 +180,13 @@ def raise_for_error(body: Any, http_status: int, *, runway_task_id: str | None =
             http_status=http_status,
             runway_task_id=runway_task_id,
         )
+    if body.get("error") and code != TASK_NOT_EXIST:
+        raise RunwayBusinessError(
+            f"CometAPI answered with an error{where}: {message or _snippet(body)}",
+            http_status=http_status,
+            code=code,
+            runway_task_id=runway_task_id,
+        )
     if code is not None and code.lower() not in _SUCCESS_CODES and code != TASK_NOT_EXIST:
         raise RunwayBusinessError(
             f"CometAPI refused the request{where}: {code}: {message or 'no message'}",

@@ -144,7 +144,13 @@ def resolve_event(event: Any) -> RunwayTask:
     if not isinstance(event, Mapping) or not _EVENT_KEYS <= event.keys():
         raise RunwayError(f"Received a malformed Runway trigger event: {event!r}")
     runway_task_id = str(event["runway_task_id"])
-    task = RunwayTask.from_dict(event["task"]) if event["task"] else None
+    try:
+        task = RunwayTask.from_dict(event["task"]) if event["task"] else None
+    except (KeyError, TypeError, ValueError) as err:
+        raise RunwayError(
+            f"Received a Runway trigger event with a malformed task ({err!r}): {event!r}",
+            runway_task_id=runway_task_id,
+        ) from None
     message = str(event["message"])
     if event["status"] == EVENT_SUCCESS and task is not None and task.video_url:
         return task

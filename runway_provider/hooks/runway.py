@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import random
 import time
 import weakref
 from collections.abc import AsyncIterator, Mapping
@@ -459,11 +460,10 @@ class RunwayHook(BaseHook):
         return status, decode_body(text)
 
     def _async_wait(self, retry_state: Any) -> float:
-        from tenacity import wait_exponential_jitter
-
-        backoff = wait_exponential_jitter(
-            initial=self.retry_backoff, max=self.retry_backoff_max, jitter=self.retry_backoff
-        )(retry_state)
+        """Exponential backoff with jitter (as urllib3 does for the sync half), or Retry-After."""
+        exponent = retry_state.attempt_number - 1
+        backoff = min(self.retry_backoff_max, self.retry_backoff * 2**exponent)
+        backoff += random.uniform(0, self.retry_backoff)
         error = retry_state.outcome.exception() if retry_state.outcome else None
         retry_after = getattr(error, "retry_after", None)
         return max(backoff, retry_after) if retry_after else backoff

@@ -68,7 +68,8 @@ class RunwayTaskTrigger(BaseTrigger):
             submitted_at=self.submitted_at,
             log=self.log,
         )
-        hook = RunwayHook(self.runway_conn_id)
+        # Few retries inside one poll: the trigger polls again anyway, at its own pace.
+        hook = RunwayHook(self.runway_conn_id, poll_retries=2)
         try:
             async with hook.async_client():
                 while True:

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from runway_provider.hooks.runway import RunwayHook
+from runway_provider.testing import Emulator, EmulatorServer
+from tests.helpers import FAST, TEST_API_KEY, RecordingTaskInstance, set_connection
+
+
+@pytest.fixture
+def emulator() -> Emulator:
+    return Emulator(api_key=TEST_API_KEY, scenario=FAST)
+
+
+@pytest.fixture
+def server(emulator: Emulator) -> Iterator[EmulatorServer]:
+    with EmulatorServer(emulator) as running:
+        yield running
+
+
+@pytest.fixture
+def runway_conn(monkeypatch: pytest.MonkeyPatch, server: EmulatorServer) -> dict[str, Any]:
+    """``runway_default`` pointing at the emulator, with the test key."""
+    return set_connection(monkeypatch, server, password=TEST_API_KEY)
+
+
+@pytest.fixture
+def hook(runway_conn: dict[str, Any]) -> RunwayHook:
+    return RunwayHook(retry_backoff=0.01, retry_backoff_max=0.05)
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A local port nothing listens on (connection refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def context() -> dict[str, Any]:
+    return {"ti": RecordingTaskInstance()}

@@ -1,0 +1,38 @@
+"""Helpers shared by the tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from runway_provider.testing import EmulatorServer, Scenario
+
+# Distinctive so that a leak is easy to grep for; never a real key.
+TEST_API_KEY = "sk-test-4f9c2e71b8d35a60"
+FAST = Scenario(not_found_seconds=0.2, queued_seconds=0.2, running_seconds=0.3)
+
+
+def set_connection(monkeypatch: pytest.MonkeyPatch, server: EmulatorServer, **overrides: Any) -> dict[str, Any]:
+    conn = json.loads(server.connection_json())
+    extra = {**conn["extra"], **overrides.pop("extra", {})}
+    conn = {**conn, **overrides, "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_RUNWAY_DEFAULT", json.dumps(conn))
+    return conn
+
+
+def job_options(**scenario: Any) -> dict[str, Any]:
+    """``options`` that make the emulator follow ``scenario`` for this one job."""
+    return {"emulator": scenario}
+
+
+class RecordingTaskInstance:
+    """The part of a task instance the operators use: XCom pushes, kept for assertions."""
+
+    def __init__(self) -> None:
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        json.dumps(value)  # XCom values must be JSON-serializable
+        self.xcom[key] = value

@@ -1,0 +1,372 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from airflow.sdk import Connection
+
+from runway_provider.exceptions import (
+    RunwayAuthenticationError,
+    RunwayConfigurationError,
+    RunwayInputError,
+    RunwaySubmissionUncertainError,
+    RunwayTaskCancelledError,
+    RunwayTaskFailedError,
+    RunwayTaskLostError,
+    RunwayTaskTimeoutError,
+    RunwayTransientError,
+)
+from runway_provider.hooks import runway as hook_module
+from runway_provider.hooks.runway import DEFAULT_BASE_URL, RunwayConnectionSettings, RunwayHook
+from runway_provider.models import RunwayTaskStatus
+from runway_provider.testing import Emulator, EmulatorServer
+from tests.helpers import TEST_API_KEY, job_options, set_connection
+
+IMAGE = "https://example.com/first.jpg"
+
+
+def submit(hook: RunwayHook, **kwargs: Any) -> str:
+    return hook.submit_generate(prompt=kwargs.pop("prompt", "A paper boat"), image=IMAGE, **kwargs)
+
+
+# -- connection settings -------------------------------------------------------------------
+
+
+def settings_of(**fields: Any) -> RunwayConnectionSettings:
+    extra = fields.pop("extra", None)
+    conn = Connection(conn_id="runway_default", conn_type="runway", password="k" * 12, extra=extra, **fields)
+    return RunwayConnectionSettings.from_connection(conn)
+
+
+def test_settings_defaults_to_cometapi():
+    settings = settings_of()
+    assert settings.base_url == DEFAULT_BASE_URL
+    assert settings.runway_version == "2024-11-06"
+    assert settings.callback_url is None
+    assert settings.timeout == 60.0
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        ("api.cometapi.com", None, "https://api.cometapi.com"),
+        ("http://127.0.0.1:8765/", None, "http://127.0.0.1:8765"),
+        ("http://127.0.0.1", 9000, "http://127.0.0.1:9000"),
+        ("https://proxy.internal/comet", None, "https://proxy.internal/comet"),
+    ],
+)
+def test_settings_base_url(host, port, expected):
+    assert settings_of(host=host, port=port).base_url == expected
+
+
+def test_settings_reads_extras():
+    settings = settings_of(
+        extra=json.dumps({"runway_version": "2025-01-01", "callback_url": "https://hooks.example/cb", "timeout": 5})
+    )
+    assert (settings.runway_version, settings.callback_url, settings.timeout) == (
+        "2025-01-01",
+        "https://hooks.example/cb",
+        5.0,
+    )
+
+
+def test_settings_never_shows_the_key():
+    settings = settings_of()
+    assert "k" * 12 not in repr(settings)
+    assert settings.headers()["Authorization"] == "Bearer " + "k" * 12
+
+
+def test_settings_without_key_names_the_field():
+    conn = Connection(conn_id="runway_default", conn_type="runway", host="http://x")
+    with pytest.raises(RunwayConfigurationError, match="password"):
+        RunwayConnectionSettings.from_connection(conn)
+
+
+@pytest.mark.parametrize("timeout", ["soon", -1, 0])
+def test_settings_rejects_bad_timeout(timeout):
+    with pytest.raises(RunwayConfigurationError, match="timeout"):
+        settings_of(extra=json.dumps({"timeout": timeout}))
+
+
+def test_settings_rejects_non_http_host():
+    with pytest.raises(RunwayConfigurationError, match="host"):
+        settings_of(host="ftp://files.example")
+
+
+# -- submit ----------------------------------------------------------------------------------
+
+
+def test_submit_sends_documented_request(hook, server, emulator):
+    runway_task_id = submit(hook, style="cinematic", options={"seconds": 5}, last_image=IMAGE)
+    [job] = emulator.jobs.values()
+    assert job.runway_task_id == runway_task_id
+    assert job.body == {
+        "prompt": "A paper boat",
+        "image": IMAGE,
+        "ratio": "1280:720",
+        "model": "gen4",
+        "callback_url": f"{server.base_url}/_emulator/callback",
+        "style": "cinematic",
+        "options": {"seconds": 5},
+        "last_image": IMAGE,
+    }
+
+
+def test_submit_sends_headers(hook, emulator, server):
+    seen: dict[str, str] = {}
+    original = emulator._authorized
+
+    def spy(request):
+        seen.update(request.headers)
+        return original(request)
+
+    emulator._authorized = spy
+    submit(hook)
+    assert seen["Authorization"] == f"Bearer {TEST_API_KEY}"
+    assert seen["X-Runway-Version"] == "2024-11-06"
+    assert seen["User-Agent"].startswith("airflow-provider-runway/")
+
+
+def test_submit_prefers_argument_callback(hook, emulator):
+    submit(hook, callback_url="https://hooks.example/runway")
+    [job] = emulator.jobs.values()
+    assert job.body["callback_url"] == "https://hooks.example/runway"
+
+
+def test_submit_without_any_callback_is_refused_before_sending(monkeypatch, server, emulator):
+    set_connection(monkeypatch, server, password=TEST_API_KEY, extra={"callback_url": None})
+    with pytest.raises(RunwayInputError, match="callback_url"):
+        submit(RunwayHook())
+    assert emulator.requests == []
+
+
+def test_submit_with_wrong_key(monkeypatch, server, emulator):
+    set_connection(monkeypatch, server, password="sk-wrong-key-000000")
+    with pytest.raises(RunwayAuthenticationError, match="401") as caught:
+        submit(RunwayHook())
+    assert "sk-wrong-key" not in str(caught.value)
+    assert len(emulator.requests) == 1
+
+
+def test_submit_retries_refusals_before_processing(hook, emulator):
+    runway_task_id = submit(hook, options=job_options(create_faults=["429", "503"]))
+    creates = [r for r in emulator.requests if r["path"] == "/runway/pro/generate"]
+    assert [r["http_status"] for r in creates] == [429, 503, 200]
+    assert list(emulator.jobs) == [runway_task_id]
+
+
+@pytest.mark.parametrize("fault", ["500", "502", "504", "reset"])
+def test_submit_never_resends_after_the_request_may_have_arrived(hook, emulator, fault):
+    with pytest.raises(RunwaySubmissionUncertainError, match="may have created") as caught:
+        submit(hook, options=job_options(create_faults=[fault]))
+    assert "usage log" in str(caught.value)
+    assert len([r for r in emulator.requests if r["path"] == "/runway/pro/generate"]) == 1
+
+
+def test_submit_read_timeout_is_uncertain_and_not_resent(monkeypatch, server, emulator):
+    set_connection(monkeypatch, server, password=TEST_API_KEY, extra={"timeout": 0.3})
+    with pytest.raises(RunwaySubmissionUncertainError):
+        submit(RunwayHook(retry_backoff=0.01), options=job_options(delay_seconds=2))
+    assert len([r for r in emulator.requests if r["path"] == "/runway/pro/generate"]) == 1
+
+
+def test_submit_to_closed_port_is_retried_then_transient(monkeypatch, closed_port):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_RUNWAY_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "runway",
+                "host": f"http://127.0.0.1:{closed_port}",
+                "password": TEST_API_KEY,
+                "extra": {"callback_url": "https://hooks.example/cb"},
+            }
+        ),
+    )
+    with pytest.raises(RunwayTransientError, match="Could not reach") as caught:
+        submit(RunwayHook(create_retries=2, retry_backoff=0.01))
+    assert not isinstance(caught.value, RunwaySubmissionUncertainError)
+
+
+def test_submit_business_error_in_2xx(hook, emulator, monkeypatch):
+    # The emulator answers callback_url_empty like CometAPI when the body has no callback_url.
+    monkeypatch.setattr(RunwayHook, "generate_payload", lambda self, **kw: {"prompt": "p", "image": IMAGE})
+    with pytest.raises(Exception) as caught:
+        submit(hook)
+    assert type(caught.value).__name__ == "RunwayBusinessError"
+    assert caught.value.code == "callback_url_empty"
+    assert emulator.jobs == {}
+
+
+# -- get_task and wait_for_task ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", ["wrapped", "legacy", "official"])
+def test_get_task_follows_the_timeline_in_every_shape(hook, shape):
+    runway_task_id = submit(hook, options=job_options(shape=shape, not_found_seconds=0.3))
+    first = hook.get_task(runway_task_id)
+    assert (first.visible, first.status) == (False, RunwayTaskStatus.PENDING)
+    task = hook.wait_for_task(runway_task_id, poll_interval=0.1, timeout=10, not_found_grace=5)
+    assert task.status is RunwayTaskStatus.SUCCEEDED
+    assert task.video_url.endswith(f"/_emulator/media/{runway_task_id}.mp4")
+
+
+def test_get_task_retries_transient_answers(hook, emulator):
+    runway_task_id = submit(
+        hook, options=job_options(not_found_seconds=0, feed_faults=["429", "500", "reset", "html"])
+    )
+    task = hook.get_task(runway_task_id)
+    assert task.visible
+    feeds = [r for r in emulator.requests if r["path"] == "/runway/feed"]
+    assert [r.get("fault") for r in feeds] == ["429", "500", "reset", "html", None]
+
+
+def test_get_task_gives_up_after_poll_retries(hook, emulator):
+    runway_task_id = submit(hook, options=job_options(feed_faults=["503"] * 10))
+    with pytest.raises(RunwayTransientError, match="503"):
+        hook.get_task(runway_task_id)
+    assert len([r for r in emulator.requests if r["path"] == "/runway/feed"]) == hook.poll_retries + 1
+
+
+@pytest.mark.parametrize(
+    ("scenario", "error", "text"),
+    [
+        ({"outcome": "failed", "failure_code": "SAFETY.INPUT.IMAGE"}, RunwayTaskFailedError, "SAFETY.INPUT.IMAGE"),
+        ({"outcome": "cancelled", "shape": "official"}, RunwayTaskCancelledError, "cancelled"),
+        ({"outcome": "no_output"}, RunwayTaskFailedError, "without any output URL"),
+        ({"outcome": "never_appears"}, RunwayTaskLostError, "lost"),
+    ],
+)
+def test_wait_for_task_raises_typed_errors(hook, scenario, error, text):
+    runway_task_id = submit(hook, options=job_options(**scenario))
+    with pytest.raises(error, match=text) as caught:
+        hook.wait_for_task(runway_task_id, poll_interval=0.1, timeout=10, not_found_grace=0.5)
+    assert caught.value.runway_task_id == runway_task_id
+    assert runway_task_id in str(caught.value)
+
+
+def test_wait_for_task_times_out_with_last_status(hook):
+    runway_task_id = submit(hook, options=job_options(running_seconds=30))
+    with pytest.raises(RunwayTaskTimeoutError, match="RUNNING") as caught:
+        hook.wait_for_task(runway_task_id, poll_interval=0.1, timeout=1.0, not_found_grace=5)
+    assert "may still finish" in str(caught.value)
+    assert caught.value.status == "RUNNING"
+
+
+def test_wait_for_task_rides_out_failing_polls(hook, emulator):
+    runway_task_id = submit(hook, options=job_options(feed_faults=["503"] * 6))
+    task = hook.wait_for_task(runway_task_id, poll_interval=0.1, timeout=10, not_found_grace=5)
+    assert task.status is RunwayTaskStatus.SUCCEEDED
+
+
+def test_unknown_task_id_is_lost_after_grace(hook):
+    with pytest.raises(RunwayTaskLostError, match="no-such-task"):
+        hook.wait_for_task("no-such-task", poll_interval=0.1, timeout=5, not_found_grace=0.3)
+
+
+# -- test_connection -------------------------------------------------------------------------
+
+
+def test_test_connection_accepts_the_key(hook, server):
+    ok, message = hook.test_connection()
+    assert ok, message
+    assert server.base_url in message
+
+
+def test_test_connection_says_the_key_was_refused(monkeypatch, server):
+    set_connection(monkeypatch, server, password="sk-wrong-key-000000")
+    ok, message = RunwayHook().test_connection()
+    assert not ok
+    assert "refused" in message and "401" in message
+    assert "sk-wrong-key" not in message
+
+
+def test_test_connection_says_the_host_is_unreachable(monkeypatch, closed_port):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_RUNWAY_DEFAULT",
+        json.dumps({"conn_type": "runway", "host": f"http://127.0.0.1:{closed_port}", "password": TEST_API_KEY}),
+    )
+    ok, message = RunwayHook().test_connection()
+    assert not ok
+    assert "Could not reach" in message and str(closed_port) in message
+
+
+# -- async half ------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_aget_task_follows_the_timeline(hook):
+    runway_task_id = submit(hook, options=job_options(not_found_seconds=0))
+    async_hook = RunwayHook(retry_backoff=0.01)
+    async with async_hook.async_client():
+        task = await async_hook.aget_task(runway_task_id)
+        assert task.visible and task.status in (RunwayTaskStatus.PENDING, RunwayTaskStatus.RUNNING)
+        await asyncio.sleep(0.6)
+        task = await async_hook.aget_task(runway_task_id)
+    assert task.status is RunwayTaskStatus.SUCCEEDED
+
+
+@pytest.mark.asyncio
+async def test_aget_task_retries_transient_answers(hook, emulator):
+    runway_task_id = submit(hook, options=job_options(feed_faults=["429", "503", "reset", "html"]))
+    task = await RunwayHook(retry_backoff=0.01).aget_task(runway_task_id)
+    assert task.runway_task_id == runway_task_id
+    feeds = [r for r in emulator.requests if r["path"] == "/runway/feed"]
+    assert [r.get("fault") for r in feeds] == ["429", "503", "reset", "html", None]
+
+
+@pytest.mark.asyncio
+async def test_aget_task_garbled_answer_is_transient(hook):
+    # A garbled 200 is not retried inside the hook; the wait loop polls again (see the trigger tests).
+    runway_task_id = submit(hook, options=job_options(feed_faults=["garbage"]))
+    with pytest.raises(RunwayTransientError, match="non-JSON"):
+        await RunwayHook().aget_task(runway_task_id)
+
+
+@pytest.mark.asyncio
+async def test_async_hooks_share_one_session_per_loop_and_close_it(hook):
+    first, second = RunwayHook(), RunwayHook()
+    async with first.async_client(), second.async_client():
+        assert first._async_session is second._async_session
+        session = first._async_session
+        assert not session.closed
+    assert session.closed
+    assert hook_module._SESSION_POOL._sessions.get(asyncio.get_running_loop(), {}) == {}
+
+
+@pytest.mark.asyncio
+async def test_aget_task_rereads_a_rotated_key(monkeypatch, server, emulator, hook):
+    runway_task_id = submit(hook)
+    async_hook = RunwayHook()
+    async with async_hook.async_client():
+        await async_hook.aget_task(runway_task_id)
+        emulator.api_key = "sk-rotated-key-1234"
+        set_connection(monkeypatch, server, password="sk-rotated-key-1234")
+        task = await async_hook.aget_task(runway_task_id)
+    assert task.runway_task_id == runway_task_id
+    statuses = [r["http_status"] for r in emulator.requests if r["path"] == "/runway/feed"]
+    assert statuses[-2] == 401 and statuses[-1] in (200, 400)  # 400: task_not_exist, still new
+
+
+@pytest.mark.asyncio
+async def test_aget_task_with_wrong_key_raises(monkeypatch, server):
+    set_connection(monkeypatch, server, password="sk-wrong-key-000000")
+    with pytest.raises(RunwayAuthenticationError):
+        await RunwayHook().aget_task("any")
+
+
+def test_hook_module_does_not_import_http_clients():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, runway_provider.operators.runway, runway_provider.sensors.runway;"
+        "print(sorted(m for m in ('aiohttp', 'requests') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_emulator_server_fixture_is_isolated(emulator: Emulator, server: EmulatorServer):
+    assert server.emulator is emulator and emulator.requests == []

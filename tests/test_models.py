@@ -1,0 +1,694 @@
+"""Tests of runway_provider.models: every known CometAPI answer shape, normalized.
+
+The bodies are copied from /work/shared/reference/cometapi-runway-api.md (sections 3.1-3.5, 5.2, 8, 11);
+where the reference shows "…" in an id or URL, a concrete value is filled in.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from runway_provider.exceptions import (
+    RunwayApiError,
+    RunwayAuthenticationError,
+    RunwayBusinessError,
+    RunwayTransientError,
+)
+from runway_provider.models import (
+    NON_TERMINAL_STATUSES,
+    TERMINAL_STATUSES,
+    RunwayTask,
+    RunwayTaskStatus,
+    decode_body,
+    normalize_task,
+    parse_submission,
+)
+
+S = RunwayTaskStatus
+TASK_ID = "3d957031-9a2a-45e2-9dc7-bc8513059c50"  # the id of the live-validated feed example (§3.2)
+LEGACY_ID = "d51c94db-5d0c-4c4f-9f1a-2b8a1f6a7c11"
+CREATED_AT = "2026-03-13T09:52:46+08:00"
+RESULT_URL = "https://runwaycdn.cometapi.com/attachments/video/runway/20260313/3d957031.mp4"
+OUTPUT_URL = "https://dnznrvs05pmza.cloudfront.net/3d957031/output.mp4?_jwt=eyJhbGciOiJIUzI1NiJ9"
+LEGACY_VIDEO_URL = "https://runwaycdn.cometapi.com/attachments/video/runway/20241011/d51c94db.mp4"
+_ABSENT = object()
+
+
+# --- body builders --------------------------------------------------------------------------------
+
+
+def nested_task(status: str, **fields: Any) -> dict[str, Any]:
+    """Runway's own task object, as CometAPI nests it under ``data.data`` (§3.2, §5.2)."""
+    return {"id": TASK_ID, "status": status, "createdAt": CREATED_AT, **fields}
+
+
+def wrapper(
+    status: str, *, progress: str = "0%", fail_reason: str = "", nested: Any = _ABSENT, **fields: Any
+):
+    """The current new-api feed wrapper (§3.2): ``code: "success"`` and the task under ``data``."""
+    data: dict[str, Any] = {
+        "task_id": TASK_ID,
+        "action": "IMAGE_TO_VIDEO",
+        "status": status,
+        "fail_reason": fail_reason,
+        "submit_time": 1773366766,
+        "start_time": 0,
+        "finish_time": 0,
+        "progress": progress,
+    }
+    if nested is not _ABSENT:
+        data["data"] = nested
+    data.update(fields)
+    return {"code": "success", "message": "", "data": data}
+
+
+def legacy(status: str, *, state: str | None = None, video_url: str | None = None, msg: str | None = None):
+    """The legacy numeric feed (§3.5): ``code: 200, msg: "成功"``, ``status`` "0".."3"."""
+    data: dict[str, Any] = {
+        "task_id": LEGACY_ID,
+        "status": status,
+        "prompt": "a cat",
+        "prompt_en": "a little kitten.",
+        "poster": "https://runwaycdn.cometapi.com/attachments/video/runway/20241011/d51c94db.png",
+        "last_frame": "https://runwaycdn.cometapi.com/attachments/video/runway/20241011/d51c94db-last.png",
+        "msg": msg,
+        "point": "320",
+        "refund": "0",
+        "create_time": "1728622596",
+        "update_time": "1728622955",
+    }
+    if state is not None:
+        data["state"] = state
+    if video_url is not None:
+        data["video_url"] = video_url
+    return {"code": 200, "msg": "成功", "data": data, "exec_time": 0.028943}
+
+
+def official(status: str, **fields: Any) -> dict[str, Any]:
+    """The plain official Runway task (§5.2), as ``GET /runwayml/v1/tasks/{id}`` may return it."""
+    return {"id": TASK_ID, "status": status, "createdAt": "2026-03-13T01:52:46.000Z", **fields}
+
+
+def error_envelope(message: str, code: str = "", type_: str = "comet_api_error") -> dict[str, Any]:
+    """CometAPI's generic error envelope (§2)."""
+    return {"error": {"message": message, "type": type_, "param": "", "code": code}}
+
+
+def normalize(body: Any, http_status: int = 200, runway_task_id: str = TASK_ID) -> RunwayTask:
+    return normalize_task(body, http_status, runway_task_id=runway_task_id)
+
+
+# --- 1. current wrapper (code: "success") ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "progress"),
+    [
+        pytest.param(wrapper("NOT_START", nested=None), S.PENDING, 0.0, id="NOT_START-0%"),
+        pytest.param(wrapper("SUBMITTED", nested=nested_task("PENDING")), S.PENDING, 0.0, id="SUBMITTED"),
+        pytest.param(
+            wrapper("QUEUED", nested=nested_task("PENDING")), S.PENDING, 0.0, id="QUEUED-doc-example"
+        ),
+        pytest.param(
+            wrapper("IN_PROGRESS", progress="37%", nested=nested_task("RUNNING", progress=0.37)),
+            S.RUNNING,
+            0.37,
+            id="IN_PROGRESS-37%",
+        ),
+        pytest.param(
+            wrapper("SUCCESS", progress="100%", result_url=RESULT_URL, nested=nested_task("SUCCEEDED")),
+            S.SUCCEEDED,
+            1.0,
+            id="SUCCESS-100%",
+        ),
+        pytest.param(
+            wrapper("FAILURE", progress="100%", fail_reason="upstream failed", nested=nested_task("FAILED")),
+            S.FAILED,
+            1.0,
+            id="FAILURE",
+        ),
+        pytest.param(wrapper("UNKNOWN", progress="", nested=None), S.UNKNOWN, None, id="UNKNOWN-no-nested"),
+    ],
+)
+def test_wrapper_status_and_progress(body, status, progress):
+    task = normalize(body)
+    assert task.status is status
+    assert task.service_status == body["data"]["status"]
+    assert task.progress == (pytest.approx(progress) if progress is not None else None)
+    assert task.runway_task_id == TASK_ID
+    assert task.visible is True
+    assert task.is_terminal is (status in TERMINAL_STATUSES)
+
+
+def test_wrapper_documented_queued_example_is_read_verbatim():
+    body = {
+        "code": "success",
+        "message": "",
+        "data": {
+            "task_id": "3d957031-9a2a-45e2-9dc7-bc8513059c50",
+            "action": "IMAGE_TO_VIDEO",
+            "status": "QUEUED",
+            "fail_reason": "",
+            "submit_time": 1773366766,
+            "start_time": 0,
+            "finish_time": 0,
+            "progress": "0%",
+            "data": {
+                "id": "3d957031-9a2a-45e2-9dc7-bc8513059c50",
+                "status": "PENDING",
+                "createdAt": CREATED_AT,
+            },
+        },
+    }
+    task = normalize(body, runway_task_id="asked-id")
+    assert task.runway_task_id == TASK_ID  # the answer's own id wins over the one asked
+    assert (task.status, task.progress, task.failure, task.output_urls) == (S.PENDING, 0.0, None, ())
+    assert task.raw == body["data"]
+
+
+@pytest.mark.parametrize(
+    ("progress", "expected"),
+    [
+        pytest.param("0%", 0.0, id="0%"),
+        pytest.param("37%", 0.37, id="37%"),
+        pytest.param("100%", 1.0, id="100%"),
+        pytest.param(" 42% ", 0.42, id="padded-42%"),
+    ],
+)
+def test_wrapper_progress_percent_strings(progress, expected):
+    task = normalize(wrapper("IN_PROGRESS", progress=progress, nested=nested_task("RUNNING")))
+    assert task.progress == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("body", "urls"),
+    [
+        pytest.param(
+            wrapper("SUCCESS", progress="100%", result_url=RESULT_URL, nested=nested_task("SUCCEEDED")),
+            (RESULT_URL,),
+            id="result_url",
+        ),
+        pytest.param(
+            wrapper("SUCCESS", progress="100%", nested=nested_task("SUCCEEDED", output=[OUTPUT_URL])),
+            (OUTPUT_URL,),
+            id="nested-output-only",
+        ),
+        pytest.param(
+            wrapper("SUCCESS", progress="100%", video_url=RESULT_URL, nested=nested_task("SUCCEEDED")),
+            (RESULT_URL,),
+            id="outer-video_url-only",
+        ),
+        pytest.param(
+            wrapper("SUCCESS", progress="100%", nested=nested_task("SUCCEEDED", video_url=RESULT_URL)),
+            (RESULT_URL,),
+            id="nested-video_url-only",
+        ),
+        pytest.param(
+            wrapper(
+                "SUCCESS",
+                progress="100%",
+                result_url=RESULT_URL,
+                nested=nested_task("SUCCEEDED", output=[OUTPUT_URL]),
+            ),
+            (RESULT_URL, OUTPUT_URL),
+            id="result_url-before-nested-output",
+        ),
+    ],
+)
+def test_wrapper_success_output_urls(body, urls):
+    task = normalize(body)
+    assert task.status is S.SUCCEEDED
+    assert task.output_urls == urls
+    assert task.video_url == urls[0]
+    assert task.failure is None
+    assert task.failure_code is None
+
+
+def test_wrapper_failure_with_fail_reason():
+    body = wrapper(
+        "FAILURE",
+        progress="100%",
+        fail_reason="Task failed: image could not be downloaded",
+        nested=nested_task("FAILED"),
+    )
+    task = normalize(body)
+    assert task.status is S.FAILED
+    assert task.failure == "Task failed: image could not be downloaded"
+    assert task.video_url is None
+
+
+def test_wrapper_failure_with_nested_failure_and_code():
+    body = wrapper(
+        "FAILURE",
+        progress="100%",
+        nested=nested_task("FAILED", failure="Prompt flagged by moderation", failureCode="SAFETY.INPUT.TEXT"),
+    )
+    task = normalize(body)
+    assert task.status is S.FAILED
+    assert task.failure == "Prompt flagged by moderation"
+    assert task.failure_code == "SAFETY.INPUT.TEXT"
+    assert task.service_status == "FAILURE"
+
+
+def test_wrapper_fail_reason_is_preferred_over_nested_failure():
+    body = wrapper(
+        "FAILURE",
+        fail_reason="wrapper reason",
+        nested=nested_task("FAILED", failure="runway reason", failureCode="INTERNAL.BAD_OUTPUT.CODE01"),
+    )
+    task = normalize(body)
+    assert (task.failure, task.failure_code) == ("wrapper reason", "INTERNAL.BAD_OUTPUT.CODE01")
+
+
+@pytest.mark.parametrize("nested_status", ["CANCELLED", "CANCELED"])
+def test_wrapper_failure_over_nested_cancelled_is_cancelled(nested_status):
+    task = normalize(wrapper("FAILURE", progress="100%", nested=nested_task(nested_status)))
+    assert task.status is S.CANCELLED
+    assert task.service_status == "FAILURE"
+    assert task.is_terminal is True
+
+
+def test_wrapper_unknown_falls_back_to_nested_running():
+    task = normalize(wrapper("UNKNOWN", progress="", nested=nested_task("RUNNING", progress=0.5)))
+    assert task.status is S.RUNNING
+    assert task.service_status == "UNKNOWN"
+    assert task.progress == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    "nested",
+    [
+        pytest.param(None, id="nested-null"),
+        pytest.param(nested_task("MODERATING"), id="nested-also-unrecognized"),
+    ],
+)
+def test_wrapper_unrecognized_status_is_unknown_and_preserved(nested):
+    task = normalize(wrapper("AWAITING_MODERATION", progress="", nested=nested))
+    assert task.status is S.UNKNOWN
+    assert task.service_status == "AWAITING_MODERATION"
+    assert task.is_terminal is False
+
+
+# --- 2. legacy numeric shape (code: 200, msg: "成功") -----------------------------------------------
+
+
+def test_legacy_documented_example_is_succeeded_with_its_url():
+    body = {
+        "code": 200,
+        "msg": "成功",
+        "data": {
+            "task_id": "…",
+            "state": "succeeded",
+            "status": "3",
+            "prompt": "a cat",
+            "prompt_en": "a little kitten.",
+            "video_url": "https://runwaycdn.cometapi.com/…/x.mp4",
+            "poster": "…png",
+            "last_frame": "…png",
+            "msg": None,
+            "point": "320",
+            "refund": "0",
+            "create_time": "1728622596",
+            "update_time": "1728622955",
+        },
+        "exec_time": 0.028943,
+    }
+    task = normalize(body)
+    assert task.status is S.SUCCEEDED
+    assert task.video_url == "https://runwaycdn.cometapi.com/…/x.mp4"
+    assert task.output_urls == (
+        "https://runwaycdn.cometapi.com/…/x.mp4",
+    )  # poster/last_frame are not outputs
+    assert task.failure is None
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "video_url", "failure"),
+    [
+        pytest.param(legacy("0"), S.PENDING, None, None, id="0-pending"),
+        pytest.param(legacy("1"), S.RUNNING, None, None, id="1-running"),
+        pytest.param(
+            legacy("2", msg="生成失败，已退款"), S.FAILED, None, "生成失败，已退款", id="2-no-url-failed"
+        ),
+        pytest.param(
+            legacy("2", video_url=LEGACY_VIDEO_URL), S.SUCCEEDED, LEGACY_VIDEO_URL, None, id="2-url-ok"
+        ),
+        pytest.param(
+            legacy("3", video_url=LEGACY_VIDEO_URL), S.SUCCEEDED, LEGACY_VIDEO_URL, None, id="3-url-ok"
+        ),
+        pytest.param(
+            legacy("3", state="failed", video_url=LEGACY_VIDEO_URL, msg="content rejected"),
+            S.FAILED,
+            LEGACY_VIDEO_URL,
+            "content rejected",
+            id="state-failed-beats-3",
+        ),
+        pytest.param(legacy("2", state="succeeded"), S.SUCCEEDED, None, None, id="state-succeeded-beats-2"),
+        pytest.param(legacy("1", state="queued"), S.PENDING, None, None, id="state-queued-beats-1"),
+    ],
+)
+def test_legacy_numeric_status(body, status, video_url, failure):
+    task = normalize(body, runway_task_id="asked-id")
+    assert task.status is status
+    assert task.video_url == video_url
+    assert task.failure == failure
+    assert task.runway_task_id == LEGACY_ID
+    assert task.service_status == body["data"]["status"]
+
+
+# --- 3. plain official Runway task (§5.2) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "progress", "urls", "failure", "failure_code"),
+    [
+        pytest.param(official("PENDING"), S.PENDING, None, (), None, None, id="PENDING"),
+        pytest.param(official("THROTTLED"), S.PENDING, None, (), None, None, id="THROTTLED"),
+        pytest.param(official("RUNNING", progress=0.42), S.RUNNING, 0.42, (), None, None, id="RUNNING-0.42"),
+        pytest.param(
+            official("SUCCEEDED", output=[OUTPUT_URL]),
+            S.SUCCEEDED,
+            None,
+            (OUTPUT_URL,),
+            None,
+            None,
+            id="SUCCEEDED",
+        ),
+        pytest.param(
+            official("FAILED", failure="human text", failureCode="SAFETY.INPUT.TEXT"),
+            S.FAILED,
+            None,
+            (),
+            "human text",
+            "SAFETY.INPUT.TEXT",
+            id="FAILED",
+        ),
+        pytest.param(official("CANCELLED"), S.CANCELLED, None, (), None, None, id="CANCELLED"),
+    ],
+)
+def test_official_task(body, status, progress, urls, failure, failure_code):
+    task = normalize(body, runway_task_id="asked-id")
+    assert task.status is status
+    assert task.service_status == body["status"]
+    assert task.runway_task_id == TASK_ID
+    assert task.progress == (pytest.approx(progress) if progress is not None else None)
+    assert task.output_urls == urls
+    assert (task.failure, task.failure_code) == (failure, failure_code)
+    assert task.visible is True
+
+
+# --- 4. task_not_exist -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "http_status"),
+    [
+        pytest.param(
+            {"code": "task_not_exist", "message": "task_not_exist", "data": None}, 400, id="new-api-400"
+        ),
+        pytest.param(
+            {"code": "task_not_exist", "message": "task_not_exist", "data": None}, 200, id="new-api-200"
+        ),
+        pytest.param(
+            error_envelope("task_not_exist (request id: 20260313095246123456789abcdef)"),
+            400,
+            id="error-envelope",
+        ),
+        pytest.param("Bad Request: task_not_exist", 400, id="plain-text"),
+    ],
+)
+def test_task_not_exist_is_not_visible_yet(body, http_status):
+    task = normalize(body, http_status, runway_task_id="fresh-id-123")
+    assert task.visible is False
+    assert task.status is S.PENDING
+    assert task.runway_task_id == "fresh-id-123"
+    assert task.service_status == "task_not_exist"
+    assert task.is_terminal is False
+
+
+# --- 5. errors -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("http_status", "body", "error_class"),
+    [
+        pytest.param(
+            401,
+            error_envelope("Invalid token (request id: abc)", "invalid_api_key"),
+            RunwayAuthenticationError,
+            id="401",
+        ),
+        pytest.param(403, error_envelope("Forbidden (request id: abc)"), RunwayAuthenticationError, id="403"),
+        pytest.param(
+            429, error_envelope("当前分组上游负载已饱和，请稍后再试"), RunwayTransientError, id="429"
+        ),
+        pytest.param(500, error_envelope("internal error (request id: abc)"), RunwayTransientError, id="500"),
+        pytest.param(502, error_envelope("bad gateway"), RunwayTransientError, id="502"),
+        pytest.param(503, error_envelope("service unavailable"), RunwayTransientError, id="503"),
+        pytest.param(504, error_envelope("gateway timeout"), RunwayTransientError, id="504"),
+    ],
+)
+def test_http_errors_are_typed(http_status, body, error_class):
+    with pytest.raises(RunwayApiError) as info:
+        normalize(body, http_status)
+    assert type(info.value) is error_class
+    assert info.value.http_status == http_status
+    assert info.value.runway_task_id == TASK_ID
+    assert TASK_ID in str(info.value)
+    assert body["error"]["message"] in str(info.value)
+
+
+def test_500_invalid_request_is_not_transient():
+    body = error_envelope("Invalid ratio 1:1 (request id: abc)", code="invalid_request")
+    with pytest.raises(RunwayApiError) as info:
+        normalize(body, 500)
+    assert not isinstance(info.value, RunwayTransientError)
+    assert (info.value.code, info.value.http_status, info.value.runway_task_id) == (
+        "invalid_request",
+        500,
+        TASK_ID,
+    )
+
+
+def test_400_generic_error_is_api_error_with_service_message():
+    body = error_envelope("prompt is required (request id: 2026031309524612)", code="invalid_request")
+    with pytest.raises(RunwayApiError) as info:
+        normalize(body, 400)
+    assert not isinstance(info.value, (RunwayTransientError, RunwayAuthenticationError))
+    assert "prompt is required (request id: 2026031309524612)" in str(info.value)
+    assert info.value.runway_task_id == TASK_ID
+
+
+def test_html_502_page_is_transient():
+    page = (
+        "<html><head><title>502 Bad Gateway</title></head>"
+        "<body><center><h1>502 Bad Gateway</h1></center></body></html>"
+    )
+    body = decode_body(page)
+    with pytest.raises(RunwayTransientError) as info:
+        normalize(body, 502)
+    assert info.value.http_status == 502
+    assert info.value.runway_task_id == TASK_ID
+    assert "502 Bad Gateway" in str(info.value)
+
+
+def test_non_json_200_is_transient():
+    with pytest.raises(RunwayTransientError) as info:
+        normalize(decode_body('{"code": "success", "data": {"task_id": "3d95'), 200)
+    assert info.value.http_status == 200
+    assert info.value.runway_task_id == TASK_ID
+    assert "non-JSON" in str(info.value)
+
+
+def test_wrapper_with_null_data_is_transient():
+    with pytest.raises(RunwayTransientError) as info:
+        normalize({"code": "success", "message": "", "data": None}, 200)
+    assert info.value.runway_task_id == TASK_ID
+    assert "no task object" in str(info.value)
+
+
+def test_2xx_business_error_carries_its_code():
+    body = {"code": "callback_url_empty", "msg": "callback_url_empty", "data": None}
+    with pytest.raises(RunwayBusinessError) as info:
+        normalize(body, 200)
+    assert info.value.code == "callback_url_empty"
+    assert info.value.http_status == 200
+    assert info.value.runway_task_id == TASK_ID
+    assert not isinstance(info.value, RunwayTransientError)
+
+
+# --- 6. parse_submission ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(
+            {
+                "code": 200,
+                "msg": "success",
+                "data": {"task_id": "196642a0-05e1-441a-981e-eb0c1f5d983b"},
+                "exec_time": 0.1,
+            },
+            "196642a0-05e1-441a-981e-eb0c1f5d983b",
+            id="documented-create",
+        ),
+        pytest.param(
+            {
+                "code": 200,
+                "message": "",
+                "msg": "success",
+                "data": {"task_id": "196642a0-05e1-441a-981e-eb0c1f5d983b"},
+            },
+            "196642a0-05e1-441a-981e-eb0c1f5d983b",
+            id="message-and-msg-variant",
+        ),
+        pytest.param(
+            {"code": 200, "msg": "成功", "data": {"task_id": LEGACY_ID}}, LEGACY_ID, id="legacy-chinese-msg"
+        ),
+        pytest.param(
+            {"id": "17f20503-6c24-4c16-946b-35dbbce2af2f"},
+            "17f20503-6c24-4c16-946b-35dbbce2af2f",
+            id="official-id",
+        ),
+        pytest.param({"code": "success", "data": {"id": TASK_ID}}, TASK_ID, id="data.id"),
+        pytest.param({"taskId": TASK_ID}, TASK_ID, id="taskId"),
+        pytest.param({"code": 200, "data": {"taskId": TASK_ID}}, TASK_ID, id="data.taskId"),
+    ],
+)
+def test_parse_submission_reads_the_task_id(body, expected):
+    assert parse_submission(body, 200) == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"code": 200, "msg": "success", "data": {}, "exec_time": 0.1}, id="empty-data"),
+        pytest.param({"code": 200, "msg": "success", "data": None}, id="null-data"),
+        pytest.param({"code": 200, "msg": "success", "data": {"task_id": "  "}}, id="blank-id"),
+    ],
+)
+def test_parse_submission_without_id_is_api_error(body):
+    with pytest.raises(RunwayApiError) as info:
+        parse_submission(body, 200)
+    assert not isinstance(info.value, (RunwayTransientError, RunwayBusinessError))
+    assert "no task id" in str(info.value)
+
+
+def test_parse_submission_callback_url_empty_is_business_error():
+    with pytest.raises(RunwayBusinessError) as info:
+        parse_submission({"code": "callback_url_empty", "msg": "callback_url_empty", "data": None}, 200)
+    assert info.value.code == "callback_url_empty"
+    assert "callback_url_empty" in str(info.value)
+
+
+def test_parse_submission_401_is_authentication_error():
+    with pytest.raises(RunwayAuthenticationError) as info:
+        parse_submission(error_envelope("Invalid token (request id: abc)"), 401)
+    assert info.value.http_status == 401
+    assert "Invalid token" in str(info.value)
+
+
+# --- 7. decode_body --------------------------------------------------------------------------------
+
+
+def test_decode_body_parses_json():
+    text = '{"code": "success", "message": "", "data": {"task_id": "3d957031", "progress": "0%"}}'
+    assert decode_body(text) == {
+        "code": "success",
+        "message": "",
+        "data": {"task_id": "3d957031", "progress": "0%"},
+    }
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("<html><body><h1>502 Bad Gateway</h1></body></html>", id="html"),
+        pytest.param("", id="empty"),
+        pytest.param("task_not_exist", id="plain-text"),
+    ],
+)
+def test_decode_body_returns_non_json_text_unchanged(text):
+    assert decode_body(text) == text
+
+
+# --- 8. RunwayTask --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        pytest.param(
+            normalize(
+                wrapper(
+                    "SUCCESS",
+                    progress="100%",
+                    result_url=RESULT_URL,
+                    nested=nested_task("SUCCEEDED", output=[OUTPUT_URL]),
+                )
+            ),
+            id="wrapper-success",
+        ),
+        pytest.param(
+            normalize(
+                wrapper("FAILURE", nested=nested_task("FAILED", failure="x", failureCode="SAFETY.INPUT.TEXT"))
+            ),
+            id="wrapper-failure",
+        ),
+        pytest.param(normalize(legacy("3", state="succeeded", video_url=LEGACY_VIDEO_URL)), id="legacy"),
+        pytest.param(normalize(official("RUNNING", progress=0.42)), id="official-running"),
+        pytest.param(
+            normalize({"code": "task_not_exist", "message": "task_not_exist", "data": None}, 400),
+            id="not-visible",
+        ),
+        pytest.param(normalize("task_not_exist", 400), id="not-visible-text"),
+    ],
+)
+def test_task_dict_round_trip(task):
+    as_dict = task.to_dict()
+    decoded = json.loads(json.dumps(as_dict))
+    assert decoded == as_dict
+    assert as_dict["status"] == task.status.value
+    assert as_dict["video_url"] == task.video_url
+    restored = RunwayTask.from_dict(decoded)
+    assert restored == task
+    assert restored.output_urls == task.output_urls
+    assert restored.visible is task.visible
+
+
+def test_video_url_is_first_output_url():
+    task = RunwayTask(TASK_ID, S.SUCCEEDED, output_urls=(OUTPUT_URL, RESULT_URL))
+    assert task.video_url == OUTPUT_URL
+    assert RunwayTask(TASK_ID, S.SUCCEEDED).video_url is None
+
+
+def test_non_http_output_entries_are_ignored():
+    nested = nested_task(
+        "SUCCEEDED", output=["runway://assets/abc", "", None, 42, {"url": OUTPUT_URL}, OUTPUT_URL]
+    )
+    task = normalize(wrapper("SUCCESS", progress="100%", result_url="ftp://example.com/x.mp4", nested=nested))
+    assert task.output_urls == (OUTPUT_URL,)
+    assert task.video_url == OUTPUT_URL
+
+
+def test_duplicate_urls_are_deduplicated():
+    nested = nested_task("SUCCEEDED", output=[RESULT_URL, OUTPUT_URL, RESULT_URL], video_url=OUTPUT_URL)
+    task = normalize(
+        wrapper("SUCCESS", progress="100%", result_url=RESULT_URL, video_url=RESULT_URL, nested=nested)
+    )
+    assert task.output_urls == (RESULT_URL, OUTPUT_URL)
+
+
+# --- 9. status sets --------------------------------------------------------------------------------
+
+
+def test_terminal_and_non_terminal_statuses_partition_the_enum():
+    assert TERMINAL_STATUSES | NON_TERMINAL_STATUSES == set(RunwayTaskStatus)
+    assert TERMINAL_STATUSES & NON_TERMINAL_STATUSES == frozenset()
+    assert TERMINAL_STATUSES == {S.SUCCEEDED, S.FAILED, S.CANCELLED}
+    assert all(status.is_terminal for status in TERMINAL_STATUSES)
+    assert not any(status.is_terminal for status in NON_TERMINAL_STATUSES)
