@@ -34,7 +34,8 @@ class RunwayTaskWaiter:
 
     @cached_property
     def hook(self) -> RunwayHook:
-        return RunwayHook(self.runway_conn_id)
+        # Few retries inside one poll: the wait polls again anyway, at its own pace.
+        return RunwayHook(self.runway_conn_id, poll_retries=2)
 
     def watch(self, *, runway_task_id: str, submitted_at: float, end_time: float) -> TaskWatch:
         return TaskWatch(

@@ -16,7 +16,7 @@ from runway_provider.exceptions import RunwayInputError
 
 MAX_PROMPT_CHARS = 1000
 _RATIO = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
-_DATA_URI = re.compile(r"^data:[\w.+-]+/[\w.+-]+(;[\w.+-]+=[\w.+-]+)*(;base64)?,.+", re.DOTALL)
+_DATA_URI = re.compile(r"^data:[\w.+-]+/[\w.+-]+(;[\w.+-]+=[\w.+-]+)*;base64,[A-Za-z0-9+/_-]+={0,2}$")
 
 
 def require_prompt(value: Any, field: str = "prompt", max_chars: int = MAX_PROMPT_CHARS) -> str:
@@ -45,7 +45,7 @@ def require_media_uri(value: Any, field: str) -> str:
     if value[:5].lower() == "data:":
         if not _DATA_URI.match(value):
             raise RunwayInputError(
-                field, f"is not a valid data: URI (expected data:<type>/<subtype>;base64,<payload>): {_show(value)}"
+                field, f"is not a valid data: URI (expected data:<type>/<subtype>;base64,<base64 payload>): {_show(value)}"
             )
         return value
     return require_http_url(value, field, what="an http(s) URL or a data: URI")

@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+
+from runway_provider.exceptions import (
+    RunwayError,
+    RunwayInputError,
+    RunwayTaskFailedError,
+    RunwayTaskTimeoutError,
+)
+from runway_provider.operators.runway import XCOM_RUNWAY_TASK, XCOM_RUNWAY_TASK_ID, RunwayGenerateOperator
+from runway_provider.triggers.runway import RunwayTaskTrigger
+from tests.helpers import TEST_API_KEY, job_options, set_connection
+
+IMAGE = "https://example.com/first.jpg"
+DATA_URI = "data:image/png;base64,iVBORw0KGgo="
+
+
+def operator(**kwargs: Any) -> RunwayGenerateOperator:
+    defaults: dict[str, Any] = {
+        "task_id": "generate",
+        "prompt": "A paper boat gently rocks on calm water.",
+        "image": IMAGE,
+        "poll_interval": 0.1,
+        "not_found_grace": 5,
+    }
+    return RunwayGenerateOperator(**{**defaults, **kwargs})
+
+
+def test_submits_pushes_and_returns_the_task_id(runway_conn, emulator, context):
+    runway_task_id = operator().execute(context)
+    assert list(emulator.jobs) == [runway_task_id]
+    assert context["ti"].xcom == {XCOM_RUNWAY_TASK_ID: runway_task_id}
+
+
+def test_accepts_data_uris_and_optional_fields(runway_conn, emulator, context):
+    operator(image=DATA_URI, last_image=DATA_URI, style="cinematic", options='{"seconds": 5}', ratio="720:1280").execute(
+        context
+    )
+    [job] = emulator.jobs.values()
+    assert job.body["image"] == DATA_URI and job.body["last_image"] == DATA_URI
+    assert job.body["options"] == {"seconds": 5} and job.body["ratio"] == "720:1280"
+
+
+BAD_INPUTS = [
+    pytest.param({"prompt": "   "}, "prompt", "blank", id="blank-prompt"),
+    pytest.param({"prompt": "x" * 1001}, "prompt", "1001 characters", id="long-prompt"),
+    pytest.param({"prompt": None}, "prompt", "string", id="no-prompt"),
+    pytest.param({"image": "ftp://example.com/a.jpg"}, "image", "http", id="ftp-image"),
+    pytest.param({"image": "example.com/a.jpg"}, "image", "http", id="relative-image"),
+    pytest.param({"image": "data:image/png;base64"}, "image", "data: URI", id="empty-data-uri"),
+    pytest.param({"image": ""}, "image", "URL", id="empty-image"),
+    pytest.param({"last_image": "not a url"}, "last_image", "http", id="bad-last-image"),
+    pytest.param({"ratio": "16x9"}, "ratio", "W:H", id="ratio-x"),
+    pytest.param({"ratio": "0:720"}, "ratio", "positive", id="ratio-zero"),
+    pytest.param({"ratio": "-1280:720"}, "ratio", "W:H", id="ratio-negative"),
+    pytest.param({"model": " "}, "model", "non-blank", id="blank-model"),
+    pytest.param({"callback_url": "hooks.example/cb"}, "callback_url", "http", id="bad-callback"),
+    pytest.param({"options": "[1, 2]"}, "options", "JSON object", id="options-list"),
+    pytest.param({"options": "{oops"}, "options", "JSON object", id="options-garbled"),
+    pytest.param({"options": {"when": object()}}, "options", "JSON-serializable", id="options-object"),
+    pytest.param({"style": 42}, "style", "non-blank string", id="style-number"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "field", "problem"), BAD_INPUTS)
+def test_bad_input_fails_before_any_request(runway_conn, emulator, context, kwargs, field, problem):
+    with pytest.raises(RunwayInputError, match=problem) as caught:
+        operator(**kwargs).execute(context)
+    assert caught.value.field == field
+    assert f"`{field}`" in str(caught.value)
+    assert emulator.requests == []
+    assert context["ti"].xcom == {}
+
+
+def test_missing_callback_everywhere_fails_before_any_request(monkeypatch, server, emulator, context):
+    set_connection(monkeypatch, server, password=TEST_API_KEY, extra={"callback_url": None})
+    with pytest.raises(RunwayInputError, match="callback_url"):
+        operator().execute(context)
+    assert emulator.requests == []
+
+
+def test_long_data_uri_is_not_echoed(runway_conn, emulator, context):
+    with pytest.raises(RunwayInputError) as caught:
+        operator(image="data:image/png;base64," + "A" * 10_000 + " spaces ").execute(context)
+    assert len(str(caught.value)) < 300
+
+
+def test_deferrable_wait_defers_with_a_wall_clock_deadline(runway_conn, context):
+    op = operator(wait_for_completion=True, deferrable=True, timeout=600, not_found_grace=120)
+    before = time.time()
+    with pytest.raises(TaskDeferred) as caught:
+        op.execute(context)
+    trigger = caught.value.trigger
+    assert isinstance(trigger, RunwayTaskTrigger)
+    assert caught.value.method_name == "execute_complete"
+    runway_task_id = context["ti"].xcom[XCOM_RUNWAY_TASK_ID]
+    _, kwargs = trigger.serialize()
+    assert kwargs["runway_task_id"] == runway_task_id
+    assert kwargs["runway_conn_id"] == "runway_default"
+    assert kwargs["poll_interval"] == 0.1 and kwargs["not_found_grace"] == 120
+    assert before <= kwargs["submitted_at"] <= time.time()
+    assert kwargs["end_time"] == pytest.approx(kwargs["submitted_at"] + 600)
+    assert caught.value.timeout.total_seconds() > 600  # Airflow's timeout is only a backstop
+
+
+def test_deferrable_wait_finishes_without_deferring_when_already_done(runway_conn, context):
+    fast = job_options(not_found_seconds=0, queued_seconds=0, running_seconds=0)
+    runway_task_id = operator(wait_for_completion=True, deferrable=True, options=fast).execute(context)
+    assert context["ti"].xcom[XCOM_RUNWAY_TASK]["video_url"].endswith(f"{runway_task_id}.mp4")
+
+
+def test_deferrable_wait_raises_when_already_failed(runway_conn, context):
+    failed = job_options(outcome="failed", not_found_seconds=0, queued_seconds=0, running_seconds=0)
+    with pytest.raises(RunwayTaskFailedError):
+        operator(wait_for_completion=True, deferrable=True, options=failed).execute(context)
+    assert XCOM_RUNWAY_TASK_ID in context["ti"].xcom  # the id is never lost
+
+
+def test_blocking_wait_polls_to_the_video(runway_conn, context):
+    runway_task_id = operator(wait_for_completion=True, deferrable=False).execute(context)
+    task = context["ti"].xcom[XCOM_RUNWAY_TASK]
+    assert task["runway_task_id"] == runway_task_id and task["status"] == "SUCCEEDED"
+    assert "raw" in task and TEST_API_KEY not in str(task)
+
+
+def test_blocking_wait_times_out_from_submission(runway_conn, context):
+    with pytest.raises(RunwayTaskTimeoutError):
+        operator(wait_for_completion=True, deferrable=False, timeout=1, options=job_options(running_seconds=60)).execute(
+            context
+        )
+
+
+def success_event(runway_task_id: str = "t-1") -> dict[str, Any]:
+    return {
+        "status": "success",
+        "runway_task_id": runway_task_id,
+        "task": {"runway_task_id": runway_task_id, "status": "SUCCEEDED", "output_urls": ["https://cdn/v.mp4"]},
+        "message": "done",
+    }
+
+
+def test_execute_complete_on_success(context):
+    assert operator().execute_complete(context, success_event()) == "t-1"
+    assert context["ti"].xcom[XCOM_RUNWAY_TASK]["video_url"] == "https://cdn/v.mp4"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        None,
+        {},
+        {**success_event(), "status": "cancelled"},
+        {**success_event(), "status": "SUCCESS"},
+        {**success_event(), "status": "failed"},
+        {**success_event(), "status": "timeout"},
+        {**success_event(), "status": "error"},
+        {**success_event(), "task": None},
+        {key: value for key, value in success_event().items() if key != "message"},
+    ],
+    ids=["none", "empty", "cancelled", "SUCCESS", "failed", "timeout", "error", "no-task", "no-message"],
+)
+def test_execute_complete_allow_lists_success(context, event):
+    with pytest.raises(RunwayError):
+        operator().execute_complete(context, event)
+    assert XCOM_RUNWAY_TASK not in context["ti"].xcom
+
+
+def test_template_fields_cover_every_request_argument():
+    assert set(RunwayGenerateOperator.template_fields) == {
+        "prompt",
+        "image",
+        "ratio",
+        "model",
+        "callback_url",
+        "style",
+        "options",
+        "last_image",
+    }
+
+
+def test_constructor_is_keyword_only():
+    with pytest.raises(TypeError):
+        RunwayGenerateOperator("generate", "prompt", IMAGE)  # type: ignore[misc]

@@ -1,0 +1,111 @@
+"""The example DAGs under a real `airflow dags test`, against the emulator over HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runway_provider.testing import Emulator, EmulatorServer, Scenario
+from runway_provider.testing.sandbox import AirflowSandbox
+from tests.helpers import TEST_API_KEY
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.dags
+
+
+@pytest.fixture(scope="module")
+def dag_server() -> Iterator[EmulatorServer]:
+    emulator = Emulator(api_key=TEST_API_KEY, scenario=Scenario(not_found_seconds=1, queued_seconds=1, running_seconds=2))
+    with EmulatorServer(emulator) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def sandbox(dag_server: EmulatorServer, tmp_path_factory: pytest.TempPathFactory) -> AirflowSandbox:
+    home = tmp_path_factory.mktemp("airflow-home")
+    return AirflowSandbox(home=home, dags_folder=ROOT / "example_dags", connection=dag_server.connection_json())
+
+
+@pytest.fixture(autouse=True)
+def fresh_emulator(dag_server: EmulatorServer) -> None:
+    dag_server.emulator.reset()
+    dag_server.emulator.scenario = Scenario(not_found_seconds=1, queued_seconds=1, running_seconds=2)
+
+
+def assert_no_key_anywhere(sandbox: AirflowSandbox, output: str) -> None:
+    assert TEST_API_KEY not in output
+    for table in ("xcom", "rendered_task_instance_fields", "trigger", "task_instance", "log"):
+        assert TEST_API_KEY not in sandbox.database_text(table), table
+    for path in sandbox.home.rglob("*"):
+        if path.is_file() and path.suffix in (".log", ".json", ""):
+            assert TEST_API_KEY not in path.read_text(errors="replace"), path
+
+
+def test_generate_then_deferrable_sensor(sandbox, dag_server):
+    dag_id = "example_runway_generate_and_sense"
+    result = sandbox.dags_test(dag_id)
+    assert result.returncode == 0, result.output[-4000:]
+    [runway_task_id] = sandbox.xcom(dag_id, "generate")
+    assert sandbox.xcom(dag_id, "generate", "runway_task_id") == [runway_task_id]
+    [runway_task] = sandbox.xcom(dag_id, "wait_for_video")
+    assert runway_task["runway_task_id"] == runway_task_id
+    assert runway_task["video_url"] == f"{dag_server.base_url}/_emulator/media/{runway_task_id}.mp4"
+    assert sandbox.xcom(dag_id, "report") == [runway_task["video_url"]]
+    assert [s["runway_task_id"] for s in dag_server.emulator.submissions()] == [runway_task_id]
+    # The sensor waited in the trigger (several polls), not by holding a worker in poke mode.
+    assert "Runway task" in result.output and "deferring" in result.output
+    assert_no_key_anywhere(sandbox, result.output)
+
+
+def test_generate_and_wait_in_one_deferrable_task(sandbox, dag_server):
+    dag_id = "example_runway_generate_deferrable"
+    result = sandbox.dags_test(dag_id)
+    assert result.returncode == 0, result.output[-4000:]
+    [runway_task_id] = sandbox.xcom(dag_id, "generate_and_wait")
+    [runway_task] = sandbox.xcom(dag_id, "generate_and_wait", "runway_task")
+    assert runway_task["status"] == "SUCCEEDED" and runway_task["runway_task_id"] == runway_task_id
+    [job] = dag_server.emulator.jobs.values()
+    assert job.body["style"] == "cinematic" and job.body["image"] == "https://example.com/paper-boat.jpg"
+    assert_no_key_anywhere(sandbox, result.output)
+
+
+def test_mapped_batch(sandbox, dag_server):
+    dag_id = "example_runway_mapped_batch"
+    result = sandbox.dags_test(dag_id)
+    assert result.returncode == 0, result.output[-4000:]
+    ids = sandbox.xcom(dag_id, "generate")
+    assert len(ids) == 3 and len(set(ids)) == 3
+    prompts = sorted(job.body["prompt"] for job in dag_server.emulator.jobs.values())
+    from example_dags.example_runway_mapped_batch import PROMPTS
+
+    assert prompts == sorted(PROMPTS)
+    tasks = sandbox.xcom(dag_id, "wait_for_video")
+    assert [t["runway_task_id"] for t in tasks] == ids
+    [urls] = sandbox.xcom(dag_id, "collect")
+    assert urls == [t["video_url"] for t in tasks]
+
+
+def test_failed_generation_fails_the_run_with_the_task_id(sandbox, dag_server):
+    dag_server.emulator.scenario = Scenario(
+        not_found_seconds=0.5, queued_seconds=0.5, running_seconds=0.5, outcome="failed", failure="Blurry frame"
+    )
+    dag_id = "example_runway_generate_deferrable"
+    result = sandbox.dags_test(dag_id)
+    [submission] = dag_server.emulator.submissions()
+    states = sandbox.task_states(dag_id)
+    assert states[("generate_and_wait", -1)] == "failed"
+    assert "RunwayTaskFailedError" in result.output
+    assert submission["runway_task_id"] in result.output and "Blurry frame" in result.output
+    # The id of the failed generation stays in XCom for whoever investigates.
+    assert sandbox.xcom(dag_id, "generate_and_wait", "runway_task_id") == [submission["runway_task_id"]]
+
+
+def test_bad_input_fails_the_run_without_any_request(sandbox, dag_server):
+    dag_id = "example_runway_generate_and_sense"
+    result = sandbox.dags_test(dag_id, "--conf", json.dumps({"image_url": "not-a-url"}))
+    assert sandbox.task_states(dag_id)[("generate", -1)] == "failed"
+    assert "Invalid `image`" in result.output
+    assert dag_server.emulator.requests == []
