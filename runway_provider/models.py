@@ -1,6 +1,6 @@
 """The normalized Runway task, and the one place where CometAPI's answers are read.
 
-CometAPI answers in several shapes (see ``docs/api-shapes.md``): the current new-api wrapper
+CometAPI answers in several shapes (see ``docs/behaviour.md``): the current new-api wrapper
 (``code: "success"``, ``data.status``, nested ``data.data`` in Runway's own shape), the legacy
 numeric wrapper (``status: "0".."3"``, ``state``, ``video_url``) and the plain Runway task. Nobody
 has observed the live service, so :func:`normalize_task` accepts all of them and everything else in
