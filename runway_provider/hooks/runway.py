@@ -199,14 +199,8 @@ class RunwayHook(BaseHook):
         :param last_image: Optional end frame: an http(s) URL or a ``data:`` URI.
         """
         payload = self.generate_payload(
-            prompt=prompt,
-            image=image,
-            ratio=ratio,
-            model=model,
-            callback_url=callback_url,
-            style=style,
-            options=options,
-            last_image=last_image,
+            prompt=prompt, image=image, ratio=ratio, model=model, callback_url=callback_url,
+            style=style, options=options, last_image=last_image,
         )
         status, body = self._post(GENERATE_PATH, payload, create=True)
         runway_task_id = parse_submission(body, status)
@@ -373,33 +367,21 @@ class RunwayHook(BaseHook):
         return response.status_code, decode_body(response.text)
 
     def _poll_retry(self) -> Any:
-        return _bounded_retry_class()(
-            total=self.poll_retries,
-            connect=self.poll_retries,
-            read=self.poll_retries,
-            status=self.poll_retries,
-            other=0,
-            allowed_methods=frozenset({"GET", "POST"}),
-            status_forcelist=_POLL_RETRY_STATUSES,
-            backoff_factor=self.retry_backoff,
-            backoff_max=self.retry_backoff_max,
-            backoff_jitter=self.retry_backoff,
-            respect_retry_after_header=True,
-            raise_on_status=False,
-            raise_on_redirect=False,
-            redirect=0,
-        )
+        return self._retry(self.poll_retries, read=self.poll_retries, statuses=_POLL_RETRY_STATUSES)
 
     def _create_retry(self) -> Any:
-        # read=0 and other=0: once the request may have reached the service, never send it again.
+        # read=0: once the request may have reached the service, never send it again.
+        return self._retry(self.create_retries, read=0, statuses=_CREATE_REFUSED_STATUSES)
+
+    def _retry(self, retries: int, *, read: int, statuses: frozenset[int]) -> Any:
         return _bounded_retry_class()(
-            total=self.create_retries,
-            connect=self.create_retries,
-            read=0,
-            status=self.create_retries,
+            total=retries,
+            connect=retries,
+            read=read,
+            status=retries,
             other=0,
-            allowed_methods=frozenset({"POST"}),
-            status_forcelist=_CREATE_REFUSED_STATUSES,
+            allowed_methods=frozenset({"GET", "POST"}),
+            status_forcelist=statuses,
             backoff_factor=self.retry_backoff,
             backoff_max=self.retry_backoff_max,
             backoff_jitter=self.retry_backoff,
