@@ -36,3 +36,20 @@ class RecordingTaskInstance:
     def xcom_push(self, key: str, value: Any) -> None:
         json.dumps(value)  # XCom values must be JSON-serializable
         self.xcom[key] = value
+
+
+class MemoryTaskStateStore:
+    """The part of Airflow's ``task_state_store`` the operators use, kept in a dict across tries."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        json.dumps(value)  # the real store keeps JSON only
+        self.values[key] = value
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)

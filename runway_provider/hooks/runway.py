@@ -202,7 +202,15 @@ class RunwayHook(BaseHook):
             prompt=prompt, image=image, ratio=ratio, model=model, callback_url=callback_url,
             style=style, options=options, last_image=last_image,
         )
-        status, body = self._post(GENERATE_PATH, payload, create=True)
+        return self.submit_payload(GENERATE_PATH, payload)
+
+    def submit_payload(self, path: str, payload: Mapping[str, Any]) -> str:
+        """POST an already checked create request; return the new Runway task id.
+
+        :param path: The create route, e.g. ``/runway/pro/generate``.
+        :param payload: The body, as built by :meth:`generate_payload`.
+        """
+        status, body = self._post(path, payload, create=True)
         runway_task_id = parse_submission(body, status)
         self.log.info("Submitted Runway generation: task %s", runway_task_id)
         return runway_task_id
