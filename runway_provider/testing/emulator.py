@@ -94,6 +94,9 @@ class Emulator:
     :param scenario: Default scenario of every job.
     :param fault_rate: Probability of a random fault on any API request (on top of scenarios).
     :param fault_kinds: Faults drawn from when ``fault_rate`` fires.
+    :param create_fault_kinds: Faults drawn from for a create request (default: ``fault_kinds``).
+        Any fault but 429/503 makes a careful client give up without retrying, since the create
+        may have been processed.
     :param slow_seconds: How long a ``slow`` fault waits before answering.
     :param seed: Seed of the random faults, for repeatable runs.
     """
@@ -105,13 +108,18 @@ class Emulator:
         scenario: Scenario | None = None,
         fault_rate: float = 0.0,
         fault_kinds: tuple[str, ...] = ("429", "500", "503", "reset"),
+        create_fault_kinds: tuple[str, ...] | None = None,
         slow_seconds: float = 5.0,
         seed: int | None = None,
     ) -> None:
+        for kind in (*fault_kinds, *(create_fault_kinds or ())):
+            if kind not in FAULTS:
+                raise ValueError(f"fault kinds must be among {FAULTS}, got {kind!r}")
         self.api_key = api_key
         self.scenario = scenario or Scenario()
         self.fault_rate = fault_rate
         self.fault_kinds = fault_kinds
+        self.create_fault_kinds = create_fault_kinds
         self.slow_seconds = slow_seconds
         self.jobs: dict[str, Job] = {}
         self.requests: list[dict[str, Any]] = []
@@ -162,7 +170,7 @@ class Emulator:
             scenario = self.scenario.updated(((body.get("options") or {}).get("emulator")) or {})
         except (ValueError, AttributeError) as err:
             return self._finish(record, _error(400, f"options.emulator: {err}", "invalid_request"))
-        fault = self._create_fault(body, scenario) or self._random_fault()
+        fault = self._create_fault(body, scenario) or self._random_fault(self.create_fault_kinds)
         if fault:
             return await self._fault(record, fault)
         if not body.get("callback_url"):
@@ -303,9 +311,9 @@ class Emulator:
         self._create_faults_used[fingerprint] = used + 1
         return scenario.create_faults[used]
 
-    def _random_fault(self) -> str | None:
+    def _random_fault(self, kinds: tuple[str, ...] | None = None) -> str | None:
         if self.fault_rate > 0 and self._random.random() < self.fault_rate:
-            return self._random.choice(self.fault_kinds)
+            return self._random.choice(kinds or self.fault_kinds)
         return None
 
     async def _fault(self, record: dict[str, Any], fault: str) -> web.StreamResponse:
@@ -530,6 +538,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--fault-rate", type=float, default=0.0, help="probability of a random fault per request")
     parser.add_argument("--fault-kinds", default="429,500,503,reset", help="comma-separated faults to draw from")
+    parser.add_argument("--create-fault-kinds", default="", help="faults for creates (default: --fault-kinds)")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
     try:
@@ -541,6 +550,7 @@ def main(argv: list[str] | None = None) -> None:
         scenario=scenario,
         fault_rate=args.fault_rate,
         fault_kinds=tuple(k for k in args.fault_kinds.split(",") if k),
+        create_fault_kinds=tuple(k for k in args.create_fault_kinds.split(",") if k) or None,
         seed=args.seed,
     )
     print(f"Runway emulator on http://{args.host}:{args.port} (Bearer key from --api-key)", flush=True)

@@ -1,0 +1,157 @@
+"""A real Airflow: api-server, scheduler (LocalExecutor), dag-processor and triggerer on SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+COMPONENTS = {
+    "api-server": ["api-server", "--host", "127.0.0.1", "--port", "{api_port}"],
+    "scheduler": ["scheduler"],
+    "dag-processor": ["dag-processor"],
+    "triggerer": ["triggerer"],
+}
+
+
+class AirflowCluster:
+    """Start, kill and restart Airflow's components as separate process groups.
+
+    :param home: ``AIRFLOW_HOME`` (throwaway).
+    :param dags_folder: DAGs to load.
+    :param connection: ``AIRFLOW_CONN_RUNWAY_DEFAULT`` JSON.
+    :param api_port: Port of the api-server (which also serves the execution API to workers).
+    """
+
+    def __init__(self, *, home: Path, dags_folder: Path, connection: str, api_port: int) -> None:
+        self.home = home
+        self.api_port = api_port
+        bin_dir = str(Path(sys.executable).parent)
+        self.env = {
+            **os.environ,
+            # Airflow starts some of its subprocesses by the name `airflow`.
+            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "16",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            # Every component must sign and check workers' tokens with the same secret.
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
+            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+            "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "5",
+            "AIRFLOW_CONN_RUNWAY_DEFAULT": connection,
+        }
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def airflow(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "airflow", *args], env=self.env, capture_output=True, text=True, check=False
+        )
+
+    def start(self) -> None:
+        done = self.airflow("db", "migrate")
+        if done.returncode != 0:
+            raise RuntimeError(done.stdout + done.stderr)
+        for name in COMPONENTS:
+            self.start_component(name)
+
+    def start_component(self, name: str) -> None:
+        args = [part.format(api_port=self.api_port) for part in COMPONENTS[name]]
+        log = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "airflow", *args],
+            env=self.env,
+            cwd=self.home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def kill_component(self, name: str, sig: int = signal.SIGKILL) -> None:
+        process = self.processes.pop(name)
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            pass
+        process.wait(30)
+
+    def stop(self) -> None:
+        for name in list(self.processes):
+            process = self.processes[name]
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(20)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.processes.pop(name)
+
+    # -- reading Airflow's own records ---------------------------------------------------------
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.home / "airflow.db", timeout=30) as db:
+            return db.execute(sql, params).fetchall()
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
+        self._wait(lambda: self.query("SELECT 1 FROM dag WHERE dag_id = ?", dag_id), timeout, f"DAG {dag_id}")
+
+    def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any] | None = None) -> None:
+        done = self.airflow("dags", "trigger", dag_id, "--run-id", run_id, "--conf", json.dumps(conf or {}))
+        if done.returncode != 0:
+            raise RuntimeError(done.stdout + done.stderr)
+
+    def task_instances(self, dag_id: str, run_id: str, task_id: str | None = None) -> list[dict[str, Any]]:
+        rows = self.query(
+            "SELECT task_id, map_index, state, try_number, pid FROM task_instance WHERE dag_id = ? AND run_id = ?",
+            dag_id,
+            run_id,
+        )
+        keys = ("task_id", "map_index", "state", "try_number", "pid")
+        return [dict(zip(keys, row)) for row in rows if task_id is None or row[0] == task_id]
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float) -> str:
+        def finished() -> str | None:
+            rows = self.query("SELECT state FROM dag_run WHERE dag_id = ? AND run_id = ?", dag_id, run_id)
+            return rows[0][0] if rows and rows[0][0] in ("success", "failed") else None
+
+        return self._wait(finished, timeout, f"run {run_id} of {dag_id}")
+
+    def wait_for_tasks(self, dag_id: str, run_id: str, task_id: str, state: str, count: int, timeout: float) -> None:
+        def reached() -> bool:
+            tis = self.task_instances(dag_id, run_id, task_id)
+            return sum(ti["state"] == state for ti in tis) >= count
+
+        self._wait(reached, timeout, f"{count} {task_id} task(s) {state} in {run_id}")
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, attempt: int, map_index: int = -1) -> str:
+        folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        if map_index >= 0:
+            folder = folder / f"map_index={map_index}"
+        return (folder / f"attempt={attempt}.log").read_text()
+
+    def _wait(self, check: Any, timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"Airflow {name} exited with {process.returncode}; see {self.home}/{name}.log")
+            result = check()
+            if result:
+                return result
+            time.sleep(1)
+        raise TimeoutError(f"timed out after {timeout}s waiting for {what}; logs in {self.home}")
