@@ -370,3 +370,12 @@ def test_hook_module_does_not_import_http_clients():
 
 def test_emulator_server_fixture_is_isolated(emulator: Emulator, server: EmulatorServer):
     assert server.emulator is emulator and emulator.requests == []
+
+
+def test_get_task_retries_an_answer_slower_than_the_timeout(monkeypatch, server, emulator):
+    set_connection(monkeypatch, server, password=TEST_API_KEY, extra={"timeout": 0.5})
+    emulator.slow_seconds = 2
+    runway_task_id = submit(RunwayHook(), options=job_options(not_found_seconds=0, feed_faults=["slow"]))
+    task = RunwayHook(retry_backoff=0.01).get_task(runway_task_id)
+    assert task.visible
+    assert [r.get("fault") for r in emulator.requests if r["path"] == "/runway/feed"][0] == "slow"
