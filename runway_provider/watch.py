@@ -8,6 +8,7 @@ answers with a trigger event when the wait is over. Events are the one vocabular
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -69,11 +70,12 @@ class TaskWatch:
         self.log = log
         self.last_task: RunwayTask | None = None
         self.last_error: RunwayError | None = None
-        self._warned_statuses: set[str | None] = set()
+        self._warned_statuses: set[str | None] | None = None
 
     def observe(self, task: RunwayTask) -> dict[str, Any] | None:
         """Record a poll's answer; return the final event if the wait is over."""
-        self.last_task = task
+        # Thousands of waits may be in flight: keep the last answer without its raw body.
+        self.last_task = dataclasses.replace(task, raw=None)
         self.last_error = None
         if not task.visible:
             waited = time.time() - self.submitted_at
@@ -96,8 +98,8 @@ class TaskWatch:
             )
         if task.status in (RunwayTaskStatus.FAILED, RunwayTaskStatus.CANCELLED):
             return _event(EVENT_FAILED, task, _failure_message(task))
-        if task.status is RunwayTaskStatus.UNKNOWN and task.service_status not in self._warned_statuses:
-            self._warned_statuses.add(task.service_status)
+        if task.status is RunwayTaskStatus.UNKNOWN and task.service_status not in (self._warned_statuses or ()):
+            self._warned_statuses = {*(self._warned_statuses or ()), task.service_status}
             self.log.warning(
                 "Runway task %s has a status this provider does not know (%r); polling on until "
                 "it becomes terminal or the deadline passes.",
@@ -127,6 +129,14 @@ class TaskWatch:
             f"(last status: {status}{detail}). {NO_CANCEL_NOTE}",
             runway_task_id=self.runway_task_id,
         )
+
+    def first_delay(self) -> float:
+        """Seconds to sleep before the first poll of a trigger, spread over one interval.
+
+        The task was checked just before it deferred; spreading the first polls keeps thousands of
+        tasks deferred at once from polling in lockstep.
+        """
+        return max(0.0, min(random.uniform(0, self.poll_interval), self.end_time - time.time()))
 
     def next_delay(self) -> float:
         """Seconds to sleep before the next poll: the interval with jitter, never past the deadline."""

@@ -11,8 +11,7 @@ import email.utils
 import random
 import time
 import weakref
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any
@@ -107,6 +106,7 @@ class RunwayConnectionSettings:
             timeout=timeout,
         )
 
+    @cached_property
     def headers(self) -> dict[str, str]:
         return {
             "Authorization": f"Bearer {self.api_key}",
@@ -155,6 +155,7 @@ class RunwayHook(BaseHook):
         self.retry_backoff = retry_backoff
         self.retry_backoff_max = retry_backoff_max
         self._async_settings: RunwayConnectionSettings | None = None
+        self._async_timeout: aiohttp.ClientTimeout | None = None
         self._async_session: aiohttp.ClientSession | None = None
 
     # -- connection --------------------------------------------------------------------------
@@ -316,19 +317,13 @@ class RunwayHook(BaseHook):
         except RunwayAuthenticationError:
             # The key may have been rotated since this hook read the connection: read it once more.
             self._async_settings = None
+            _SETTINGS_READS.forget(self.runway_conn_id)
             status, body = await self._apost(FEED_PATH, {"task_id": runway_task_id})
             return normalize_task(body, status, runway_task_id=runway_task_id)
 
-    @asynccontextmanager
-    async def async_client(self) -> AsyncIterator[RunwayHook]:
-        """Hold a lease on the event loop's pooled aiohttp session for this connection's host."""
-        settings = await self._aget_settings()
-        async with _SESSION_POOL.lease(settings.base_url) as session:
-            self._async_session = session
-            try:
-                yield self
-            finally:
-                self._async_session = None
+    def async_client(self) -> _AsyncClient:
+        """``async with hook.async_client():`` shares the loop's pooled session for this host."""
+        return _AsyncClient(self)
 
     # -- HTTP, sync --------------------------------------------------------------------------
 
@@ -338,7 +333,7 @@ class RunwayHook(BaseHook):
         from requests.adapters import HTTPAdapter
 
         session = requests.Session()
-        session.headers.update(self.settings.headers())
+        session.headers.update(self.settings.headers)
         base = self.settings.base_url
         session.mount(base + FEED_PATH, HTTPAdapter(max_retries=self._poll_retry()))
         session.mount(base + GENERATE_PATH, HTTPAdapter(max_retries=self._create_retry()))
@@ -403,16 +398,28 @@ class RunwayHook(BaseHook):
 
     async def _aget_settings(self) -> RunwayConnectionSettings:
         if self._async_settings is None:
-            conn = await self.aget_connection(self.runway_conn_id)
-            self._async_settings = _checked_settings(conn)
+            import aiohttp
+
+            self._async_settings = settings = await _SETTINGS_READS.read(self)
+            self._async_timeout = aiohttp.ClientTimeout(
+                total=settings.timeout, sock_connect=min(CONNECT_TIMEOUT, settings.timeout)
+            )
         return self._async_settings
 
     async def _apost(self, path: str, payload: Mapping[str, Any]) -> tuple[int, Any]:
+        # Most polls succeed at once: only a failed first attempt pays for tenacity's machinery.
+        try:
+            return await self._apost_once(path, payload)
+        except RunwayTransientError as first_error:
+            if self.poll_retries < 1:
+                raise
+            retry_after = first_error.retry_after
         from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
+        await asyncio.sleep(max(self._backoff(1), retry_after or 0.0))
         async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(self.poll_retries + 1),
-            wait=self._async_wait,
+            stop=stop_after_attempt(self.poll_retries),
+            wait=lambda state: self._backoff(state.attempt_number + 1, state),
             retry=retry_if_exception_type(RunwayTransientError),
             reraise=True,
         ):
@@ -432,10 +439,8 @@ class RunwayHook(BaseHook):
             async with session.post(
                 url,
                 json=payload,
-                headers=settings.headers(),
-                timeout=aiohttp.ClientTimeout(
-                    total=settings.timeout, sock_connect=min(CONNECT_TIMEOUT, settings.timeout)
-                ),
+                headers=settings.headers,
+                timeout=self._async_timeout,
                 allow_redirects=False,
             ) as response:
                 text = await response.text()
@@ -449,12 +454,11 @@ class RunwayHook(BaseHook):
             )
         return status, decode_body(text)
 
-    def _async_wait(self, retry_state: Any) -> float:
+    def _backoff(self, retry_number: int, retry_state: Any = None) -> float:
         """Exponential backoff with jitter (as urllib3 does for the sync half), or Retry-After."""
-        exponent = retry_state.attempt_number - 1
-        backoff = min(self.retry_backoff_max, self.retry_backoff * 2**exponent)
+        backoff = min(self.retry_backoff_max, self.retry_backoff * 2 ** (retry_number - 1))
         backoff += random.uniform(0, self.retry_backoff)
-        error = retry_state.outcome.exception() if retry_state.outcome else None
+        error = retry_state.outcome.exception() if retry_state is not None and retry_state.outcome else None
         retry_after = getattr(error, "retry_after", None)
         return max(backoff, retry_after) if retry_after else backoff
 
@@ -463,7 +467,8 @@ class _SessionPool:
     """One aiohttp session per event loop and CometAPI host, shared by every trigger in the loop.
 
     A triggerer runs thousands of triggers in one loop: sharing the session shares the keep-alive
-    sockets (and TLS handshakes) between them. The session closes when its last user leaves.
+    sockets (and TLS handshakes) between them, at most ``limit_per_host`` of them. The session
+    closes when its last user leaves.
     """
 
     def __init__(self, limit_per_host: int = 100) -> None:
@@ -472,24 +477,27 @@ class _SessionPool:
             weakref.WeakKeyDictionary()
         )
 
-    @asynccontextmanager
-    async def lease(self, base_url: str) -> AsyncIterator[aiohttp.ClientSession]:
+    def acquire(self, base_url: str) -> aiohttp.ClientSession:
         import aiohttp
 
         leases = self._sessions.setdefault(asyncio.get_running_loop(), {})
-        current = leases.get(base_url)
-        if current is None or current.session.closed:
+        lease = leases.get(base_url)
+        if lease is None or lease.session.closed:
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.limit_per_host)
-            current = leases[base_url] = _Lease(aiohttp.ClientSession(connector=connector))
-        current.users += 1
-        try:
-            yield current.session
-        finally:
-            current.users -= 1
-            if current.users == 0:
-                if leases.get(base_url) is current:
-                    del leases[base_url]
-                await current.session.close()
+            lease = leases[base_url] = _Lease(aiohttp.ClientSession(connector=connector))
+        lease.users += 1
+        return lease.session
+
+    async def release(self, base_url: str, session: aiohttp.ClientSession) -> None:
+        leases = self._sessions.get(asyncio.get_running_loop(), {})
+        lease = leases.get(base_url)
+        if lease is None or lease.session is not session:
+            await session.close()
+            return
+        lease.users -= 1
+        if lease.users == 0:
+            del leases[base_url]
+            await session.close()
 
 
 @dataclass
@@ -498,6 +506,62 @@ class _Lease:
     users: int = 0
 
 
+class _AsyncClient:
+    """``async with hook.async_client():`` holds a pooled session for the hook's async calls."""
+
+    __slots__ = ("_hook", "_base_url")
+
+    def __init__(self, hook: RunwayHook) -> None:
+        self._hook = hook
+        self._base_url = ""
+
+    async def __aenter__(self) -> RunwayHook:
+        settings = await self._hook._aget_settings()
+        self._base_url = settings.base_url
+        self._hook._async_session = _SESSION_POOL.acquire(self._base_url)
+        return self._hook
+
+    async def __aexit__(self, *exc: object) -> None:
+        session, self._hook._async_session = self._hook._async_session, None
+        if session is not None:
+            await _SESSION_POOL.release(self._base_url, session)
+
+
+class _SettingsReads:
+    """Connection reads shared by the hooks of one event loop for a few seconds.
+
+    10,000 tasks deferred together would otherwise read the same connection 10,000 times at once
+    (each read goes through a thread); one read serves them all. A 401 forgets it.
+    """
+
+    ttl = 30.0
+
+    def __init__(self) -> None:
+        self._reads: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[str, tuple[float, asyncio.Future[RunwayConnectionSettings]]]
+        ] = weakref.WeakKeyDictionary()
+
+    async def read(self, hook: RunwayHook) -> RunwayConnectionSettings:
+        loop = asyncio.get_running_loop()
+        reads = self._reads.setdefault(loop, {})
+        cached = reads.get(hook.runway_conn_id)
+        if cached is None or cached[0] < time.monotonic() or (cached[1].done() and cached[1].exception()):
+            future = loop.create_future()
+            reads[hook.runway_conn_id] = (time.monotonic() + self.ttl, future)
+            try:
+                future.set_result(_checked_settings(await hook.aget_connection(hook.runway_conn_id)))
+            except Exception as err:
+                future.set_exception(err)
+                future.exception()  # retrieved here, so an unawaited failure is not reported twice
+                raise
+            return future.result()
+        return await asyncio.shield(cached[1])
+
+    def forget(self, runway_conn_id: str) -> None:
+        self._reads.get(asyncio.get_running_loop(), {}).pop(runway_conn_id, None)
+
+
+_SETTINGS_READS = _SettingsReads()
 _SESSION_POOL = _SessionPool()
 
 

@@ -85,6 +85,13 @@ class Job:
     scenario: Scenario
     feed_requests: int = 0
     pending_faults: list[str] = field(default_factory=list)
+    created_at: float = field(default_factory=time.time)
+
+    @property
+    def finishes_at(self) -> float:
+        """Wall-clock time at which the job reaches its terminal state."""
+        s = self.scenario
+        return self.created_at + s.not_found_seconds + s.queued_seconds + s.running_seconds
 
 
 class Emulator:
@@ -99,6 +106,8 @@ class Emulator:
         may have been processed.
     :param slow_seconds: How long a ``slow`` fault waits before answering.
     :param seed: Seed of the random faults, for repeatable runs.
+    :param keep_records: Keep a record of every request (``requests``); benchmarks turn it off and
+        read only ``request_count``.
     """
 
     def __init__(
@@ -111,6 +120,7 @@ class Emulator:
         create_fault_kinds: tuple[str, ...] | None = None,
         slow_seconds: float = 5.0,
         seed: int | None = None,
+        keep_records: bool = True,
     ) -> None:
         for kind in (*fault_kinds, *(create_fault_kinds or ())):
             if kind not in FAULTS:
@@ -121,8 +131,10 @@ class Emulator:
         self.fault_kinds = fault_kinds
         self.create_fault_kinds = create_fault_kinds
         self.slow_seconds = slow_seconds
+        self.keep_records = keep_records
         self.jobs: dict[str, Job] = {}
         self.requests: list[dict[str, Any]] = []
+        self.request_count = 0
         self.callbacks: list[Any] = []
         self._create_faults_used: dict[str, int] = {}
         self._random = random.Random(seed)
@@ -138,6 +150,7 @@ class Emulator:
         with self._lock:
             self.jobs.clear()
             self.requests.clear()
+            self.request_count = 0
             self.callbacks.clear()
             self._create_faults_used.clear()
 
@@ -151,6 +164,9 @@ class Emulator:
                 web.post("/_emulator/callback", self._callback),
                 web.get("/_emulator/requests", self._list_requests),
                 web.get("/_emulator/jobs", self._list_jobs),
+                web.post("/_emulator/jobs", self._create_jobs),
+                web.get("/_emulator/done/{runway_task_id}", self._done),
+                web.get("/_emulator/stats", self._stats),
                 web.post("/_emulator/config", self._configure),
                 web.post("/_emulator/reset", self._reset),
             ]
@@ -259,6 +275,36 @@ class Emulator:
             )
         return web.json_response(jobs)
 
+    async def _create_jobs(self, request: web.Request) -> web.StreamResponse:
+        """Make ``count`` jobs at once (benchmarks), each following ``scenario`` over the default."""
+        body = await _json_body(request)
+        try:
+            count = int(body["count"])
+            scenario = self.scenario.updated(body.get("scenario") or {})
+        except (KeyError, TypeError, ValueError) as err:
+            return _error(400, f"expected {{count, scenario}}: {err}", "invalid_request")
+        now, created = time.monotonic(), []
+        with self._lock:
+            for _ in range(count):
+                job = Job(runway_task_id=str(uuid.uuid4()), created=now, body={"prompt": "bulk"}, scenario=scenario)
+                self.jobs[job.runway_task_id] = job
+                created.append(job)
+        return web.json_response(
+            {"runway_task_ids": [job.runway_task_id for job in created], "finishes_at": created[0].finishes_at if created else None}
+        )
+
+    async def _done(self, request: web.Request) -> web.StreamResponse:
+        """404 until the job has ended, then 200: what a plain ``HttpSensor`` can wait on."""
+        self._record(request)
+        job = self.jobs.get(request.match_info["runway_task_id"])
+        view = _job_view(job, request) if job else None
+        if view is None or view["state"] in ("queued", "running"):
+            raise web.HTTPNotFound()
+        return web.json_response({"state": view["state"]})
+
+    async def _stats(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"requests": self.request_count, "jobs": len(self.jobs)})
+
     async def _configure(self, request: web.Request) -> web.StreamResponse:
         body = await _json_body(request)
         if not isinstance(body, dict):
@@ -293,7 +339,9 @@ class Emulator:
     def _record(self, request: web.Request) -> dict[str, Any]:
         record: dict[str, Any] = {"time": time.time(), "method": request.method, "path": request.path}
         with self._lock:
-            self.requests.append(record)
+            self.request_count += 1
+            if self.keep_records:
+                self.requests.append(record)
         return record
 
     @staticmethod
@@ -540,6 +588,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fault-kinds", default="429,500,503,reset", help="comma-separated faults to draw from")
     parser.add_argument("--create-fault-kinds", default="", help="faults for creates (default: --fault-kinds)")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--no-records", action="store_true", help="count requests without keeping them")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
     args = parser.parse_args(argv)
     try:
         scenario = Scenario().updated(json.loads(args.scenario))
@@ -552,9 +603,19 @@ def main(argv: list[str] | None = None) -> None:
         fault_kinds=tuple(k for k in args.fault_kinds.split(",") if k),
         create_fault_kinds=tuple(k for k in args.create_fault_kinds.split(",") if k) or None,
         seed=args.seed,
+        keep_records=not args.no_records,
     )
-    print(f"Runway emulator on http://{args.host}:{args.port} (Bearer key from --api-key)", flush=True)
-    web.run_app(build_app(emulator), host=args.host, port=args.port, print=None, access_log=None)
+    ssl_context = None
+    if args.tls_cert:
+        import ssl
+
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
+    scheme = "https" if ssl_context else "http"
+    print(f"Runway emulator on {scheme}://{args.host}:{args.port} (Bearer key from --api-key)", flush=True)
+    web.run_app(
+        build_app(emulator), host=args.host, port=args.port, ssl_context=ssl_context, print=None, access_log=None
+    )
 
 
 if __name__ == "__main__":

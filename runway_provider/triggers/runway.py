@@ -72,6 +72,7 @@ class RunwayTaskTrigger(BaseTrigger):
         hook = RunwayHook(self.runway_conn_id, poll_retries=2)
         try:
             async with hook.async_client():
+                await asyncio.sleep(watch.first_delay())
                 while True:
                     try:
                         event = watch.observe(await hook.aget_task(self.runway_task_id))

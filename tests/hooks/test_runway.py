@@ -75,7 +75,7 @@ def test_settings_reads_extras():
 def test_settings_never_shows_the_key():
     settings = settings_of()
     assert "k" * 12 not in repr(settings)
-    assert settings.headers()["Authorization"] == "Bearer " + "k" * 12
+    assert settings.headers["Authorization"] == "Bearer " + "k" * 12
 
 
 def test_settings_without_key_names_the_field():

@@ -18,7 +18,7 @@ import pytest
 
 from runway_provider.testing import Emulator, EmulatorServer, Scenario
 from tests.helpers import TEST_API_KEY
-from tests.system.cluster import AirflowCluster
+from runway_provider.testing.cluster import AirflowCluster
 
 pytestmark = pytest.mark.system
 BATCH_DAG = "runway_system_deferred_batch"

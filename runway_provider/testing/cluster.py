@@ -1,4 +1,8 @@
-"""A real Airflow: api-server, scheduler (LocalExecutor), dag-processor and triggerer on SQLite."""
+"""A real Airflow for system tests and benchmarks.
+
+An api-server, a scheduler with the LocalExecutor, a dag-processor and a triggerer, each its own
+process group on a throwaway SQLite home, so a test can kill one and start it again.
+"""
 
 from __future__ import annotations
 
