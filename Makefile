@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv test demo clean
+.PHONY: venv test demo bench clean
 
 # The environment is rebuilt only when the project's dependencies change.
 $(STAMP): pyproject.toml
@@ -19,6 +19,11 @@ test: venv
 
 demo: venv
 	$(BIN)/python scripts/demo.py
+
+# Regenerates docs/performance.md and docs/img/triggerer-scaling.png (about 8 minutes).
+bench: venv
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) .airflow-demo .pytest_cache

@@ -48,18 +48,26 @@ def measure(modules: list[str], runs: int) -> tuple[float, list[str]]:
     return statistics.median(times), heavy
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=9)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    results: list[dict[str, object]] = []
     for name, modules in CANDIDATES.items():
         try:
             median, heavy = measure(modules, args.runs)
         except subprocess.CalledProcessError as err:
-            print(json.dumps({"modules": name, "error": err.stderr.strip().splitlines()[-1]}))
+            print(json.dumps({"modules": name, "error": err.stderr.strip().splitlines()[-1]}), flush=True)
             continue
-        print(json.dumps({"modules": name, "median_ms_over_airflow_sdk": round(median * 1000, 1), "runs": args.runs,
-                          "imports_aiohttp_or_requests": heavy}))
+        result = {
+            "modules": name,
+            "median_ms_over_airflow_sdk": round(median * 1000, 1),
+            "runs": args.runs,
+            "imports_aiohttp_or_requests": heavy,
+        }
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    return results
 
 
 if __name__ == "__main__":

@@ -226,6 +226,8 @@ def child(args: argparse.Namespace) -> None:
 
 def _waiter_factory(contender: str, interval: float, base_url: str) -> Any:
     if contender == "runway":
+        import aiohttp  # noqa: F401 - the hook imports it lazily; load it before the baseline like the others
+
         from runway_provider.triggers.runway import RunwayTaskTrigger
 
         async def runway_waiter(runway_task_id: str) -> None:

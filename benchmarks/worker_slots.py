@@ -30,10 +30,10 @@ _LINE = re.compile(r"^(?P<time>\S+Z) \[\w+\s*\] (?P<event>Task started|Task inst
 _NEW_STATE = re.compile(r"new_state=(\w+)")
 
 
-def main() -> list[dict[str, Any]]:
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the generation takes")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     emulator = Emulator(scenario=Scenario(not_found_seconds=1, queued_seconds=1, running_seconds=args.seconds - 2))
     with EmulatorServer(emulator) as server, tempfile.TemporaryDirectory() as home:
         cluster = AirflowCluster(

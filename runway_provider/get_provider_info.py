@@ -32,6 +32,14 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {"integration-name": "Runway (CometAPI)", "python-modules": ["runway_provider.triggers.runway"]}
         ],
+        "transfers": [
+            {
+                "source-integration-name": "Runway (CometAPI)",
+                "target-integration-name": "Common IO",
+                "python-module": "runway_provider.transfers.runway_to_object_storage",
+            }
+        ],
+        "extra-links": ["runway_provider.links.runway.RunwayVideoLink"],
         "connection-types": [
             {
                 "connection-type": "runway",

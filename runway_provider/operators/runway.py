@@ -10,6 +10,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
 
 from runway_provider.exceptions import RunwayTransientError
+from runway_provider.links.runway import RunwayVideoLink
 from runway_provider.hooks.runway import GENERATE_PATH, RunwayHook
 from runway_provider.lifecycle import (
     DEFAULT_NOT_FOUND_GRACE,
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 XCOM_RUNWAY_TASK_ID = "runway_task_id"
 XCOM_RUNWAY_TASK = "runway_task"
+XCOM_SUBMITTED_AT = "runway_submitted_at"
 # task_state_store key: the submitted task, kept across the tries of one task instance.
 STATE_SUBMITTED_TASK = "runway_submitted_task"
 
@@ -51,6 +53,7 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
     """
 
     route: str
+    operator_extra_links = (RunwayVideoLink(),)
 
     def __init__(
         self,
@@ -94,6 +97,7 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
             if store is not None:
                 store.set(STATE_SUBMITTED_TASK, {"runway_task_id": runway_task_id, "submitted_at": submitted_at})
         context["ti"].xcom_push(key=XCOM_RUNWAY_TASK_ID, value=runway_task_id)
+        context["ti"].xcom_push(key=XCOM_SUBMITTED_AT, value=submitted_at)
         if not self.wait_for_completion:
             _forget(context)
             return runway_task_id

@@ -11,6 +11,7 @@ from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
 from runway_provider.exceptions import RunwayTaskError, RunwayTaskTimeoutError, RunwayTransientError
+from runway_provider.links.runway import RunwayVideoLink
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.lifecycle import (
     DEFAULT_NOT_FOUND_GRACE,
@@ -41,6 +42,7 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = ("runway_task_id",)
+    operator_extra_links = (RunwayVideoLink(),)
     ui_color = "#e8e1fb"
 
     def __init__(

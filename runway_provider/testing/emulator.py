@@ -136,6 +136,7 @@ class Emulator:
         self.requests: list[dict[str, Any]] = []
         self.request_count = 0
         self.callbacks: list[Any] = []
+        self.media_requests: list[dict[str, Any]] = []
         self._create_faults_used: dict[str, int] = {}
         self._random = random.Random(seed)
         self._lock = threading.Lock()
@@ -152,6 +153,7 @@ class Emulator:
             self.requests.clear()
             self.request_count = 0
             self.callbacks.clear()
+            self.media_requests.clear()
             self._create_faults_used.clear()
 
     def make_app(self) -> web.Application:
@@ -242,7 +244,23 @@ class Emulator:
         return self._finish(record, web.json_response(_render(job, view)))
 
     async def _media(self, request: web.Request) -> web.StreamResponse:
+        """The CDN: a real sample video, plus made-up ones for storage tests.
+
+        ``size-<bytes>.mp4`` streams a video-signed file of that size, ``broken-<bytes>.mp4`` drops
+        the connection halfway, ``expired-<anything>`` answers 403 like an expired signed URL,
+        ``page-<anything>`` answers an HTML page and ``notvideo-<anything>`` text labelled video/mp4.
+        Who asked, and with which Authorization header, is kept in ``media_requests``.
+        """
         name = request.match_info["name"]
+        self.media_requests.append({"name": name, "authorization": request.headers.get("Authorization")})
+        if name.startswith("size-") or name.startswith("broken-"):
+            return await self._stream_video(request, name)
+        if name.startswith("expired-"):
+            raise web.HTTPForbidden(text="Request has expired")
+        if name.startswith("page-"):
+            return web.Response(text="<html><body>Not a video</body></html>", content_type="text/html")
+        if name.startswith("notvideo-"):
+            return web.Response(body=b"this is plain text, not a video", content_type="video/mp4")
         if name.endswith(".mp4"):
             data, content_type = _asset("sample.mp4"), "video/mp4"
         elif name.endswith(".png"):
@@ -250,6 +268,28 @@ class Emulator:
         else:
             raise web.HTTPNotFound()
         return web.Response(body=data, content_type=content_type)
+
+    async def _stream_video(self, request: web.Request, name: str) -> web.StreamResponse:
+        kind, _, rest = name.partition("-")
+        try:
+            size = int(rest.removesuffix(".mp4"))
+        except ValueError:
+            raise web.HTTPNotFound() from None
+        response = web.StreamResponse(headers={"Content-Type": "video/mp4", "Content-Length": str(size)})
+        await response.prepare(request)
+        stop_at = size // 2 if kind == "broken" else size
+        head = _asset("sample.mp4")[:32]
+        sent, chunk = 0, bytes(256 * 1024)
+        while sent < stop_at:
+            piece = (head + chunk)[: min(len(chunk), stop_at - sent)] if sent == 0 else chunk[: stop_at - sent]
+            await response.write(piece)
+            sent += len(piece)
+        if kind == "broken":
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+        await response.write_eof()
+        return response
 
     async def _callback(self, request: web.Request) -> web.StreamResponse:
         self.callbacks.append(await _json_body(request))

@@ -12,7 +12,12 @@ from runway_provider.exceptions import (
     RunwayTaskFailedError,
     RunwayTaskTimeoutError,
 )
-from runway_provider.operators.runway import XCOM_RUNWAY_TASK, XCOM_RUNWAY_TASK_ID, RunwayGenerateOperator
+from runway_provider.operators.runway import (
+    XCOM_RUNWAY_TASK,
+    XCOM_RUNWAY_TASK_ID,
+    XCOM_SUBMITTED_AT,
+    RunwayGenerateOperator,
+)
 from runway_provider.triggers.runway import RunwayTaskTrigger
 from tests.helpers import TEST_API_KEY, job_options, set_connection
 
@@ -34,7 +39,8 @@ def operator(**kwargs: Any) -> RunwayGenerateOperator:
 def test_submits_pushes_and_returns_the_task_id(runway_conn, emulator, context):
     runway_task_id = operator().execute(context)
     assert list(emulator.jobs) == [runway_task_id]
-    assert context["ti"].xcom == {XCOM_RUNWAY_TASK_ID: runway_task_id}
+    assert context["ti"].xcom[XCOM_RUNWAY_TASK_ID] == runway_task_id
+    assert time.time() - 30 < context["ti"].xcom[XCOM_SUBMITTED_AT] <= time.time()
 
 
 def test_accepts_data_uris_and_optional_fields(runway_conn, emulator, context):

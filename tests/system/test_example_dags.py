@@ -54,6 +54,9 @@ def test_generate_then_deferrable_sensor(sandbox, dag_server):
     assert runway_task["runway_task_id"] == runway_task_id
     assert runway_task["video_url"] == f"{dag_server.base_url}/_emulator/media/{runway_task_id}.mp4"
     assert sandbox.xcom(dag_id, "report") == [runway_task["video_url"]]
+    # Airflow 3 resolves extra links on the worker when the task finishes and keeps them in XCom.
+    assert sandbox.xcom(dag_id, "wait_for_video", "_link_RunwayVideoLink") == [runway_task["video_url"]]
+    assert sandbox.xcom(dag_id, "generate", "_link_RunwayVideoLink") == [""]  # it did not wait
     assert [s["runway_task_id"] for s in dag_server.emulator.submissions()] == [runway_task_id]
     # The sensor waited in the trigger (several polls), not by holding a worker in poke mode.
     assert "Runway task" in result.output and "deferring" in result.output
@@ -67,6 +70,7 @@ def test_generate_and_wait_in_one_deferrable_task(sandbox, dag_server):
     [runway_task_id] = sandbox.xcom(dag_id, "generate_and_wait")
     [runway_task] = sandbox.xcom(dag_id, "generate_and_wait", "runway_task")
     assert runway_task["status"] == "SUCCEEDED" and runway_task["runway_task_id"] == runway_task_id
+    assert sandbox.xcom(dag_id, "generate_and_wait", "_link_RunwayVideoLink") == [runway_task["video_url"]]
     [job] = dag_server.emulator.jobs.values()
     assert job.body["style"] == "cinematic" and job.body["image"] == "https://example.com/paper-boat.jpg"
     assert_no_key_anywhere(sandbox, result.output)

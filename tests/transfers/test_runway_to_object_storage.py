@@ -1,0 +1,255 @@
+"""RunwayToObjectStorageOperator against the emulator's CDN, on file:// and on real S3 (moto server)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.sdk import AssetAlias, ObjectStoragePath
+from airflow.sdk.execution_time.context import OutletEventAccessors
+
+from runway_provider.exceptions import RunwayInputError
+from runway_provider.hooks.runway import RunwayHook
+from runway_provider.testing import EmulatorServer
+from runway_provider.transfers.runway_to_object_storage import RunwayToObjectStorageOperator, RunwayTransferError
+from tests.helpers import TEST_API_KEY, job_options
+
+SAMPLE = (Path(__file__).parents[2] / "runway_provider" / "testing" / "media" / "sample.mp4").read_bytes()
+SAMPLE_SHA = hashlib.sha256(SAMPLE).hexdigest()
+DONE = job_options(not_found_seconds=0, queued_seconds=0, running_seconds=0)
+
+
+def finished_task(server: EmulatorServer) -> dict[str, Any]:
+    hook = RunwayHook()
+    runway_task_id = hook.submit_generate(prompt="A paper boat", image="https://example.com/a.jpg", options=DONE)
+    return hook.get_task(runway_task_id).to_dict()
+
+
+def task_with_url(server: EmulatorServer, name: str, runway_task_id: str = "made-up-task") -> dict[str, Any]:
+    url = f"{server.base_url}/_emulator/media/{name}"
+    return {"runway_task_id": runway_task_id, "status": "SUCCEEDED", "output_urls": [url]}
+
+
+def transfer_context() -> dict[str, Any]:
+    return {"outlet_events": OutletEventAccessors()}
+
+
+def run(context: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+    return RunwayToObjectStorageOperator(task_id="store", **kwargs).execute(context or transfer_context())
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if p.name.endswith(".part"))
+
+
+# -- file:// ---------------------------------------------------------------------------------
+
+
+def test_stores_the_video_and_announces_the_asset(runway_conn, server, emulator, tmp_path):
+    task = finished_task(server)
+    context = transfer_context()
+    result = run(context, runway_task=task, destination=f"file://{tmp_path}/videos/")
+    stored = tmp_path / "videos" / f"{task['runway_task_id']}.mp4"
+    assert stored.read_bytes() == SAMPLE
+    assert {k: result[k] for k in ("uri", "bytes", "sha256", "content_type", "runway_task_id")} == {
+        "uri": f"file://{stored}",
+        "bytes": len(SAMPLE),
+        "sha256": SAMPLE_SHA,
+        "content_type": "video/mp4",
+        "runway_task_id": task["runway_task_id"],
+    }
+    [event] = context["outlet_events"][AssetAlias("runway-videos")].asset_alias_events
+    assert event.dest_asset_key.uri == f"file://{stored}"
+    assert event.extra == {"runway_task_id": task["runway_task_id"], "sha256": SAMPLE_SHA, "bytes": len(SAMPLE)}
+    assert all(r["authorization"] is None for r in emulator.media_requests)  # the key stays home
+    assert leftovers(tmp_path) == []
+
+
+def test_asset_extra_never_holds_a_signed_url(runway_conn, server, tmp_path):
+    context = transfer_context()
+    run(context, runway_task=finished_task(server), destination=str(tmp_path) + "/")
+    [event] = context["outlet_events"][AssetAlias("runway-videos")].asset_alias_events
+    assert "http" not in json.dumps(event.extra) and TEST_API_KEY not in json.dumps(event.extra)
+
+
+def test_a_task_id_is_fetched_for_a_fresh_url(runway_conn, server, tmp_path):
+    task = finished_task(server)
+    result = run(runway_task=task["runway_task_id"], destination=str(tmp_path / "v.mp4"))
+    assert result["sha256"] == SAMPLE_SHA and (tmp_path / "v.mp4").exists()
+
+
+def test_an_expired_url_is_refreshed_once(runway_conn, server, emulator, tmp_path):
+    task = finished_task(server)
+    expired = task_with_url(server, "expired-url.mp4", task["runway_task_id"])
+    assert run(runway_task=expired, destination=str(tmp_path) + "/")["sha256"] == SAMPLE_SHA
+    assert [r["name"] for r in emulator.media_requests] == ["expired-url.mp4", f"{task['runway_task_id']}.mp4"]
+
+
+def test_a_retry_after_success_is_a_no_op(runway_conn, server, tmp_path, capsys):
+    task = finished_task(server)
+    first = run(runway_task=task, destination=str(tmp_path) + "/")
+    stored = tmp_path / f"{task['runway_task_id']}.mp4"
+    before = stored.stat().st_mtime_ns
+    second = run(runway_task=task, destination=str(tmp_path) + "/")
+    assert (second["sha256"], second["uri"]) == (first["sha256"], first["uri"])
+    assert stored.stat().st_mtime_ns == before
+    assert "Already stored, unchanged" in capsys.readouterr().out
+
+
+def test_different_content_is_not_overwritten_unless_asked(runway_conn, server, tmp_path):
+    target = tmp_path / "v.mp4"
+    target.write_bytes(b"someone else's video")
+    with pytest.raises(RunwayTransferError, match="overwrite=True"):
+        run(runway_task=finished_task(server), destination=str(target))
+    assert target.read_bytes() == b"someone else's video"
+    run(runway_task=finished_task(server), destination=str(target), overwrite=True)
+    assert target.read_bytes() == SAMPLE
+
+
+def test_a_download_that_breaks_leaves_nothing(runway_conn, server, tmp_path):
+    with pytest.raises(RunwayTransferError, match="broke after"):
+        run(runway_task=task_with_url(server, "broken-3000000.mp4"), destination=str(tmp_path) + "/")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_max_bytes_is_refused_from_the_declared_length(runway_conn, server, emulator, tmp_path):
+    with pytest.raises(RunwayTransferError, match="over max_bytes=1,000,000"):
+        run(runway_task=task_with_url(server, "size-3000000.mp4"), destination=str(tmp_path) + "/", max_bytes=1_000_000)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_max_bytes_is_enforced_while_streaming(runway_conn, server, tmp_path, monkeypatch):
+    import requests
+
+    real_get = requests.Session.get
+
+    def hide_length(self, url, **kwargs):  # a CDN that does not say how long the video is
+        response = real_get(self, url, **kwargs)
+        del response.headers["Content-Length"]
+        return response
+
+    monkeypatch.setattr(requests.Session, "get", hide_length)
+    with pytest.raises(RunwayTransferError, match="exceeds max_bytes"):
+        run(runway_task=task_with_url(server, "size-3000000.mp4"), destination=str(tmp_path) + "/", max_bytes=1_000_000)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("name", "problem"), [("page-x", "text/html"), ("notvideo-x.mp4", "does not start like")])
+def test_what_is_not_a_video_is_refused(runway_conn, server, tmp_path, name, problem):
+    with pytest.raises(RunwayTransferError, match=problem):
+        run(runway_task=task_with_url(server, name), destination=str(tmp_path) + "/")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_streams_a_large_video(runway_conn, server, tmp_path):
+    result = run(runway_task=task_with_url(server, "size-25000000.mp4"), destination=str(tmp_path) + "/")
+    assert result["bytes"] == 25_000_000 == (tmp_path / "made-up-task.mp4").stat().st_size
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"runway_task": 42}, "runway_task"), ({"runway_task": {"status": "SUCCEEDED"}}, "runway_task"), ({"destination": ""}, "destination")],
+)
+def test_bad_arguments_are_named(runway_conn, server, emulator, tmp_path, kwargs, field):
+    arguments = {"runway_task": task_with_url(server, "x.mp4"), "destination": str(tmp_path) + "/", **kwargs}
+    with pytest.raises(RunwayInputError) as caught:
+        run(**arguments)
+    assert caught.value.field == field
+    assert emulator.media_requests == []
+
+
+# -- s3:// through a real S3 protocol server -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        moto.stop()
+
+
+@pytest.fixture
+def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    import boto3
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_S3_TEST",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing-secret",
+                "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
+            }
+        ),
+    )
+    client = boto3.client(
+        "s3", endpoint_url=s3_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing-secret", region_name="us-east-1"
+    )
+    name = f"videos-{os.urandom(4).hex()}"
+    client.create_bucket(Bucket=name)
+    yield name
+
+
+def s3_keys(s3_endpoint: str, bucket: str) -> dict[str, bytes]:
+    import boto3
+
+    client = boto3.client(
+        "s3", endpoint_url=s3_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing-secret", region_name="us-east-1"
+    )
+    listed = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    return {item["Key"]: client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read() for item in listed}
+
+
+def test_stores_on_s3(runway_conn, server, s3_endpoint, bucket):
+    task = finished_task(server)
+    result = run(runway_task=task, destination=f"s3://s3_test@{bucket}/runway/")
+    key = f"runway/{task['runway_task_id']}.mp4"
+    assert s3_keys(s3_endpoint, bucket) == {key: SAMPLE}
+    assert result["uri"] == f"s3://{bucket}/{key}"  # no connection id in the asset URI
+    second = run(runway_task=task, destination=f"s3://s3_test@{bucket}/runway/")
+    assert second["sha256"] == result["sha256"]
+
+
+def test_s3_with_an_object_storage_path_and_a_large_video(runway_conn, server, s3_endpoint, bucket):
+    destination = ObjectStoragePath(f"s3://{bucket}/big.mp4", conn_id="s3_test")
+    result = run(runway_task=task_with_url(server, "size-12000000.mp4"), destination=destination)
+    stored = s3_keys(s3_endpoint, bucket)["big.mp4"]
+    assert len(stored) == 12_000_000 == result["bytes"]
+    assert hashlib.sha256(stored).hexdigest() == result["sha256"]
+
+
+def test_a_broken_download_leaves_no_s3_object(runway_conn, server, s3_endpoint, bucket):
+    with pytest.raises(RunwayTransferError):
+        run(runway_task=task_with_url(server, "broken-8000000.mp4"), destination=f"s3://s3_test@{bucket}/runway/")
+    assert s3_keys(s3_endpoint, bucket) == {}
+
+
+def test_different_content_on_s3_is_kept(runway_conn, server, s3_endpoint, bucket):
+    ObjectStoragePath(f"s3://{bucket}/v.mp4", conn_id="s3_test").write_bytes(b"older video")
+    with pytest.raises(RunwayTransferError, match="overwrite=True"):
+        run(runway_task=finished_task(server), destination=f"s3://s3_test@{bucket}/v.mp4")
+    assert s3_keys(s3_endpoint, bucket) == {"v.mp4": b"older video"}
+
+
+def test_asset_alias_name_is_configurable(runway_conn, server, tmp_path):
+    context = transfer_context()
+    run(context, runway_task=task_with_url(server, "x.mp4"), destination=str(tmp_path) + "/", asset_alias="reviews")
+    [event] = context["outlet_events"][AssetAlias("reviews")].asset_alias_events
+    assert event.dest_asset_key.uri == f"file://{tmp_path}/made-up-task.mp4"
+    operator = RunwayToObjectStorageOperator(task_id="store", runway_task="t", destination="/tmp/", asset_alias="reviews")
+    assert operator.outlets == [AssetAlias("reviews")]
