@@ -117,6 +117,24 @@ class RunwayTaskFailedError(RunwayTaskError):
     """The generation failed (or reported success without any output URL)."""
 
 
+class RunwayContentRejectedError(AirflowFailException, RunwayTaskFailedError):
+    """Runway's moderation refused the input or the output (``SAFETY.*``,
+    ``INPUT_PREPROCESSING.SAFETY.*``). Not retried: the same content would be refused, and billed,
+    again."""
+
+    def __init__(self, message: str, **details: str | None) -> None:
+        RunwayTaskFailedError.__init__(self, message, **details)  # type: ignore[arg-type]
+
+
+class RunwayBadOutputError(RunwayTaskFailedError):
+    """Runway could not make a good output (``INTERNAL.BAD_OUTPUT.*``, often text in the image).
+    Retried like any failure, though Runway says a retry is not likely to succeed."""
+
+
+class RunwayInputPreprocessingError(RunwayTaskFailedError):
+    """Runway could not prepare the inputs (``INPUT_PREPROCESSING.*`` other than safety)."""
+
+
 class RunwayTaskCancelledError(RunwayTaskError):
     """The generation was cancelled or deleted on the service side."""
 

@@ -28,6 +28,7 @@ class RunwayTaskWaiter:
     """Mixin for operators that wait on a Runway task (mixed in before ``BaseOperator``)."""
 
     runway_conn_id: str
+    route_family: str
     poll_interval: float
     not_found_grace: float
     log: Any
@@ -56,7 +57,7 @@ class RunwayTaskWaiter:
         """
         watch = self.watch(runway_task_id=runway_task_id, submitted_at=submitted_at, end_time=end_time)
         try:
-            event = watch.observe(self.hook.get_task(runway_task_id))
+            event = watch.observe(self.hook.get_task(runway_task_id, self.route_family))
         except RunwayError as err:
             event = watch.observe_error(err)
         event = event or watch.check_deadline()
@@ -70,6 +71,7 @@ class RunwayTaskWaiter:
             trigger=RunwayTaskTrigger(
                 runway_task_id=runway_task_id,
                 runway_conn_id=self.runway_conn_id,
+                route_family=self.route_family,
                 poll_interval=self.poll_interval,
                 end_time=end_time,
                 not_found_grace=self.not_found_grace,

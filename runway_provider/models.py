@@ -220,14 +220,18 @@ def parse_submission(body: Any, http_status: int) -> str:
     )
 
 
-def normalize_task(body: Any, http_status: int, *, runway_task_id: str) -> RunwayTask:
+def normalize_task(
+    body: Any, http_status: int, *, runway_task_id: str, not_found_statuses: frozenset[int] = frozenset()
+) -> RunwayTask:
     """Turn any known task answer into a :class:`RunwayTask`, or raise the error it stands for.
 
     :param body: The decoded answer.
     :param http_status: The answer's HTTP status.
     :param runway_task_id: The id that was asked for; used when the answer does not repeat it.
+    :param not_found_statuses: HTTP statuses that mean "not visible yet" on this route (404 on
+        Runway's own task route), besides ``task_not_exist``.
     """
-    if _is_task_not_exist(body):
+    if _is_task_not_exist(body) or http_status in not_found_statuses:
         return RunwayTask(
             runway_task_id=runway_task_id,
             status=RunwayTaskStatus.PENDING,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -93,3 +93,95 @@ def require_options(value: Any, field: str = "options") -> dict[str, Any] | None
 def _show(value: Any, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "…'"
+
+
+# Official Runway models (``/runwayml/v1/image_to_video``): ratios and durations per model,
+# from Runway's API reference and SDK. ``gen3a_turbo`` was retired by Runway on 2026-07-30.
+IMAGE_TO_VIDEO_MODELS: dict[str, dict[str, Any]] = {
+    "gen4_turbo": {
+        "ratios": ("1280:720", "720:1280", "1104:832", "832:1104", "960:960", "1584:672"),
+        "durations": range(2, 11),
+        "duration_required": False,
+        "prompt_text_required": False,
+    },
+    "gen4.5": {
+        "ratios": ("1280:720", "720:1280", "1104:832", "960:960", "832:1104", "1584:672"),
+        "durations": range(2, 11),
+        "duration_required": True,
+        "prompt_text_required": True,
+    },
+    "veo3.1": {
+        "ratios": ("1280:720", "720:1280", "1080:1920", "1920:1080"),
+        "durations": (4, 6, 8),
+        "duration_required": False,
+        "prompt_text_required": False,
+    },
+    "veo3.1_fast": {
+        "ratios": ("1280:720", "720:1280", "1080:1920", "1920:1080"),
+        "durations": (4, 6, 8),
+        "duration_required": False,
+        "prompt_text_required": False,
+    },
+}
+RETIRED_MODELS = {"gen3a_turbo": "Runway retired Gen-3 Alpha Turbo on 2026-07-30; use gen4_turbo"}
+MAX_SEED = 4_294_967_295
+
+
+def require_choice(value: Any, field: str, choices: Sequence[str]) -> str:
+    """One of ``choices``."""
+    if value not in choices:
+        raise RunwayInputError(field, f"expected one of {', '.join(choices)}, got {_show(value)}")
+    return str(value)
+
+
+def require_model(value: Any, field: str, models: Mapping[str, Any]) -> str:
+    """A known model of the route; a retired one says what to use instead."""
+    if isinstance(value, str) and value in RETIRED_MODELS:
+        raise RunwayInputError(field, RETIRED_MODELS[value])
+    return require_choice(value, field, tuple(models))
+
+
+def require_int(value: Any, field: str, *, allowed: Sequence[int] | range) -> int:
+    """An integer among ``allowed`` (a rendered template may give its text)."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value not in allowed:
+        shown = f"{allowed.start}–{allowed.stop - 1}" if isinstance(allowed, range) else ", ".join(map(str, allowed))
+        raise RunwayInputError(field, f"expected an integer among {shown}, got {_show(value)}")
+    return value
+
+
+def require_prompt_image(value: Any, field: str = "prompt_image") -> str | list[dict[str, str]]:
+    """A URL or ``data:`` URI, or first/last frames: ``[{"uri": ..., "position": "first"|"last"}]``."""
+    if isinstance(value, str):
+        return require_media_uri(value, field)
+    if isinstance(value, Sequence) and value and all(isinstance(item, Mapping) for item in value):
+        frames = []
+        for index, item in enumerate(value):
+            position = require_choice(item.get("position"), f"{field}[{index}].position", ("first", "last"))
+            frames.append({"uri": require_media_uri(item.get("uri"), f"{field}[{index}].uri"), "position": position})
+        positions = [frame["position"] for frame in frames]
+        if len(set(positions)) != len(positions):
+            raise RunwayInputError(field, "each position (first, last) may appear once")
+        return frames
+    raise RunwayInputError(
+        field, f"expected a URL, a data: URI or a list of {{uri, position}} frames, got {_show(value)}"
+    )
+
+
+VIDEO_TO_VIDEO_MODELS = ("gen4_aleph",)
+UPSCALE_MODELS = ("upscale_v1",)
+CHARACTER_PERFORMANCE_MODELS = ("act_two",)
+
+
+def require_seed(value: Any, field: str = "seed") -> int:
+    """An integer seed, 0–4294967295."""
+    return require_int(value, field, allowed=range(0, MAX_SEED + 1))
+
+
+def require_content_moderation(value: Any, field: str = "content_moderation") -> dict[str, str]:
+    """``{"publicFigureThreshold": "auto" | "low"}``."""
+    if not isinstance(value, Mapping) or set(value) - {"publicFigureThreshold"}:
+        raise RunwayInputError(field, f'expected {{"publicFigureThreshold": "auto" | "low"}}, got {_show(value)}')
+    threshold = require_choice(value.get("publicFigureThreshold", "auto"), f"{field}.publicFigureThreshold", ("auto", "low"))
+    return {"publicFigureThreshold": threshold}

@@ -16,7 +16,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from runway_provider.exceptions import (
+    RunwayBadOutputError,
+    RunwayContentRejectedError,
     RunwayError,
+    RunwayInputPreprocessingError,
     RunwayTaskCancelledError,
     RunwayTaskError,
     RunwayTaskFailedError,
@@ -179,7 +182,7 @@ def resolve_event(event: Any) -> RunwayTask:
     elif event["status"] == EVENT_FAILED and task is not None and task.status is RunwayTaskStatus.CANCELLED:
         error_class = RunwayTaskCancelledError
     elif event["status"] == EVENT_FAILED:
-        error_class = RunwayTaskFailedError
+        error_class = _failure_class(task.failure_code if task else None)
     elif event["status"] == EVENT_SUCCESS:
         error_class = RunwayTaskFailedError
         message = f"Runway task {runway_task_id} was reported successful without a video URL."
@@ -208,6 +211,18 @@ def _event(
         "task": task.to_dict() if task else None,
         "message": message,
     }
+
+
+def _failure_class(failure_code: str | None) -> type[RunwayTaskError]:
+    """The typed error of a Runway ``failureCode`` family."""
+    code = (failure_code or "").upper()
+    if code.startswith(("SAFETY.", "INPUT_PREPROCESSING.SAFETY")):
+        return RunwayContentRejectedError
+    if code.startswith("INTERNAL.BAD_OUTPUT"):
+        return RunwayBadOutputError
+    if code.startswith("INPUT_PREPROCESSING."):
+        return RunwayInputPreprocessingError
+    return RunwayTaskFailedError
 
 
 def _failure_message(task: RunwayTask) -> str:

@@ -11,11 +11,11 @@ import email.utils
 import random
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from airflow.sdk import BaseHook
 
@@ -30,11 +30,21 @@ from runway_provider.exceptions import (
 )
 from runway_provider.models import RunwayTask, decode_body, normalize_task, parse_submission
 from runway_provider.validation import (
+    CHARACTER_PERFORMANCE_MODELS,
+    IMAGE_TO_VIDEO_MODELS,
+    UPSCALE_MODELS,
+    VIDEO_TO_VIDEO_MODELS,
+    require_choice,
+    require_content_moderation,
     require_http_url,
+    require_int,
     require_media_uri,
+    require_model,
     require_options,
     require_prompt,
+    require_prompt_image,
     require_ratio,
+    require_seed,
     require_text,
 )
 from runway_provider.watch import TaskWatch, resolve_event
@@ -49,7 +59,18 @@ DEFAULT_RUNWAY_VERSION = "2024-11-06"
 DEFAULT_TIMEOUT = 60.0
 CONNECT_TIMEOUT = 10.0
 GENERATE_PATH = "/runway/pro/generate"
+REVERSE_VIDEO_TO_VIDEO_PATH = "/runway/pro/video2video"
+ACT_ONE_PATH = "/runway/pro/act_one"
 FEED_PATH = "/runway/feed"
+IMAGE_TO_VIDEO_PATH = "/runwayml/v1/image_to_video"
+VIDEO_TO_VIDEO_PATH = "/runwayml/v1/video_to_video"
+VIDEO_UPSCALE_PATH = "/runwayml/v1/video_upscale"
+CHARACTER_PERFORMANCE_PATH = "/runwayml/v1/character_performance"
+OFFICIAL_TASKS_PATH = "/runwayml/v1/tasks"
+# Route families: reverse-format tasks are polled through the feed, official-format ones by id.
+REVERSE = "reverse"
+OFFICIAL = "official"
+ROUTE_FAMILIES = (REVERSE, OFFICIAL)
 USER_AGENT = f"airflow-provider-runway/{__version__}"
 # A Retry-After longer than this is not honoured as given: the wait loop polls again later anyway.
 MAX_RETRY_AFTER = 60.0
@@ -205,13 +226,37 @@ class RunwayHook(BaseHook):
         )
         return self.submit_payload(GENERATE_PATH, payload)
 
+    def submit_image_to_video(self, **kwargs: Any) -> str:
+        """``POST /runwayml/v1/image_to_video``; see :meth:`image_to_video_payload`. Returns the task id."""
+        return self.submit_payload(IMAGE_TO_VIDEO_PATH, self.image_to_video_payload(**kwargs))
+
+    def submit_video_to_video(self, **kwargs: Any) -> str:
+        """``POST /runwayml/v1/video_to_video``; see :meth:`video_to_video_payload`."""
+        return self.submit_payload(VIDEO_TO_VIDEO_PATH, self.video_to_video_payload(**kwargs))
+
+    def submit_upscale_video(self, **kwargs: Any) -> str:
+        """``POST /runwayml/v1/video_upscale``; see :meth:`upscale_video_payload`."""
+        return self.submit_payload(VIDEO_UPSCALE_PATH, self.upscale_video_payload(**kwargs))
+
+    def submit_character_performance(self, **kwargs: Any) -> str:
+        """``POST /runwayml/v1/character_performance``; see :meth:`character_performance_payload`."""
+        return self.submit_payload(CHARACTER_PERFORMANCE_PATH, self.character_performance_payload(**kwargs))
+
+    def submit_reverse_video_to_video(self, **kwargs: Any) -> str:
+        """``POST /runway/pro/video2video``; see :meth:`reverse_video_to_video_payload`."""
+        return self.submit_payload(REVERSE_VIDEO_TO_VIDEO_PATH, self.reverse_video_to_video_payload(**kwargs))
+
+    def submit_act_one(self, **kwargs: Any) -> str:
+        """``POST /runway/pro/act_one``; see :meth:`act_one_payload`."""
+        return self.submit_payload(ACT_ONE_PATH, self.act_one_payload(**kwargs))
+
     def submit_payload(self, path: str, payload: Mapping[str, Any]) -> str:
         """POST an already checked create request; return the new Runway task id.
 
         :param path: The create route, e.g. ``/runway/pro/generate``.
         :param payload: The body, as built by :meth:`generate_payload`.
         """
-        status, body = self._post(path, payload, create=True)
+        status, body = self._request("POST", path, payload, create=True)
         runway_task_id = parse_submission(body, status)
         self.log.info("Submitted Runway generation: task %s", runway_task_id)
         return runway_task_id
@@ -229,20 +274,12 @@ class RunwayHook(BaseHook):
         last_image: Any = None,
     ) -> dict[str, Any]:
         """Check the arguments of :meth:`submit_generate` and build its request body; sends nothing."""
-        if callback_url is None or callback_url == "":
-            callback_url = self.settings.callback_url
-        if callback_url is None:
-            raise RunwayInputError(
-                "callback_url",
-                "CometAPI requires a webhook URL; pass callback_url or set extra `callback_url` on "
-                f"connection {self.runway_conn_id!r}",
-            )
         payload: dict[str, Any] = {
             "prompt": require_prompt(prompt),
             "image": require_media_uri(image, "image"),
             "ratio": require_ratio(ratio),
             "model": require_text(model, "model"),
-            "callback_url": require_http_url(callback_url, "callback_url"),
+            "callback_url": self._callback_url(callback_url),
         }
         if style not in (None, ""):
             payload["style"] = require_text(style, "style")
@@ -252,10 +289,151 @@ class RunwayHook(BaseHook):
             payload["last_image"] = require_media_uri(last_image, "last_image")
         return payload
 
-    def get_task(self, runway_task_id: str) -> RunwayTask:
-        """Fetch a task through ``POST /runway/feed``, normalized."""
-        status, body = self._post(FEED_PATH, {"task_id": runway_task_id}, runway_task_id=runway_task_id)
-        return normalize_task(body, status, runway_task_id=runway_task_id)
+    # -- official format (Runway's own schema under /runwayml/v1) -----------------------------
+
+    def image_to_video_payload(
+        self,
+        *,
+        prompt_image: Any,
+        model: Any = "gen4_turbo",
+        prompt_text: Any = None,
+        ratio: Any = "1280:720",
+        duration: Any = None,
+        seed: Any = None,
+        content_moderation: Any = None,
+    ) -> dict[str, Any]:
+        """Check the arguments of :meth:`submit_image_to_video` and build its body; sends nothing."""
+        model = require_model(model, "model", IMAGE_TO_VIDEO_MODELS)
+        rules = IMAGE_TO_VIDEO_MODELS[model]
+        payload: dict[str, Any] = {
+            "model": model,
+            "promptImage": require_prompt_image(prompt_image),
+            "ratio": require_choice(ratio, "ratio", rules["ratios"]),
+        }
+        if prompt_text not in (None, ""):
+            payload["promptText"] = require_prompt(prompt_text, "prompt_text")
+        elif rules["prompt_text_required"]:
+            raise RunwayInputError("prompt_text", f"is required for model {model}")
+        if duration not in (None, ""):
+            payload["duration"] = require_int(duration, "duration", allowed=rules["durations"])
+        elif rules["duration_required"]:
+            raise RunwayInputError("duration", f"is required for model {model}")
+        _add_common(payload, seed=seed, content_moderation=content_moderation)
+        return payload
+
+    def video_to_video_payload(
+        self,
+        *,
+        video: Any,
+        prompt_text: Any,
+        model: Any = "gen4_aleph",
+        ratio: Any = "1280:720",
+        references: Any = None,
+        seed: Any = None,
+        content_moderation: Any = None,
+    ) -> dict[str, Any]:
+        """Body of ``POST /runwayml/v1/video_to_video`` (restyle a video from a prompt)."""
+        payload: dict[str, Any] = {
+            "model": require_choice(model, "model", VIDEO_TO_VIDEO_MODELS),
+            "videoUri": require_media_uri(video, "video"),
+            "promptText": require_prompt(prompt_text, "prompt_text"),
+            "ratio": require_ratio(ratio),
+        }
+        if references:
+            if not isinstance(references, Sequence) or isinstance(references, str):
+                raise RunwayInputError("references", f"expected a list of image URIs, got {references!r:.60}")
+            payload["references"] = [
+                {"type": "image", "uri": require_media_uri(uri, f"references[{index}]")}
+                for index, uri in enumerate(references)
+            ]
+        _add_common(payload, seed=seed, content_moderation=content_moderation)
+        return payload
+
+    def upscale_video_payload(self, *, video: Any, model: Any = "upscale_v1") -> dict[str, Any]:
+        """Body of ``POST /runwayml/v1/video_upscale`` (4× upscale, up to 4096 px)."""
+        return {"model": require_choice(model, "model", UPSCALE_MODELS), "videoUri": require_media_uri(video, "video")}
+
+    def character_performance_payload(
+        self,
+        *,
+        character: Any,
+        reference_video: Any,
+        character_type: Any = "image",
+        model: Any = "act_two",
+        ratio: Any = "1280:720",
+        body_control: Any = None,
+        expression_intensity: Any = None,
+        seed: Any = None,
+        content_moderation: Any = None,
+    ) -> dict[str, Any]:
+        """Body of ``POST /runwayml/v1/character_performance`` (Act-Two: animate a character)."""
+        payload: dict[str, Any] = {
+            "model": require_choice(model, "model", CHARACTER_PERFORMANCE_MODELS),
+            "character": {
+                "type": require_choice(character_type, "character_type", ("image", "video")),
+                "uri": require_media_uri(character, "character"),
+            },
+            "reference": {"type": "video", "uri": require_media_uri(reference_video, "reference_video")},
+            "ratio": require_ratio(ratio),
+        }
+        if body_control is not None:
+            if not isinstance(body_control, bool):
+                raise RunwayInputError("body_control", f"expected true or false, got {body_control!r:.40}")
+            payload["bodyControl"] = body_control
+        if expression_intensity not in (None, ""):
+            payload["expressionIntensity"] = require_int(expression_intensity, "expression_intensity", allowed=range(1, 6))
+        _add_common(payload, seed=seed, content_moderation=content_moderation)
+        return payload
+
+    def reverse_video_to_video_payload(
+        self, *, video: Any, prompt: Any, model: Any = "gen4", callback_url: Any = None, options: Any = None
+    ) -> dict[str, Any]:
+        """Body of the reverse-format ``POST /runway/pro/video2video`` (video style redraw)."""
+        payload = {
+            "video": require_media_uri(video, "video"),
+            "prompt": require_prompt(prompt),
+            "model": require_text(model, "model"),
+            "callback_url": self._callback_url(callback_url),
+        }
+        if (checked_options := require_options(options)) is not None:
+            payload["options"] = checked_options
+        return payload
+
+    def act_one_payload(
+        self, *, video: Any, image: Any, callback_url: Any = None, options: Any = None
+    ) -> dict[str, Any]:
+        """Body of the reverse-format ``POST /runway/pro/act_one`` (Act-One expression transfer)."""
+        payload = {
+            "video": require_media_uri(video, "video"),
+            "image": require_media_uri(image, "image"),
+            "callback_url": self._callback_url(callback_url),
+        }
+        if (checked_options := require_options(options)) is not None:
+            payload["options"] = checked_options
+        return payload
+
+    def _callback_url(self, callback_url: Any) -> str:
+        """The task's webhook, else the connection's; CometAPI's reverse routes refuse none."""
+        if callback_url is None or callback_url == "":
+            callback_url = self.settings.callback_url
+        if callback_url is None:
+            raise RunwayInputError(
+                "callback_url",
+                "CometAPI requires a webhook URL; pass callback_url or set extra `callback_url` on "
+                f"connection {self.runway_conn_id!r}",
+            )
+        return require_http_url(callback_url, "callback_url")
+
+    def get_task(self, runway_task_id: str, route_family: str = REVERSE) -> RunwayTask:
+        """Fetch a task, normalized: ``POST /runway/feed`` or ``GET /runwayml/v1/tasks/{id}``.
+
+        :param runway_task_id: The task.
+        :param route_family: ``reverse`` (created on ``/runway/pro/*``) or ``official``
+            (created on ``/runwayml/v1/*``).
+        """
+        method, path, payload = _task_request(runway_task_id, route_family)
+        status, body = self._request(method, path, payload, runway_task_id=runway_task_id)
+        return _normalize(body, status, runway_task_id, route_family)
 
     def wait_for_task(
         self,
@@ -265,6 +443,7 @@ class RunwayHook(BaseHook):
         timeout: float,
         not_found_grace: float,
         submitted_at: float | None = None,
+        route_family: str = REVERSE,
     ) -> RunwayTask:
         """Poll until the task succeeds; raise the typed error of any other end. Holds the caller.
 
@@ -273,6 +452,7 @@ class RunwayHook(BaseHook):
         :param timeout: Seconds to wait at most, from now.
         :param not_found_grace: Seconds after submission during which ``task_not_exist`` is normal.
         :param submitted_at: When the task was submitted (epoch seconds); defaults to now.
+        :param route_family: ``reverse`` or ``official`` (see :meth:`get_task`).
         """
         now = time.time()
         watch = TaskWatch(
@@ -285,7 +465,7 @@ class RunwayHook(BaseHook):
         )
         while True:
             try:
-                event = watch.observe(self.get_task(runway_task_id))
+                event = watch.observe(self.get_task(runway_task_id, route_family))
             except RunwayError as err:
                 event = watch.observe_error(err)
             event = event or watch.check_deadline()
@@ -306,20 +486,21 @@ class RunwayHook(BaseHook):
 
     # -- async API (triggers) ----------------------------------------------------------------
 
-    async def aget_task(self, runway_task_id: str) -> RunwayTask:
+    async def aget_task(self, runway_task_id: str, route_family: str = REVERSE) -> RunwayTask:
         """Async :meth:`get_task`. Uses the pooled session held by :meth:`async_client`, if any."""
         if self._async_session is None:
             async with self.async_client():
-                return await self.aget_task(runway_task_id)
+                return await self.aget_task(runway_task_id, route_family)
+        method, path, payload = _task_request(runway_task_id, route_family)
         try:
-            status, body = await self._apost(FEED_PATH, {"task_id": runway_task_id})
-            return normalize_task(body, status, runway_task_id=runway_task_id)
+            status, body = await self._arequest(method, path, payload)
+            return _normalize(body, status, runway_task_id, route_family)
         except RunwayAuthenticationError:
             # The key may have been rotated since this hook read the connection: read it once more.
             self._async_settings = None
             _SETTINGS_READS.forget(self.runway_conn_id)
-            status, body = await self._apost(FEED_PATH, {"task_id": runway_task_id})
-            return normalize_task(body, status, runway_task_id=runway_task_id)
+            status, body = await self._arequest(method, path, payload)
+            return _normalize(body, status, runway_task_id, route_family)
 
     def async_client(self) -> _AsyncClient:
         """``async with hook.async_client():`` shares the loop's pooled session for this host."""
@@ -335,14 +516,19 @@ class RunwayHook(BaseHook):
         session = requests.Session()
         session.headers.update(self.settings.headers)
         base = self.settings.base_url
-        session.mount(base + FEED_PATH, HTTPAdapter(max_retries=self._poll_retry()))
-        session.mount(base + GENERATE_PATH, HTTPAdapter(max_retries=self._create_retry()))
+        # requests picks the longest matching prefix: task lookups poll, everything else creates.
+        create, poll = HTTPAdapter(max_retries=self._create_retry()), HTTPAdapter(max_retries=self._poll_retry())
+        session.mount(base + "/runway/pro/", create)
+        session.mount(base + "/runwayml/v1/", create)
+        session.mount(base + FEED_PATH, poll)
+        session.mount(base + OFFICIAL_TASKS_PATH + "/", poll)
         return session
 
-    def _post(
+    def _request(
         self,
+        method: str,
         path: str,
-        payload: Mapping[str, Any],
+        payload: Mapping[str, Any] | None,
         *,
         create: bool = False,
         runway_task_id: str | None = None,
@@ -351,7 +537,8 @@ class RunwayHook(BaseHook):
 
         url = self.settings.base_url + path
         try:
-            response = self.session.post(
+            response = self.session.request(
+                method,
                 url,
                 json=payload,
                 timeout=(min(CONNECT_TIMEOUT, self.settings.timeout), self.settings.timeout),
@@ -406,10 +593,10 @@ class RunwayHook(BaseHook):
             )
         return self._async_settings
 
-    async def _apost(self, path: str, payload: Mapping[str, Any]) -> tuple[int, Any]:
+    async def _arequest(self, method: str, path: str, payload: Mapping[str, Any] | None) -> tuple[int, Any]:
         # Most polls succeed at once: only a failed first attempt pays for tenacity's machinery.
         try:
-            return await self._apost_once(path, payload)
+            return await self._arequest_once(method, path, payload)
         except RunwayTransientError as first_error:
             if self.poll_retries < 1:
                 raise
@@ -424,19 +611,20 @@ class RunwayHook(BaseHook):
             reraise=True,
         ):
             with attempt:
-                return await self._apost_once(path, payload)
+                return await self._arequest_once(method, path, payload)
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
-    async def _apost_once(self, path: str, payload: Mapping[str, Any]) -> tuple[int, Any]:
+    async def _arequest_once(self, method: str, path: str, payload: Mapping[str, Any] | None) -> tuple[int, Any]:
         import aiohttp
 
         settings = await self._aget_settings()
         session = self._async_session
         if session is None:
-            raise RuntimeError("RunwayHook._apost_once needs a session from async_client()")
+            raise RuntimeError("RunwayHook._arequest_once needs a session from async_client()")
         url = settings.base_url + path
         try:
-            async with session.post(
+            async with session.request(
+                method,
                 url,
                 json=payload,
                 headers=settings.headers,
@@ -593,6 +781,27 @@ def _base_url(conn: Connection) -> str:
     if conn.port and not parts.port:
         host = parts._replace(netloc=f"{parts.netloc}:{conn.port}").geturl()
     return host.rstrip("/")
+
+
+def _task_request(runway_task_id: str, route_family: str) -> tuple[str, str, dict[str, Any] | None]:
+    if route_family == OFFICIAL:
+        return "GET", f"{OFFICIAL_TASKS_PATH}/{quote(runway_task_id, safe='')}", None
+    if route_family == REVERSE:
+        return "POST", FEED_PATH, {"task_id": runway_task_id}
+    raise RunwayInputError("route_family", f"expected one of {', '.join(ROUTE_FAMILIES)}, got {route_family!r}")
+
+
+def _normalize(body: Any, status: int, runway_task_id: str, route_family: str) -> RunwayTask:
+    # Runway answers 404 for a task it does not know (yet); the wrapper answers task_not_exist.
+    not_found = frozenset({404}) if route_family == OFFICIAL else frozenset()
+    return normalize_task(body, status, runway_task_id=runway_task_id, not_found_statuses=not_found)
+
+
+def _add_common(payload: dict[str, Any], *, seed: Any, content_moderation: Any) -> None:
+    if seed not in (None, ""):
+        payload["seed"] = require_seed(seed)
+    if content_moderation:
+        payload["contentModeration"] = require_content_moderation(content_moderation)
 
 
 @cache

@@ -11,7 +11,18 @@ from airflow.sdk.configuration import conf
 
 from runway_provider.exceptions import RunwayTransientError
 from runway_provider.links.runway import RunwayVideoLink
-from runway_provider.hooks.runway import GENERATE_PATH, RunwayHook
+from runway_provider.hooks.runway import (
+    ACT_ONE_PATH,
+    CHARACTER_PERFORMANCE_PATH,
+    GENERATE_PATH,
+    IMAGE_TO_VIDEO_PATH,
+    OFFICIAL,
+    REVERSE,
+    REVERSE_VIDEO_TO_VIDEO_PATH,
+    VIDEO_TO_VIDEO_PATH,
+    VIDEO_UPSCALE_PATH,
+    RunwayHook,
+)
 from runway_provider.lifecycle import (
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_POLL_INTERVAL,
@@ -53,6 +64,7 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
     """
 
     route: str
+    route_family: str = REVERSE
     operator_extra_links = (RunwayVideoLink(),)
 
     def __init__(
@@ -112,6 +124,7 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
                 timeout=wait_from + self.timeout - time.time(),
                 not_found_grace=self.not_found_grace,
                 submitted_at=submitted_at,
+                route_family=self.route_family,
             )
         return self._finish(context, task)
 
@@ -126,7 +139,7 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
             return None
         runway_task_id, submitted_at = str(saved["runway_task_id"]), float(saved["submitted_at"])
         try:
-            task = self.hook.get_task(runway_task_id)
+            task = self.hook.get_task(runway_task_id, self.route_family)
         except RunwayTransientError as err:
             self.log.warning(
                 "Could not check Runway task %s from an earlier try (%s); reconnecting to it rather than "
@@ -238,4 +251,282 @@ class RunwayGenerateOperator(BaseRunwaySubmitOperator):
             style=self.style,
             options=self.options,
             last_image=self.last_image,
+        )
+
+
+class RunwayImageToVideoOperator(BaseRunwaySubmitOperator):
+    """Animate an image with Runway's official image-to-video (``POST /runwayml/v1/image_to_video``).
+
+    Checks every argument against the model's rules before sending (e.g. ``gen4_turbo``: ratios
+    1280:720, 720:1280, 1104:832, 832:1104, 960:960, 1584:672; duration 2–10 s). Wait on the task
+    with ``RunwayTaskSensor(route_family="official")`` or ``wait_for_completion=True``.
+
+    :param prompt_image: The first frame: an https URL or a ``data:`` URI, or first/last frames as
+        ``[{"uri": ..., "position": "first"}, {"uri": ..., "position": "last"}]``. Templated.
+    :param model: ``gen4_turbo`` (default), ``gen4.5``, ``veo3.1`` or ``veo3.1_fast``. Templated.
+    :param prompt_text: What happens in the video; at most 1000 characters (required for
+        ``gen4.5``). Templated.
+    :param ratio: Output size, one of the model's ratios. Templated.
+    :param duration: Seconds of video, within the model's durations. Templated.
+    :param seed: Seed for reproducible results, 0–4294967295. Templated.
+    :param content_moderation: ``{"publicFigureThreshold": "auto" | "low"}``. Templated.
+    :param kwargs: ``runway_conn_id``, ``wait_for_completion``, ``deferrable``, ``poll_interval``,
+        ``timeout``, ``not_found_grace`` (see :class:`BaseRunwaySubmitOperator`) and ``BaseOperator``
+        arguments.
+    """
+
+    route = IMAGE_TO_VIDEO_PATH
+    route_family = OFFICIAL
+    template_fields: Sequence[str] = (
+        "prompt_image",
+        "model",
+        "prompt_text",
+        "ratio",
+        "duration",
+        "seed",
+        "content_moderation",
+    )
+
+    def __init__(
+        self,
+        *,
+        prompt_image: str | list[dict[str, str]],
+        model: str = "gen4_turbo",
+        prompt_text: str | None = None,
+        ratio: str = "1280:720",
+        duration: int | None = None,
+        seed: int | None = None,
+        content_moderation: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.prompt_image = prompt_image
+        self.model = model
+        self.prompt_text = prompt_text
+        self.ratio = ratio
+        self.duration = duration
+        self.seed = seed
+        self.content_moderation = content_moderation
+
+    def build_payload(self) -> dict[str, Any]:
+        return self.hook.image_to_video_payload(
+            prompt_image=self.prompt_image,
+            model=self.model,
+            prompt_text=self.prompt_text,
+            ratio=self.ratio,
+            duration=self.duration,
+            seed=self.seed,
+            content_moderation=self.content_moderation,
+        )
+
+
+class RunwayVideoToVideoOperator(BaseRunwaySubmitOperator):
+    """Restyle a video from a prompt (``POST /runwayml/v1/video_to_video``, model ``gen4_aleph``).
+
+    :param video: The source video, an https URL or a ``data:`` URI. Templated.
+    :param prompt_text: The transformation; at most 1000 characters. Templated.
+    :param model: ``gen4_aleph``. Templated.
+    :param ratio: ``W:H`` of the output. Templated.
+    :param references: Optional image URIs to guide the style. Templated.
+    :param seed: Seed for reproducible results, 0–4294967295. Templated.
+    :param content_moderation: ``{"publicFigureThreshold": "auto" | "low"}``. Templated.
+    :param kwargs: See :class:`BaseRunwaySubmitOperator` and ``BaseOperator``.
+    """
+
+    route = VIDEO_TO_VIDEO_PATH
+    route_family = OFFICIAL
+    template_fields: Sequence[str] = ("video", "prompt_text", "model", "ratio", "references", "seed", "content_moderation")
+
+    def __init__(
+        self,
+        *,
+        video: str,
+        prompt_text: str,
+        model: str = "gen4_aleph",
+        ratio: str = "1280:720",
+        references: list[str] | None = None,
+        seed: int | None = None,
+        content_moderation: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.video = video
+        self.prompt_text = prompt_text
+        self.model = model
+        self.ratio = ratio
+        self.references = references
+        self.seed = seed
+        self.content_moderation = content_moderation
+
+    def build_payload(self) -> dict[str, Any]:
+        return self.hook.video_to_video_payload(
+            video=self.video,
+            prompt_text=self.prompt_text,
+            model=self.model,
+            ratio=self.ratio,
+            references=self.references,
+            seed=self.seed,
+            content_moderation=self.content_moderation,
+        )
+
+
+class RunwayUpscaleVideoOperator(BaseRunwaySubmitOperator):
+    """Upscale a video 4× (``POST /runwayml/v1/video_upscale``, model ``upscale_v1``).
+
+    :param video: The video to upscale, an https URL or a ``data:`` URI. Templated.
+    :param model: ``upscale_v1``. Templated.
+    :param kwargs: See :class:`BaseRunwaySubmitOperator` and ``BaseOperator``.
+    """
+
+    route = VIDEO_UPSCALE_PATH
+    route_family = OFFICIAL
+    template_fields: Sequence[str] = ("video", "model")
+
+    def __init__(self, *, video: str, model: str = "upscale_v1", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.video = video
+        self.model = model
+
+    def build_payload(self) -> dict[str, Any]:
+        return self.hook.upscale_video_payload(video=self.video, model=self.model)
+
+
+class RunwayCharacterPerformanceOperator(BaseRunwaySubmitOperator):
+    """Animate a character from a performance video, Act-Two (``POST /runwayml/v1/character_performance``).
+
+    :param character: The character, an image or a video (https URL or ``data:`` URI). Templated.
+    :param reference_video: The performance to transfer, a video URL or ``data:`` URI. Templated.
+    :param character_type: ``image`` (default) or ``video``. Templated.
+    :param model: ``act_two``. Templated.
+    :param ratio: ``W:H`` of the output. Templated.
+    :param body_control: Transfer body movement too (not only the face). Templated.
+    :param expression_intensity: 1–5, how strongly expressions transfer. Templated.
+    :param seed: Seed for reproducible results, 0–4294967295. Templated.
+    :param content_moderation: ``{"publicFigureThreshold": "auto" | "low"}``. Templated.
+    :param kwargs: See :class:`BaseRunwaySubmitOperator` and ``BaseOperator``.
+    """
+
+    route = CHARACTER_PERFORMANCE_PATH
+    route_family = OFFICIAL
+    template_fields: Sequence[str] = (
+        "character",
+        "reference_video",
+        "character_type",
+        "model",
+        "ratio",
+        "expression_intensity",
+        "seed",
+        "content_moderation",
+    )
+
+    def __init__(
+        self,
+        *,
+        character: str,
+        reference_video: str,
+        character_type: str = "image",
+        model: str = "act_two",
+        ratio: str = "1280:720",
+        body_control: bool | None = None,
+        expression_intensity: int | None = None,
+        seed: int | None = None,
+        content_moderation: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.character = character
+        self.reference_video = reference_video
+        self.character_type = character_type
+        self.model = model
+        self.ratio = ratio
+        self.body_control = body_control
+        self.expression_intensity = expression_intensity
+        self.seed = seed
+        self.content_moderation = content_moderation
+
+    def build_payload(self) -> dict[str, Any]:
+        return self.hook.character_performance_payload(
+            character=self.character,
+            reference_video=self.reference_video,
+            character_type=self.character_type,
+            model=self.model,
+            ratio=self.ratio,
+            body_control=self.body_control,
+            expression_intensity=self.expression_intensity,
+            seed=self.seed,
+            content_moderation=self.content_moderation,
+        )
+
+
+class RunwayReverseVideoToVideoOperator(BaseRunwaySubmitOperator):
+    """Reverse-format video style redraw (``POST /runway/pro/video2video``), polled through the feed.
+
+    CometAPI documents this route only briefly: the body is ``video``, ``prompt``, ``model``,
+    ``callback_url`` and optional ``options``, passed through as given.
+
+    :param video: The source video, an http(s) URL or a ``data:`` URI. Templated.
+    :param prompt: The redraw's description; at most 1000 characters. Templated.
+    :param model: Runway model, default ``gen4``. Templated.
+    :param callback_url: Webhook; defaults to the connection's ``callback_url``. Templated.
+    :param options: Optional advanced options. Templated.
+    :param kwargs: See :class:`BaseRunwaySubmitOperator` and ``BaseOperator``.
+    """
+
+    route = REVERSE_VIDEO_TO_VIDEO_PATH
+    template_fields: Sequence[str] = ("video", "prompt", "model", "callback_url", "options")
+
+    def __init__(
+        self,
+        *,
+        video: str,
+        prompt: str,
+        model: str = "gen4",
+        callback_url: str | None = None,
+        options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.video = video
+        self.prompt = prompt
+        self.model = model
+        self.callback_url = callback_url
+        self.options = options
+
+    def build_payload(self) -> dict[str, Any]:
+        return self.hook.reverse_video_to_video_payload(
+            video=self.video, prompt=self.prompt, model=self.model, callback_url=self.callback_url, options=self.options
+        )
+
+
+class RunwayActOneOperator(BaseRunwaySubmitOperator):
+    """Reverse-format Act-One expression transfer (``POST /runway/pro/act_one``), polled through the feed.
+
+    :param video: The driving performance video, an http(s) URL or a ``data:`` URI. Templated.
+    :param image: The character image, an http(s) URL or a ``data:`` URI. Templated.
+    :param callback_url: Webhook; defaults to the connection's ``callback_url``. Templated.
+    :param options: Optional advanced options. Templated.
+    :param kwargs: See :class:`BaseRunwaySubmitOperator` and ``BaseOperator``.
+    """
+
+    route = ACT_ONE_PATH
+    template_fields: Sequence[str] = ("video", "image", "callback_url", "options")
+
+    def __init__(
+        self,
+        *,
+        video: str,
+        image: str,
+        callback_url: str | None = None,
+        options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.video = video
+        self.image = image
+        self.callback_url = callback_url
+        self.options = options
+
+    def build_payload(self) -> dict[str, Any]:
+        return self.hook.act_one_payload(
+            video=self.video, image=self.image, callback_url=self.callback_url, options=self.options
         )

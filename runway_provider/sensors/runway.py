@@ -12,7 +12,7 @@ from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
 from runway_provider.exceptions import RunwayTaskError, RunwayTaskTimeoutError, RunwayTransientError
 from runway_provider.links.runway import RunwayVideoLink
-from runway_provider.hooks.runway import RunwayHook
+from runway_provider.hooks.runway import REVERSE, ROUTE_FAMILIES, RunwayHook
 from runway_provider.lifecycle import (
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_POLL_INTERVAL,
@@ -33,6 +33,8 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
 
     :param runway_task_id: The Runway task to wait on, e.g. ``generate.output``. Templated.
     :param runway_conn_id: The ``runway`` connection. Default ``runway_default``.
+    :param route_family: ``reverse`` (default: tasks created on ``/runway/pro/*``, polled through
+        the feed) or ``official`` (tasks created on ``/runwayml/v1/*``).
     :param poll_interval: Seconds between polls (also the ``poke_interval``). Default 10.
     :param timeout: Seconds to wait at most from the first check; the generation may still finish
         and bill (CometAPI cannot cancel). Default 3600.
@@ -50,6 +52,7 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         *,
         runway_task_id: str,
         runway_conn_id: str = RunwayHook.default_conn_name,
+        route_family: str = REVERSE,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         timeout: float = DEFAULT_TIMEOUT,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
@@ -59,7 +62,10 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         kwargs.setdefault("poke_interval", poll_interval)
         super().__init__(timeout=timeout, **kwargs)
         self.runway_task_id = runway_task_id
+        if route_family not in ROUTE_FAMILIES:
+            raise ValueError(f"route_family must be one of {ROUTE_FAMILIES}, got {route_family!r}")
         self.runway_conn_id = runway_conn_id
+        self.route_family = route_family
         self.poll_interval = poll_interval
         self.not_found_grace = not_found_grace
         self.deferrable = deferrable
@@ -95,7 +101,7 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         if watch is None:
             raise RuntimeError("RunwayTaskSensor.poke runs only from execute()")
         try:
-            event = watch.observe(self.hook.get_task(self.runway_task_id))
+            event = watch.observe(self.hook.get_task(self.runway_task_id, self.route_family))
         except RunwayTransientError as err:
             event = watch.observe_error(err)
         if event is None:

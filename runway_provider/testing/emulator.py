@@ -25,6 +25,13 @@ DEFAULT_API_KEY = "emulator-key"
 OUTCOMES = ("succeeded", "failed", "cancelled", "never_appears", "no_output")
 SHAPES = ("wrapped", "legacy", "official")
 FAULTS = ("429", "500", "502", "503", "504", "html", "garbage", "reset", "slow")
+# Fields each official-format route needs, as Runway's API reference lists them.
+_OFFICIAL_REQUIRED = {
+    "image_to_video": ("model", "promptImage"),
+    "video_to_video": ("model", "videoUri", "promptText"),
+    "video_upscale": ("model", "videoUri"),
+    "character_performance": ("model", "character", "reference"),
+}
 _ERROR_STATUS = {"429": 429, "500": 500, "502": 502, "503": 503, "504": 504, "html": 502}
 
 
@@ -86,6 +93,7 @@ class Job:
     feed_requests: int = 0
     pending_faults: list[str] = field(default_factory=list)
     created_at: float = field(default_factory=time.time)
+    official: bool = False
 
     @property
     def finishes_at(self) -> float:
@@ -144,8 +152,8 @@ class Emulator:
     # -- public helpers for tests ------------------------------------------------------------
 
     def submissions(self) -> list[dict[str, Any]]:
-        """Every create request that made a job, in order."""
-        return [r for r in self.requests if r["path"].endswith("/generate") and r.get("runway_task_id")]
+        """Every create request that made a job, in order (each one a paid generation)."""
+        return [r for r in self.requests if r.get("created")]
 
     def reset(self) -> None:
         with self._lock:
@@ -161,7 +169,11 @@ class Emulator:
         app.add_routes(
             [
                 web.post("/runway/pro/generate", self._generate),
+                web.post("/runway/pro/video2video", self._reverse_video2video),
+                web.post("/runway/pro/act_one", self._act_one),
                 web.post("/runway/feed", self._feed),
+                web.post("/runwayml/v1/{route}", self._official_create),
+                web.get("/runwayml/v1/tasks/{runway_task_id}", self._official_task),
                 web.get("/_emulator/media/{name}", self._media),
                 web.post("/_emulator/callback", self._callback),
                 web.get("/_emulator/requests", self._list_requests),
@@ -178,6 +190,15 @@ class Emulator:
     # -- service routes ----------------------------------------------------------------------
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
+        return await self._reverse_create(request, ("prompt", "image", "model", "ratio"))
+
+    async def _reverse_video2video(self, request: web.Request) -> web.StreamResponse:
+        return await self._reverse_create(request, ("video", "prompt"))
+
+    async def _act_one(self, request: web.Request) -> web.StreamResponse:
+        return await self._reverse_create(request, ("video", "image"))
+
+    async def _reverse_create(self, request: web.Request, required: tuple[str, ...]) -> web.StreamResponse:
         record = self._record(request)
         if not self._authorized(request):
             return self._finish(record, _error(401, "Invalid token", ""))
@@ -196,14 +217,10 @@ class Emulator:
             return self._finish(
                 record, web.json_response({"code": "callback_url_empty", "msg": "callback_url_empty", "data": None})
             )
-        for name in ("prompt", "image", "model", "ratio"):
+        for name in required:
             if not isinstance(body.get(name), str) or not body[name].strip():
                 return self._finish(record, _error(400, f"{name} is required", "invalid_request"))
-        job = Job(runway_task_id=str(uuid.uuid4()), created=time.monotonic(), body=body, scenario=scenario)
-        job.pending_faults = list(scenario.feed_faults)
-        with self._lock:
-            self.jobs[job.runway_task_id] = job
-        record["runway_task_id"] = job.runway_task_id
+        job = self._new_job(body, scenario, record)
         await asyncio.sleep(scenario.delay_seconds)
         return self._finish(
             record,
@@ -211,6 +228,46 @@ class Emulator:
                 {"code": 200, "msg": "success", "data": {"task_id": job.runway_task_id}, "exec_time": 0.01}
             ),
         )
+
+    async def _official_create(self, request: web.Request) -> web.StreamResponse:
+        """Runway's own schema, passed through: answers ``{"id": ...}``; the job follows the default scenario."""
+        record = self._record(request)
+        route = request.match_info["route"]
+        if route not in _OFFICIAL_REQUIRED:
+            raise web.HTTPNotFound()
+        if not self._authorized(request):
+            return self._finish(record, _error(401, "Invalid token", ""))
+        if not request.headers.get("X-Runway-Version"):
+            return self._finish(record, _error(400, "the X-Runway-Version header is required", "invalid_request"))
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            return self._finish(record, _error(400, "request body must be a JSON object", "invalid_request"))
+        fault = self._create_fault(body, self.scenario) or self._random_fault(self.create_fault_kinds)
+        if fault:
+            return await self._fault(record, fault)
+        for name in _OFFICIAL_REQUIRED[route]:
+            if body.get(name) in (None, "", [], {}):
+                return self._finish(record, _error(400, f"{name} is required", "invalid_request"))
+        job = self._new_job(body, self.scenario, record, official=True)
+        return self._finish(record, web.json_response({"id": job.runway_task_id}))
+
+    async def _official_task(self, request: web.Request) -> web.StreamResponse:
+        record = self._record(request)
+        if not self._authorized(request):
+            return self._finish(record, _error(401, "Invalid token", ""))
+        return await self._answer_task(request, record, request.match_info["runway_task_id"], official=True)
+
+    def _new_job(
+        self, body: dict[str, Any], scenario: Scenario, record: dict[str, Any], *, official: bool = False
+    ) -> Job:
+        job = Job(runway_task_id=str(uuid.uuid4()), created=time.monotonic(), body=body, scenario=scenario)
+        job.pending_faults = list(scenario.feed_faults)
+        job.official = official
+        with self._lock:
+            self.jobs[job.runway_task_id] = job
+        record["runway_task_id"] = job.runway_task_id
+        record["created"] = True
+        return job
 
     async def _feed(self, request: web.Request) -> web.StreamResponse:
         record = self._record(request)
@@ -220,6 +277,11 @@ class Emulator:
         runway_task_id = body.get("task_id") if isinstance(body, dict) else None
         if not isinstance(runway_task_id, str) or not runway_task_id:
             return self._finish(record, _error(400, "task_id is required", "invalid_request"))
+        return await self._answer_task(request, record, runway_task_id, official=False)
+
+    async def _answer_task(
+        self, request: web.Request, record: dict[str, Any], runway_task_id: str, *, official: bool
+    ) -> web.StreamResponse:
         record["runway_task_id"] = runway_task_id
         job = self.jobs.get(runway_task_id)
         if job is not None:
@@ -231,9 +293,15 @@ class Emulator:
         elif fault := self._random_fault():
             return await self._fault(record, fault)
         view = _job_view(job, request) if job else None
+        # The official route answers the plain Runway task unless the scenario asks for the wrapper.
+        shape = job.scenario.shape if job else "wrapped"
+        if official and shape == "legacy":
+            shape = "official"
         if view is None:
-            status = job.scenario.task_not_exist_http_status if job else 400
             record["task_status"] = "task_not_exist"
+            if official and shape == "official":
+                return self._finish(record, web.json_response({"error": "Task not found"}, status=404))
+            status = job.scenario.task_not_exist_http_status if job else 400
             return self._finish(
                 record,
                 web.json_response(
@@ -241,7 +309,7 @@ class Emulator:
                 ),
             )
         record["task_status"] = view["state"]
-        return self._finish(record, web.json_response(_render(job, view)))
+        return self._finish(record, web.json_response(_render(job, view, shape)))
 
     async def _media(self, request: web.Request) -> web.StreamResponse:
         """The CDN: a real sample video, plus made-up ones for storage tests.
@@ -462,7 +530,7 @@ _OFFICIAL_STATUS = {"queued": "PENDING", "running": "RUNNING", "succeeded": "SUC
 _LEGACY_STATUS = {"queued": "0", "running": "1", "succeeded": "3", "failed": "2", "cancelled": "2"}
 
 
-def _render(job: Job, view: dict[str, Any]) -> dict[str, Any]:
+def _render(job: Job, view: dict[str, Any], shape: str) -> dict[str, Any]:
     state, scenario = view["state"], job.scenario
     failed = state in ("failed", "cancelled")
     urls = view.get("urls", [])
@@ -473,9 +541,9 @@ def _render(job: Job, view: dict[str, Any]) -> dict[str, Any]:
         official["output"] = urls
     if state == "failed":
         official["failure"], official["failureCode"] = scenario.failure, scenario.failure_code
-    if scenario.shape == "official":
+    if shape == "official":
         return official
-    if scenario.shape == "legacy":
+    if shape == "legacy":
         return {
             "code": 200,
             "msg": "成功",

@@ -9,7 +9,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from runway_provider.exceptions import RunwayError
-from runway_provider.hooks.runway import RunwayHook
+from runway_provider.hooks.runway import REVERSE, RunwayHook
 from runway_provider.watch import TaskWatch, error_event
 
 
@@ -23,6 +23,7 @@ class RunwayTaskTrigger(BaseTrigger):
     :param runway_task_id: The Runway task to wait on.
     :param runway_conn_id: The ``runway`` connection.
     :param poll_interval: Seconds between polls.
+    :param route_family: ``reverse`` (polled through the feed) or ``official`` (by id).
     :param end_time: Wall-clock deadline, epoch seconds.
     :param not_found_grace: Seconds after ``submitted_at`` during which ``task_not_exist`` is normal.
     :param submitted_at: When the task was submitted (or first watched), epoch seconds.
@@ -37,10 +38,12 @@ class RunwayTaskTrigger(BaseTrigger):
         end_time: float,
         not_found_grace: float,
         submitted_at: float,
+        route_family: str = REVERSE,
     ) -> None:
         super().__init__()
         self.runway_task_id = runway_task_id
         self.runway_conn_id = runway_conn_id
+        self.route_family = route_family
         self.poll_interval = float(poll_interval)
         self.end_time = float(end_time)
         self.not_found_grace = float(not_found_grace)
@@ -56,6 +59,7 @@ class RunwayTaskTrigger(BaseTrigger):
                 "end_time": self.end_time,
                 "not_found_grace": self.not_found_grace,
                 "submitted_at": self.submitted_at,
+                "route_family": self.route_family,
             },
         )
 
@@ -75,7 +79,7 @@ class RunwayTaskTrigger(BaseTrigger):
                 await asyncio.sleep(watch.first_delay())
                 while True:
                     try:
-                        event = watch.observe(await hook.aget_task(self.runway_task_id))
+                        event = watch.observe(await hook.aget_task(self.runway_task_id, self.route_family))
                     except RunwayError as err:
                         event = watch.observe_error(err)
                     event = event or watch.check_deadline()

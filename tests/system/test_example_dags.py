@@ -113,3 +113,27 @@ def test_bad_input_fails_the_run_without_any_request(sandbox, dag_server):
     assert sandbox.task_states(dag_id)[("generate", -1)] == "failed"
     assert "Invalid `image`" in result.output
     assert dag_server.emulator.requests == []
+
+
+def test_official_routes(sandbox, dag_server):
+    dag_id = "example_runway_official_routes"
+    result = sandbox.dags_test(dag_id)
+    assert result.returncode == 0, result.output[-4000:]
+    states = sandbox.task_states(dag_id)
+    assert set(states.values()) == {"success"}, states
+    [source] = sandbox.xcom(dag_id, "wait_image_to_video")
+    restyle = next(job for job in dag_server.emulator.jobs.values() if job.body.get("promptText", "").startswith("Turn"))
+    assert restyle.body["videoUri"] == source["video_url"] and restyle.official
+    assert {job.body["model"] for job in dag_server.emulator.jobs.values()} == {"gen4_turbo", "gen4_aleph", "upscale_v1", "act_two"}
+    assert len(dag_server.emulator.submissions()) == 4
+
+
+def test_reverse_routes(sandbox, dag_server):
+    dag_id = "example_runway_reverse_routes"
+    result = sandbox.dags_test(dag_id)
+    assert result.returncode == 0, result.output[-4000:]
+    paths = sorted(r["path"] for r in dag_server.emulator.submissions())
+    assert paths == ["/runway/pro/act_one", "/runway/pro/video2video"]
+    for task_id in ("video2video", "act_one"):
+        [task] = sandbox.xcom(dag_id, task_id, "runway_task")
+        assert task["status"] == "SUCCEEDED"

@@ -47,6 +47,7 @@ def test_serialize_round_trips():
         "end_time": 1_900_000_000.5,
         "not_found_grace": 5.0,
         "submitted_at": 1_899_999_000.0,
+        "route_family": "reverse",
     }
     assert RunwayTaskTrigger(**kwargs).serialize() == (classpath, kwargs)
     assert all(isinstance(value, (str, float)) for value in kwargs.values())

@@ -1,0 +1,89 @@
+"""Runway's official-format jobs through CometAPI (``/runwayml/v1``): image to video with first and
+last frames, then the same clip restyled, upscaled, and a character animated from it.
+
+Official-format tasks are looked up by id (``GET /runwayml/v1/tasks/{id}``): sensors waiting on
+them take ``route_family="official"``.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG
+
+from runway_provider.operators.runway import (
+    RunwayCharacterPerformanceOperator,
+    RunwayImageToVideoOperator,
+    RunwayUpscaleVideoOperator,
+    RunwayVideoToVideoOperator,
+)
+from runway_provider.sensors.runway import RunwayTaskSensor
+
+with DAG(
+    dag_id="example_runway_official_routes",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    schedule=None,
+    catchup=False,
+    tags=["example", "runway"],
+    params={
+        "first_frame": "https://example.com/frames/sunrise-first.jpg",
+        "last_frame": "https://example.com/frames/sunrise-last.jpg",
+        "performance": "https://example.com/clips/performance.mp4",
+    },
+) as dag:
+    # [START howto_operator_runway_image_to_video]
+    image_to_video = RunwayImageToVideoOperator(
+        task_id="image_to_video",
+        prompt_image=[
+            {"uri": "{{ params.first_frame }}", "position": "first"},
+            {"uri": "{{ params.last_frame }}", "position": "last"},
+        ],
+        model="gen4_turbo",
+        prompt_text="The sun rises over a misty valley.",
+        ratio="1280:720",
+        duration=5,
+        seed=42,
+    )
+    wait_image_to_video = RunwayTaskSensor(
+        task_id="wait_image_to_video",
+        runway_task_id=image_to_video.output,
+        route_family="official",
+        deferrable=True,
+        poll_interval=5,
+    )
+    # [END howto_operator_runway_image_to_video]
+
+    # [START howto_operator_runway_video_to_video]
+    restyle = RunwayVideoToVideoOperator(
+        task_id="video_to_video",
+        video="{{ ti.xcom_pull(task_ids='wait_image_to_video')['video_url'] }}",
+        prompt_text="Turn the scene into a snowy winter morning.",
+        wait_for_completion=True,
+        deferrable=True,
+        poll_interval=5,
+    )
+    # [END howto_operator_runway_video_to_video]
+
+    # [START howto_operator_runway_upscale]
+    upscale = RunwayUpscaleVideoOperator(
+        task_id="upscale",
+        video="{{ ti.xcom_pull(task_ids='wait_image_to_video')['video_url'] }}",
+        wait_for_completion=True,
+        deferrable=True,
+        poll_interval=5,
+    )
+    # [END howto_operator_runway_upscale]
+
+    # [START howto_operator_runway_character_performance]
+    act_two = RunwayCharacterPerformanceOperator(
+        task_id="character_performance",
+        character="{{ params.first_frame }}",
+        reference_video="{{ params.performance }}",
+        expression_intensity=3,
+        body_control=True,
+        wait_for_completion=True,
+        deferrable=True,
+        poll_interval=5,
+    )
+    # [END howto_operator_runway_character_performance]
+
+    wait_image_to_video >> [restyle, upscale]
