@@ -39,9 +39,16 @@ print(elapsed, sorted(m for m in ("aiohttp", "requests") if m in sys.modules))
 def measure(modules: list[str], runs: int) -> tuple[float, list[str]]:
     times, heavy = [], []
     for _ in range(runs):
-        out = subprocess.run(
-            [sys.executable, "-c", PROBE.format(modules=modules)], capture_output=True, text=True, check=True
-        ).stdout.strip().splitlines()[-1]
+        out = (
+            subprocess.run(
+                [sys.executable, "-c", PROBE.format(modules=modules)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         elapsed, loaded = out.split(" ", 1)
         times.append(float(elapsed))
         heavy = ast.literal_eval(loaded)

@@ -80,7 +80,9 @@ def plot(sweep: list[dict[str, Any]], path: Path) -> None:
         axis.set_ylim(bottom=0)
         axis.grid(True, alpha=0.3)
         axis.legend()
-    figure.suptitle(f"One event loop, poll every {SWEEP['interval']} s, jobs finishing after {SWEEP['duration']} s")
+    figure.suptitle(
+        f"One event loop, poll every {SWEEP['interval']} s, jobs finishing after {SWEEP['duration']} s"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
@@ -93,7 +95,11 @@ def render(results: dict[str, Any]) -> str:
     imports = {r["modules"]: r for r in results["import_cost"]}
     ours = next(r for name, r in imports.items() if name.startswith("runway_provider"))
     slots = {r["mode"]: r for r in results["worker_slots"]}
-    runway_runs = [r for r in [*results["sweep"], *results["headline_http"], *results["headline_tls"]] if r["contender"] == "runway"]
+    runway_runs = [
+        r
+        for r in [*results["sweep"], *results["headline_http"], *results["headline_tls"]]
+        if r["contender"] == "runway"
+    ]
 
     def ratio(a: float, b: float) -> str:
         return f"{a / b:.2f}×"
@@ -141,7 +147,10 @@ def render(results: dict[str, Any]) -> str:
         ("10,000 triggers at 10 s: < 0.5 CPU core", f"{big['cpu_cores']:.3f} cores"),
         ("10,000 triggers at 10 s: ≤ 200 open sockets", f"{big['peak_open_sockets']}"),
         ("import cost over `import airflow.sdk` ≤ 20 ms", f"{ours['median_ms_over_airflow_sdk']} ms"),
-        ("deferrable sensor holds a worker ≤ 3 s (60 s generation)", f"{slots['deferrable']['worker_slot_s']} s"),
+        (
+            "deferrable sensor holds a worker ≤ 3 s (60 s generation)",
+            f"{slots['deferrable']['worker_slot_s']} s",
+        ),
         (
             "storing a 200 MB video: flat memory",
             "{peak_rss_growth_mb} MB peak growth for {file_mb} MB".format(**results["transfer_memory"][-1]),

@@ -10,6 +10,7 @@ the child's baseline (after imports), against the file size. Flat means streamin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -53,10 +54,8 @@ def measure(server: EmulatorServer, size: int, folder: Path) -> dict[str, Any]:
     process.stdin.flush()
     started, peak = time.monotonic(), baseline
     while process.poll() is None:
-        try:
+        with contextlib.suppress(OSError, IndexError):
             peak = max(peak, int(Path(f"/proc/{process.pid}/statm").read_text().split()[1]) * PAGE_SIZE)
-        except (OSError, IndexError):
-            pass
         time.sleep(0.02)
     stored = json.loads(process.stdout.read().strip().splitlines()[-1])["bytes"]
     (folder / "big.mp4").unlink()

@@ -131,12 +131,17 @@ class Emulator:
         return env
 
 
-def measure(emulator: Emulator, contender: str, triggers: int, interval: float, duration: float) -> dict[str, Any]:
+def measure(
+    emulator: Emulator, contender: str, triggers: int, interval: float, duration: float
+) -> dict[str, Any]:
     running = max(duration - 2, 0.5)
     created = emulator.call(
         "POST",
         "/_emulator/jobs",
-        {"count": triggers, "scenario": {"not_found_seconds": 1, "queued_seconds": 1, "running_seconds": running}},
+        {
+            "count": triggers,
+            "scenario": {"not_found_seconds": 1, "queued_seconds": 1, "running_seconds": running},
+        },
     )
     ids_file = Path(emulator.tmp.name) / f"{contender}-ids.json"
     ids_file.write_text(json.dumps(created["runway_task_ids"]))
@@ -171,7 +176,9 @@ def measure(emulator: Emulator, contender: str, triggers: int, interval: float, 
         peak_sockets = max(peak_sockets, _open_sockets(process.pid))
         time.sleep(0.1)
     if process.returncode != 0:
-        raise RuntimeError(f"{contender} child failed with {process.returncode}: {log_file.read_text()[-3000:]}")
+        raise RuntimeError(
+            f"{contender} child failed with {process.returncode}: {log_file.read_text()[-3000:]}"
+        )
     report = json.loads(report_file.read_text())
     requests = emulator.call("GET", "/_emulator/stats")["requests"] - before
     latencies = sorted(report["latencies"])
@@ -226,7 +233,7 @@ def child(args: argparse.Namespace) -> None:
 
 def _waiter_factory(contender: str, interval: float, base_url: str) -> Any:
     if contender == "runway":
-        import aiohttp  # noqa: F401 - the hook imports it lazily; load it before the baseline like the others
+        import aiohttp
 
         from runway_provider.triggers.runway import RunwayTaskTrigger
 
@@ -251,7 +258,9 @@ def _waiter_factory(contender: str, interval: float, base_url: str) -> Any:
 
         async def http_waiter(runway_task_id: str) -> None:
             trigger = HttpSensorTrigger(
-                endpoint=f"/_emulator/done/{runway_task_id}", http_conn_id="http_bench", poke_interval=interval
+                endpoint=f"/_emulator/done/{runway_task_id}",
+                http_conn_id="http_bench",
+                poke_interval=interval,
             )
             async for _ in trigger.run():
                 return
@@ -328,7 +337,7 @@ def _open_sockets(pid: int) -> int:
 def _percentile(values: list[float], fraction: float) -> float:
     if not values:
         return float("nan")
-    return values[min(len(values) - 1, int(round(fraction * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(fraction * (len(values) - 1)))]
 
 
 def _free_port() -> int:
@@ -356,14 +365,18 @@ def _self_signed_certificate(folder: Path) -> tuple[str, str]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
         .sign(key, hashes.SHA256())
     )
     cert_file, key_file = folder / "cert.pem", folder / "key.pem"
     cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
     )
     return str(cert_file), str(key_file)
 

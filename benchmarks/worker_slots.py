@@ -26,7 +26,9 @@ from runway_provider.testing.cluster import AirflowCluster
 
 DAG_ID = "runway_worker_slots"
 MODES = ("poke", "reschedule", "deferrable")
-_LINE = re.compile(r"^(?P<time>\S+Z) \[\w+\s*\] (?P<event>Task started|Task instance state updated)\s.*?ti_id=(?P<ti>[0-9a-f-]+)")
+_LINE = re.compile(
+    r"^(?P<time>\S+Z) \[\w+\s*\] (?P<event>Task started|Task instance state updated)\s.*?ti_id=(?P<ti>[0-9a-f-]+)"
+)
 _NEW_STATE = re.compile(r"new_state=(\w+)")
 
 
@@ -34,7 +36,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the generation takes")
     args = parser.parse_args(argv)
-    emulator = Emulator(scenario=Scenario(not_found_seconds=1, queued_seconds=1, running_seconds=args.seconds - 2))
+    emulator = Emulator(
+        scenario=Scenario(not_found_seconds=1, queued_seconds=1, running_seconds=args.seconds - 2)
+    )
     with EmulatorServer(emulator) as server, tempfile.TemporaryDirectory() as home:
         cluster = AirflowCluster(
             home=Path(home),
@@ -48,7 +52,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             cluster.trigger(DAG_ID, "slots")
             state = cluster.wait_for_run(DAG_ID, "slots", timeout=args.seconds + 300)
             rows = cluster.query(
-                "SELECT task_id, id, state, duration FROM task_instance WHERE dag_id = ? AND run_id = 'slots'", DAG_ID
+                "SELECT task_id, id, state, duration FROM task_instance WHERE dag_id = ? AND run_id = 'slots'",
+                DAG_ID,
             )
             segments = _segments((Path(home) / "api-server.log").read_text())
         finally:

@@ -24,7 +24,10 @@ import pendulum
 from airflow.sdk import DAG, AssetAlias, ObjectStoragePath, task
 
 from runway_provider.operators.runway import XCOM_SUBMITTED_AT, RunwayGenerateOperator
-from runway_provider.transfers.runway_to_object_storage import DEFAULT_ASSET_ALIAS, RunwayToObjectStorageOperator
+from runway_provider.transfers.runway_to_object_storage import (
+    DEFAULT_ASSET_ALIAS,
+    RunwayToObjectStorageOperator,
+)
 
 SHEET = Path(__file__).parent / "data" / "prompts.csv"
 # Where the videos go: any Airflow object storage URI, e.g. s3://aws_default@my-bucket/runway/
@@ -45,13 +48,18 @@ with DAG(
         with open(params["sheet"], newline="") as sheet:
             rows = list(csv.DictReader(sheet))
         return [
-            {"prompt": row["prompt"], "image": row["image"], "ratio": row["ratio"] or "1280:720", "style": row.get("style") or None}
+            {
+                "prompt": row["prompt"],
+                "image": row["image"],
+                "ratio": row["ratio"] or "1280:720",
+                "style": row.get("style") or None,
+            }
             for row in rows
         ]
 
     rows = read_sheet()
 
-    # [START howto_operator_runway_content_batch]
+    # --8<-- [start:content_batch]
     generate = RunwayGenerateOperator.partial(
         task_id="generate",
         pool="runway_api",
@@ -70,7 +78,7 @@ with DAG(
         outlets=[AssetAlias(DEFAULT_ASSET_ALIAS)],
         retries=2,
     ).expand(runway_task=generate.output)
-    # [END howto_operator_runway_content_batch]
+    # --8<-- [end:content_batch]
 
     @task
     def write_manifest(rows: list[dict], stored: list[dict], params: dict | None = None, ti=None) -> str:
@@ -87,7 +95,7 @@ with DAG(
                     "seconds_to_stored": round(video["stored_at"] - submitted_at, 1),
                 }
             )
-            for row, video, submitted_at in zip(rows, stored, submitted)
+            for row, video, submitted_at in zip(rows, stored, submitted, strict=True)
         ]
         manifest = ObjectStoragePath(params["destination"]) / "manifest.jsonl"
         manifest.write_text("\n".join(lines) + "\n")

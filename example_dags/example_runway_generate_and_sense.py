@@ -20,7 +20,7 @@ with DAG(
     tags=["example", "runway"],
     params={"image_url": "https://example.com/paper-boat.jpg"},
 ) as dag:
-    # [START howto_operator_runway_generate]
+    # --8<-- [start:generate]
     generate = RunwayGenerateOperator(
         task_id="generate",
         prompt="A paper boat gently rocks on calm water.",
@@ -29,9 +29,9 @@ with DAG(
         model="gen4",
         retries=2,
     )
-    # [END howto_operator_runway_generate]
+    # --8<-- [end:generate]
 
-    # [START howto_sensor_runway_task]
+    # --8<-- [start:sensor]
     wait = RunwayTaskSensor(
         task_id="wait_for_video",
         runway_task_id=generate.output,
@@ -39,7 +39,7 @@ with DAG(
         poll_interval=5,
         timeout=30 * 60,
     )
-    # [END howto_sensor_runway_task]
+    # --8<-- [end:sensor]
 
     @task
     def report(runway_task: dict) -> str:

@@ -15,7 +15,7 @@ with DAG(
     tags=["example", "runway"],
     params={"image_url": "https://example.com/paper-boat.jpg"},
 ) as dag:
-    # [START howto_operator_runway_generate_wait]
+    # --8<-- [start:generate_wait]
     RunwayGenerateOperator(
         task_id="generate_and_wait",
         prompt="A lighthouse beam sweeps over a stormy sea at dusk.",
@@ -27,4 +27,4 @@ with DAG(
         poll_interval=5,
         timeout=30 * 60,
     )
-    # [END howto_operator_runway_generate_wait]
+    # --8<-- [end:generate_wait]

@@ -22,7 +22,7 @@ with DAG(
     tags=["example", "runway"],
     params={"image_url": "https://example.com/paper-boat.jpg"},
 ) as dag:
-    # [START howto_operator_runway_mapped]
+    # --8<-- [start:mapped]
     generate = RunwayGenerateOperator.partial(
         task_id="generate",
         image="{{ params.image_url }}",
@@ -35,7 +35,7 @@ with DAG(
         poll_interval=5,
         timeout=30 * 60,
     ).expand(runway_task_id=generate.output)
-    # [END howto_operator_runway_mapped]
+    # --8<-- [end:mapped]
 
     @task
     def collect(runway_tasks: list[dict]) -> list[str]:

@@ -21,7 +21,9 @@ with DAG(
             for event in events
         ]
         for video in videos:
-            print(f"New video {video['uri']} from Runway task {video.get('runway_task_id')} ({video.get('bytes')} bytes)")
+            print(
+                f"New video {video['uri']} from Runway task {video.get('runway_task_id')} ({video.get('bytes')} bytes)"
+            )
         return videos
 
     list_new_videos()

@@ -30,7 +30,7 @@ with DAG(
         "performance": "https://example.com/clips/performance.mp4",
     },
 ) as dag:
-    # [START howto_operator_runway_image_to_video]
+    # --8<-- [start:image_to_video]
     image_to_video = RunwayImageToVideoOperator(
         task_id="image_to_video",
         prompt_image=[
@@ -50,9 +50,9 @@ with DAG(
         deferrable=True,
         poll_interval=5,
     )
-    # [END howto_operator_runway_image_to_video]
+    # --8<-- [end:image_to_video]
 
-    # [START howto_operator_runway_video_to_video]
+    # --8<-- [start:video_to_video]
     restyle = RunwayVideoToVideoOperator(
         task_id="video_to_video",
         video="{{ ti.xcom_pull(task_ids='wait_image_to_video')['video_url'] }}",
@@ -61,9 +61,9 @@ with DAG(
         deferrable=True,
         poll_interval=5,
     )
-    # [END howto_operator_runway_video_to_video]
+    # --8<-- [end:video_to_video]
 
-    # [START howto_operator_runway_upscale]
+    # --8<-- [start:upscale]
     upscale = RunwayUpscaleVideoOperator(
         task_id="upscale",
         video="{{ ti.xcom_pull(task_ids='wait_image_to_video')['video_url'] }}",
@@ -71,9 +71,9 @@ with DAG(
         deferrable=True,
         poll_interval=5,
     )
-    # [END howto_operator_runway_upscale]
+    # --8<-- [end:upscale]
 
-    # [START howto_operator_runway_character_performance]
+    # --8<-- [start:character_performance]
     act_two = RunwayCharacterPerformanceOperator(
         task_id="character_performance",
         character="{{ params.first_frame }}",
@@ -84,6 +84,6 @@ with DAG(
         deferrable=True,
         poll_interval=5,
     )
-    # [END howto_operator_runway_character_performance]
+    # --8<-- [end:character_performance]
 
     wait_image_to_video >> [restyle, upscale]

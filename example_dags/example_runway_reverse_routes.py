@@ -15,7 +15,7 @@ with DAG(
     tags=["example", "runway"],
     params={"video": "https://example.com/clips/city.mp4", "face": "https://example.com/frames/face.jpg"},
 ) as dag:
-    # [START howto_operator_runway_reverse_routes]
+    # --8<-- [start:reverse_routes]
     RunwayReverseVideoToVideoOperator(
         task_id="video2video",
         video="{{ params.video }}",
@@ -32,4 +32,4 @@ with DAG(
         deferrable=True,
         poll_interval=5,
     )
-    # [END howto_operator_runway_reverse_routes]
+    # --8<-- [end:reverse_routes]

@@ -48,7 +48,9 @@ class RunwayTaskWaiter:
             log=self.log,
         )
 
-    def defer_unless_finished(self, *, runway_task_id: str, submitted_at: float, end_time: float) -> RunwayTask:
+    def defer_unless_finished(
+        self, *, runway_task_id: str, submitted_at: float, end_time: float
+    ) -> RunwayTask:
         """Return the succeeded task or raise its error if it has ended; otherwise defer.
 
         :param runway_task_id: The task to wait on.

@@ -325,7 +325,7 @@ def _progress(*values: Any) -> float | None:
             number = float(str(value).strip().rstrip("%"))
         except ValueError:
             continue
-        if isinstance(value, str) and value.strip().endswith("%") or number > 1:
+        if (isinstance(value, str) and value.strip().endswith("%")) or number > 1:
             number /= 100
         return min(max(number, 0.0), 1.0)
     return None

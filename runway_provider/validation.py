@@ -45,7 +45,8 @@ def require_media_uri(value: Any, field: str) -> str:
     if value[:5].lower() == "data:":
         if not _DATA_URI.match(value):
             raise RunwayInputError(
-                field, f"is not a valid data: URI (expected data:<type>/<subtype>;base64,<base64 payload>): {_show(value)}"
+                field,
+                f"is not a valid data: URI (expected data:<type>/<subtype>;base64,<base64 payload>): {_show(value)}",
             )
         return value
     return require_http_url(value, field, what="an http(s) URL or a data: URI")
@@ -146,7 +147,11 @@ def require_int(value: Any, field: str, *, allowed: Sequence[int] | range) -> in
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value not in allowed:
-        shown = f"{allowed.start}–{allowed.stop - 1}" if isinstance(allowed, range) else ", ".join(map(str, allowed))
+        shown = (
+            f"{allowed.start}–{allowed.stop - 1}"
+            if isinstance(allowed, range)
+            else ", ".join(map(str, allowed))
+        )
         raise RunwayInputError(field, f"expected an integer among {shown}, got {_show(value)}")
     return value
 
@@ -159,7 +164,9 @@ def require_prompt_image(value: Any, field: str = "prompt_image") -> str | list[
         frames = []
         for index, item in enumerate(value):
             position = require_choice(item.get("position"), f"{field}[{index}].position", ("first", "last"))
-            frames.append({"uri": require_media_uri(item.get("uri"), f"{field}[{index}].uri"), "position": position})
+            frames.append(
+                {"uri": require_media_uri(item.get("uri"), f"{field}[{index}].uri"), "position": position}
+            )
         positions = [frame["position"] for frame in frames]
         if len(set(positions)) != len(positions):
             raise RunwayInputError(field, "each position (first, last) may appear once")
@@ -182,6 +189,10 @@ def require_seed(value: Any, field: str = "seed") -> int:
 def require_content_moderation(value: Any, field: str = "content_moderation") -> dict[str, str]:
     """``{"publicFigureThreshold": "auto" | "low"}``."""
     if not isinstance(value, Mapping) or set(value) - {"publicFigureThreshold"}:
-        raise RunwayInputError(field, f'expected {{"publicFigureThreshold": "auto" | "low"}}, got {_show(value)}')
-    threshold = require_choice(value.get("publicFigureThreshold", "auto"), f"{field}.publicFigureThreshold", ("auto", "low"))
+        raise RunwayInputError(
+            field, f'expected {{"publicFigureThreshold": "auto" | "low"}}, got {_show(value)}'
+        )
+    threshold = require_choice(
+        value.get("publicFigureThreshold", "auto"), f"{field}.publicFigureThreshold", ("auto", "low")
+    )
     return {"publicFigureThreshold": threshold}

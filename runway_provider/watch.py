@@ -101,7 +101,9 @@ class TaskWatch:
             )
         if task.status in (RunwayTaskStatus.FAILED, RunwayTaskStatus.CANCELLED):
             return _event(EVENT_FAILED, task, _failure_message(task))
-        if task.status is RunwayTaskStatus.UNKNOWN and task.service_status not in (self._warned_statuses or ()):
+        if task.status is RunwayTaskStatus.UNKNOWN and task.service_status not in (
+            self._warned_statuses or ()
+        ):
             self._warned_statuses = {*(self._warned_statuses or ()), task.service_status}
             self.log.warning(
                 "Runway task %s has a status this provider does not know (%r); polling on until "
@@ -154,7 +156,7 @@ def resolve_event(event: Any) -> RunwayTask:
 
     Only an explicit, well-formed success counts as success (allow-list, as dbt and OpenAI learned).
     """
-    if not isinstance(event, Mapping) or not _EVENT_KEYS <= event.keys():
+    if not isinstance(event, Mapping) or not event.keys() >= _EVENT_KEYS:
         raise RunwayError(f"Received a malformed Runway trigger event: {event!r}")
     runway_task_id = str(event["runway_task_id"])
     try:

@@ -46,7 +46,9 @@ def main() -> int:
         print(f"Result URL: {runway_task['video_url']} ({size} bytes, {content_type})")
 
         print(f"\nRunning the content batch `airflow dags test {BATCH_DAG_ID}` into {videos} ...", flush=True)
-        sandbox.airflow("pools", "set", "runway_api", "4", "Concurrent Runway generations", "--include-deferred")
+        sandbox.airflow(
+            "pools", "set", "runway_api", "4", "Concurrent Runway generations", "--include-deferred"
+        )
         if not run_dag(sandbox, BATCH_DAG_ID):
             return 1
         stored = sorted(videos.glob("*.mp4"))

@@ -14,7 +14,9 @@ TEST_API_KEY = "sk-test-4f9c2e71b8d35a60"
 FAST = Scenario(not_found_seconds=0.2, queued_seconds=0.2, running_seconds=0.3)
 
 
-def set_connection(monkeypatch: pytest.MonkeyPatch, server: EmulatorServer, **overrides: Any) -> dict[str, Any]:
+def set_connection(
+    monkeypatch: pytest.MonkeyPatch, server: EmulatorServer, **overrides: Any
+) -> dict[str, Any]:
     conn = json.loads(server.connection_json())
     extra = {**conn["extra"], **overrides.pop("extra", {})}
     conn = {**conn, **overrides, "extra": extra}

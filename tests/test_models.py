@@ -687,8 +687,8 @@ def test_duplicate_urls_are_deduplicated():
 
 
 def test_terminal_and_non_terminal_statuses_partition_the_enum():
-    assert TERMINAL_STATUSES | NON_TERMINAL_STATUSES == set(RunwayTaskStatus)
-    assert TERMINAL_STATUSES & NON_TERMINAL_STATUSES == frozenset()
-    assert TERMINAL_STATUSES == {S.SUCCEEDED, S.FAILED, S.CANCELLED}
+    assert set(RunwayTaskStatus) == TERMINAL_STATUSES | NON_TERMINAL_STATUSES
+    assert frozenset() == TERMINAL_STATUSES & NON_TERMINAL_STATUSES
+    assert {S.SUCCEEDED, S.FAILED, S.CANCELLED} == TERMINAL_STATUSES
     assert all(status.is_terminal for status in TERMINAL_STATUSES)
     assert not any(status.is_terminal for status in NON_TERMINAL_STATUSES)

@@ -221,8 +221,14 @@ class RunwayHook(BaseHook):
         :param last_image: Optional end frame: an http(s) URL or a ``data:`` URI.
         """
         payload = self.generate_payload(
-            prompt=prompt, image=image, ratio=ratio, model=model, callback_url=callback_url,
-            style=style, options=options, last_image=last_image,
+            prompt=prompt,
+            image=image,
+            ratio=ratio,
+            model=model,
+            callback_url=callback_url,
+            style=style,
+            options=options,
+            last_image=last_image,
         )
         return self.submit_payload(GENERATE_PATH, payload)
 
@@ -351,7 +357,10 @@ class RunwayHook(BaseHook):
 
     def upscale_video_payload(self, *, video: Any, model: Any = "upscale_v1") -> dict[str, Any]:
         """Body of ``POST /runwayml/v1/video_upscale`` (4× upscale, up to 4096 px)."""
-        return {"model": require_choice(model, "model", UPSCALE_MODELS), "videoUri": require_media_uri(video, "video")}
+        return {
+            "model": require_choice(model, "model", UPSCALE_MODELS),
+            "videoUri": require_media_uri(video, "video"),
+        }
 
     def character_performance_payload(
         self,
@@ -381,7 +390,9 @@ class RunwayHook(BaseHook):
                 raise RunwayInputError("body_control", f"expected true or false, got {body_control!r:.40}")
             payload["bodyControl"] = body_control
         if expression_intensity not in (None, ""):
-            payload["expressionIntensity"] = require_int(expression_intensity, "expression_intensity", allowed=range(1, 6))
+            payload["expressionIntensity"] = require_int(
+                expression_intensity, "expression_intensity", allowed=range(1, 6)
+            )
         _add_common(payload, seed=seed, content_moderation=content_moderation)
         return payload
 
@@ -517,7 +528,10 @@ class RunwayHook(BaseHook):
         session.headers.update(self.settings.headers)
         base = self.settings.base_url
         # requests picks the longest matching prefix: task lookups poll, everything else creates.
-        create, poll = HTTPAdapter(max_retries=self._create_retry()), HTTPAdapter(max_retries=self._poll_retry())
+        create, poll = (
+            HTTPAdapter(max_retries=self._create_retry()),
+            HTTPAdapter(max_retries=self._poll_retry()),
+        )
         session.mount(base + "/runway/pro/", create)
         session.mount(base + "/runwayml/v1/", create)
         session.mount(base + FEED_PATH, poll)
@@ -614,7 +628,9 @@ class RunwayHook(BaseHook):
                 return await self._arequest_once(method, path, payload)
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
-    async def _arequest_once(self, method: str, path: str, payload: Mapping[str, Any] | None) -> tuple[int, Any]:
+    async def _arequest_once(
+        self, method: str, path: str, payload: Mapping[str, Any] | None
+    ) -> tuple[int, Any]:
         import aiohttp
 
         settings = await self._aget_settings()
@@ -697,7 +713,7 @@ class _Lease:
 class _AsyncClient:
     """``async with hook.async_client():`` holds a pooled session for the hook's async calls."""
 
-    __slots__ = ("_hook", "_base_url")
+    __slots__ = ("_base_url", "_hook")
 
     def __init__(self, hook: RunwayHook) -> None:
         self._hook = hook
@@ -788,7 +804,9 @@ def _task_request(runway_task_id: str, route_family: str) -> tuple[str, str, dic
         return "GET", f"{OFFICIAL_TASKS_PATH}/{quote(runway_task_id, safe='')}", None
     if route_family == REVERSE:
         return "POST", FEED_PATH, {"task_id": runway_task_id}
-    raise RunwayInputError("route_family", f"expected one of {', '.join(ROUTE_FAMILIES)}, got {route_family!r}")
+    raise RunwayInputError(
+        "route_family", f"expected one of {', '.join(ROUTE_FAMILIES)}, got {route_family!r}"
+    )
 
 
 def _normalize(body: Any, status: int, runway_task_id: str, route_family: str) -> RunwayTask:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
 
 from runway_provider.exceptions import RunwayTransientError
-from runway_provider.links.runway import RunwayVideoLink
 from runway_provider.hooks.runway import (
     ACT_ONE_PATH,
     CHARACTER_PERFORMANCE_PATH,
@@ -29,6 +28,7 @@ from runway_provider.lifecycle import (
     DEFAULT_TIMEOUT,
     RunwayTaskWaiter,
 )
+from runway_provider.links.runway import RunwayVideoLink
 from runway_provider.models import RunwayTask
 from runway_provider.watch import resolve_event
 
@@ -107,7 +107,9 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
             submitted_at = wait_from = time.time()
             runway_task_id = self.hook.submit_payload(self.route, payload)
             if store is not None:
-                store.set(STATE_SUBMITTED_TASK, {"runway_task_id": runway_task_id, "submitted_at": submitted_at})
+                store.set(
+                    STATE_SUBMITTED_TASK, {"runway_task_id": runway_task_id, "submitted_at": submitted_at}
+                )
         context["ti"].xcom_push(key=XCOM_RUNWAY_TASK_ID, value=runway_task_id)
         context["ti"].xcom_push(key=XCOM_SUBMITTED_AT, value=submitted_at)
         if not self.wait_for_completion:
@@ -158,7 +160,9 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
             )
             return runway_task_id, submitted_at
         if event["status"] == "success":
-            self.log.info("Runway task %s from an earlier try already succeeded; not submitting again.", runway_task_id)
+            self.log.info(
+                "Runway task %s from an earlier try already succeeded; not submitting again.", runway_task_id
+            )
             return runway_task_id, submitted_at
         self.log.warning(
             "Runway task %s from an earlier try ended without a video (%s); submitting a new generation.",
@@ -215,7 +219,7 @@ class RunwayGenerateOperator(BaseRunwaySubmitOperator):
         "options",
         "last_image",
     )
-    template_fields_renderers = {"options": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"options": "json"}
     ui_color = "#e8e1fb"
 
     def __init__(
@@ -335,7 +339,15 @@ class RunwayVideoToVideoOperator(BaseRunwaySubmitOperator):
 
     route = VIDEO_TO_VIDEO_PATH
     route_family = OFFICIAL
-    template_fields: Sequence[str] = ("video", "prompt_text", "model", "ratio", "references", "seed", "content_moderation")
+    template_fields: Sequence[str] = (
+        "video",
+        "prompt_text",
+        "model",
+        "ratio",
+        "references",
+        "seed",
+        "content_moderation",
+    )
 
     def __init__(
         self,
@@ -494,7 +506,11 @@ class RunwayReverseVideoToVideoOperator(BaseRunwaySubmitOperator):
 
     def build_payload(self) -> dict[str, Any]:
         return self.hook.reverse_video_to_video_payload(
-            video=self.video, prompt=self.prompt, model=self.model, callback_url=self.callback_url, options=self.options
+            video=self.video,
+            prompt=self.prompt,
+            model=self.model,
+            callback_url=self.callback_url,
+            options=self.options,
         )
 
 

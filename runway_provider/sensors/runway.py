@@ -11,7 +11,6 @@ from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
 from runway_provider.exceptions import RunwayTaskError, RunwayTaskTimeoutError, RunwayTransientError
-from runway_provider.links.runway import RunwayVideoLink
 from runway_provider.hooks.runway import REVERSE, ROUTE_FAMILIES, RunwayHook
 from runway_provider.lifecycle import (
     DEFAULT_NOT_FOUND_GRACE,
@@ -19,6 +18,7 @@ from runway_provider.lifecycle import (
     DEFAULT_TIMEOUT,
     RunwayTaskWaiter,
 )
+from runway_provider.links.runway import RunwayVideoLink
 from runway_provider.watch import TaskWatch, resolve_event
 
 if TYPE_CHECKING:

@@ -6,6 +6,7 @@ process group on a throwaway SQLite home, so a test can kill one and start it ag
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -61,7 +62,11 @@ class AirflowCluster:
 
     def airflow(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "airflow", *args], env=self.env, capture_output=True, text=True, check=False
+            [sys.executable, "-m", "airflow", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
 
     def start(self) -> None:
@@ -85,10 +90,8 @@ class AirflowCluster:
 
     def kill_component(self, name: str, sig: int = signal.SIGKILL) -> None:
         process = self.processes.pop(name)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            pass
         process.wait(30)
 
     def stop(self) -> None:
@@ -99,10 +102,8 @@ class AirflowCluster:
                 process.wait(20)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 pass
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.processes.pop(name)
 
     # -- reading Airflow's own records ---------------------------------------------------------
@@ -126,7 +127,7 @@ class AirflowCluster:
             run_id,
         )
         keys = ("task_id", "map_index", "state", "try_number", "pid")
-        return [dict(zip(keys, row)) for row in rows if task_id is None or row[0] == task_id]
+        return [dict(zip(keys, row, strict=True)) for row in rows if task_id is None or row[0] == task_id]
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float) -> str:
         def finished() -> str | None:
@@ -135,7 +136,9 @@ class AirflowCluster:
 
         return self._wait(finished, timeout, f"run {run_id} of {dag_id}")
 
-    def wait_for_tasks(self, dag_id: str, run_id: str, task_id: str, state: str, count: int, timeout: float) -> None:
+    def wait_for_tasks(
+        self, dag_id: str, run_id: str, task_id: str, state: str, count: int, timeout: float
+    ) -> None:
         def reached() -> bool:
             tis = self.task_instances(dag_id, run_id, task_id)
             return sum(ti["state"] == state for ti in tis) >= count
@@ -153,7 +156,9 @@ class AirflowCluster:
         while time.monotonic() < deadline:
             for name, process in self.processes.items():
                 if process.poll() is not None:
-                    raise RuntimeError(f"Airflow {name} exited with {process.returncode}; see {self.home}/{name}.log")
+                    raise RuntimeError(
+                        f"Airflow {name} exited with {process.returncode}; see {self.home}/{name}.log"
+                    )
             result = check()
             if result:
                 return result

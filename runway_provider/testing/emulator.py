@@ -215,7 +215,8 @@ class Emulator:
         if not body.get("callback_url"):
             # CometAPI's wrapper refuses a missing webhook inside a successful HTTP answer.
             return self._finish(
-                record, web.json_response({"code": "callback_url_empty", "msg": "callback_url_empty", "data": None})
+                record,
+                web.json_response({"code": "callback_url_empty", "msg": "callback_url_empty", "data": None}),
             )
         for name in required:
             if not isinstance(body.get(name), str) or not body[name].strip():
@@ -238,7 +239,9 @@ class Emulator:
         if not self._authorized(request):
             return self._finish(record, _error(401, "Invalid token", ""))
         if not request.headers.get("X-Runway-Version"):
-            return self._finish(record, _error(400, "the X-Runway-Version header is required", "invalid_request"))
+            return self._finish(
+                record, _error(400, "the X-Runway-Version header is required", "invalid_request")
+            )
         body = await _json_body(request)
         if not isinstance(body, dict):
             return self._finish(record, _error(400, "request body must be a JSON object", "invalid_request"))
@@ -349,7 +352,9 @@ class Emulator:
         head = _asset("sample.mp4")[:32]
         sent, chunk = 0, bytes(256 * 1024)
         while sent < stop_at:
-            piece = (head + chunk)[: min(len(chunk), stop_at - sent)] if sent == 0 else chunk[: stop_at - sent]
+            piece = (
+                (head + chunk)[: min(len(chunk), stop_at - sent)] if sent == 0 else chunk[: stop_at - sent]
+            )
             await response.write(piece)
             sent += len(piece)
         if kind == "broken":
@@ -394,11 +399,16 @@ class Emulator:
         now, created = time.monotonic(), []
         with self._lock:
             for _ in range(count):
-                job = Job(runway_task_id=str(uuid.uuid4()), created=now, body={"prompt": "bulk"}, scenario=scenario)
+                job = Job(
+                    runway_task_id=str(uuid.uuid4()), created=now, body={"prompt": "bulk"}, scenario=scenario
+                )
                 self.jobs[job.runway_task_id] = job
                 created.append(job)
         return web.json_response(
-            {"runway_task_ids": [job.runway_task_id for job in created], "finishes_at": created[0].finishes_at if created else None}
+            {
+                "runway_task_ids": [job.runway_task_id for job in created],
+                "finishes_at": created[0].finishes_at if created else None,
+            }
         )
 
     async def _done(self, request: web.Request) -> web.StreamResponse:
@@ -432,7 +442,11 @@ class Emulator:
         except (TypeError, ValueError) as err:
             return _error(400, str(err), "invalid_request")
         return web.json_response(
-            {"scenario": asdict(self.scenario), "fault_rate": self.fault_rate, "fault_kinds": self.fault_kinds}
+            {
+                "scenario": asdict(self.scenario),
+                "fault_rate": self.fault_rate,
+                "fault_kinds": self.fault_kinds,
+            }
         )
 
     async def _reset(self, request: web.Request) -> web.StreamResponse:
@@ -481,11 +495,17 @@ class Emulator:
             await asyncio.sleep(self.slow_seconds)
             return self._finish(record, _error(504, "upstream timed out", ""))
         if fault == "garbage":
-            return self._finish(record, web.Response(text='{"code": "success", "data": {', content_type="application/json"))
+            return self._finish(
+                record, web.Response(text='{"code": "success", "data": {', content_type="application/json")
+            )
         if fault == "html":
             return self._finish(
                 record,
-                web.Response(status=502, text="<html><body><h1>502 Bad Gateway</h1></body></html>", content_type="text/html"),
+                web.Response(
+                    status=502,
+                    text="<html><body><h1>502 Bad Gateway</h1></body></html>",
+                    content_type="text/html",
+                ),
             )
         response = _error(_ERROR_STATUS[fault], "upstream saturated, please retry later", "")
         if fault == "429":
@@ -520,13 +540,27 @@ def _job_view(job: Job, request: web.Request) -> dict[str, Any] | None:
     running = elapsed - scenario.queued_seconds
     if running < scenario.running_seconds:
         return {"state": "running", "progress": round(running / scenario.running_seconds, 2)}
-    state = {"succeeded": "succeeded", "no_output": "succeeded", "failed": "failed"}.get(scenario.outcome, "cancelled")
+    state = {"succeeded": "succeeded", "no_output": "succeeded", "failed": "failed"}.get(
+        scenario.outcome, "cancelled"
+    )
     urls = [f"{base}.mp4"] if scenario.outcome == "succeeded" else []
     return {"state": state, "progress": 1.0, "urls": urls, "poster": f"{base}.png"}
 
 
-_WRAPPED_STATUS = {"queued": "QUEUED", "running": "IN_PROGRESS", "succeeded": "SUCCESS", "failed": "FAILURE", "cancelled": "FAILURE"}
-_OFFICIAL_STATUS = {"queued": "PENDING", "running": "RUNNING", "succeeded": "SUCCEEDED", "failed": "FAILED", "cancelled": "CANCELLED"}
+_WRAPPED_STATUS = {
+    "queued": "QUEUED",
+    "running": "IN_PROGRESS",
+    "succeeded": "SUCCESS",
+    "failed": "FAILURE",
+    "cancelled": "FAILURE",
+}
+_OFFICIAL_STATUS = {
+    "queued": "PENDING",
+    "running": "RUNNING",
+    "succeeded": "SUCCEEDED",
+    "failed": "FAILED",
+    "cancelled": "CANCELLED",
+}
 _LEGACY_STATUS = {"queued": "0", "running": "1", "succeeded": "3", "failed": "2", "cancelled": "2"}
 
 
@@ -534,7 +568,11 @@ def _render(job: Job, view: dict[str, Any], shape: str) -> dict[str, Any]:
     state, scenario = view["state"], job.scenario
     failed = state in ("failed", "cancelled")
     urls = view.get("urls", [])
-    official: dict[str, Any] = {"id": job.runway_task_id, "status": _OFFICIAL_STATUS[state], "createdAt": "2026-11-26T00:00:00Z"}
+    official: dict[str, Any] = {
+        "id": job.runway_task_id,
+        "status": _OFFICIAL_STATUS[state],
+        "createdAt": "2026-11-26T00:00:00Z",
+    }
     if state == "running":
         official["progress"] = view["progress"]
     if urls:
@@ -578,7 +616,14 @@ def _render(job: Job, view: dict[str, Any], shape: str) -> dict[str, Any]:
 def _error(status: int, message: str, code: str) -> web.Response:
     request_id = uuid.uuid4().hex[:16]
     return web.json_response(
-        {"error": {"message": f"{message} (request id: {request_id})", "type": "comet_api_error", "param": "", "code": code}},
+        {
+            "error": {
+                "message": f"{message} (request id: {request_id})",
+                "type": "comet_api_error",
+                "param": "",
+                "code": code,
+            }
+        },
         status=status,
     )
 
@@ -692,9 +737,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--scenario", default="{}", help='default scenario as JSON, e.g. \'{"outcome": "failed"}\''
     )
-    parser.add_argument("--fault-rate", type=float, default=0.0, help="probability of a random fault per request")
-    parser.add_argument("--fault-kinds", default="429,500,503,reset", help="comma-separated faults to draw from")
-    parser.add_argument("--create-fault-kinds", default="", help="faults for creates (default: --fault-kinds)")
+    parser.add_argument(
+        "--fault-rate", type=float, default=0.0, help="probability of a random fault per request"
+    )
+    parser.add_argument(
+        "--fault-kinds", default="429,500,503,reset", help="comma-separated faults to draw from"
+    )
+    parser.add_argument(
+        "--create-fault-kinds", default="", help="faults for creates (default: --fault-kinds)"
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--no-records", action="store_true", help="count requests without keeping them")
     parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
@@ -722,7 +773,12 @@ def main(argv: list[str] | None = None) -> None:
     scheme = "https" if ssl_context else "http"
     print(f"Runway emulator on {scheme}://{args.host}:{args.port} (Bearer key from --api-key)", flush=True)
     web.run_app(
-        build_app(emulator), host=args.host, port=args.port, ssl_context=ssl_context, print=None, access_log=None
+        build_app(emulator),
+        host=args.host,
+        port=args.port,
+        ssl_context=ssl_context,
+        print=None,
+        access_log=None,
     )
 
 

@@ -110,4 +110,4 @@ class AirflowSandbox:
         """Every row of a table as text, to look for what must not be stored (the API key)."""
         with sqlite3.connect(self.home / "airflow.db") as db:
             db.text_factory = lambda raw: raw.decode("utf-8", "replace")
-            return "\n".join(repr(row) for row in db.execute(f"SELECT * FROM {table}"))  # noqa: S608
+            return "\n".join(repr(row) for row in db.execute(f"SELECT * FROM {table}"))

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator, ObjectStoragePath
 
@@ -67,7 +67,7 @@ class RunwayToObjectStorageOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("runway_task", "destination")
-    template_fields_renderers = {"runway_task": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"runway_task": "json"}
     ui_color = "#e1f0fb"
 
     def __init__(
@@ -111,7 +111,8 @@ class RunwayToObjectStorageOperator(BaseOperator):
             "stored_at": time.time(),
         }
         context["outlet_events"][AssetAlias(self.asset_alias)].add(
-            Asset(uri), extra={"runway_task_id": task.runway_task_id, "sha256": download.sha256, "bytes": download.size}
+            Asset(uri),
+            extra={"runway_task_id": task.runway_task_id, "sha256": download.sha256, "bytes": download.size},
         )
         self.log.info("%s %s (%d bytes, sha256 %s)", stored, uri, download.size, download.sha256)
         return result
@@ -138,7 +139,9 @@ class RunwayToObjectStorageOperator(BaseOperator):
             text = destination.strip()
             target = ObjectStoragePath(text, conn_id=self.destination_conn_id)
         else:
-            raise RunwayInputError("destination", f"expected a path, a URI or an ObjectStoragePath, got {destination!r:.80}")
+            raise RunwayInputError(
+                "destination", f"expected a path, a URI or an ObjectStoragePath, got {destination!r:.80}"
+            )
         if text.endswith("/"):
             target = target / f"{runway_task_id}.mp4"
         return target
@@ -179,7 +182,9 @@ class RunwayToObjectStorageOperator(BaseOperator):
             if response.status_code in _EXPIRED_URL_STATUSES:
                 response.close()
                 fresh = RunwayHook(self.runway_conn_id).get_task(task.runway_task_id)
-                self.log.info("The video URL of Runway task %s was refused; fetched a fresh one.", task.runway_task_id)
+                self.log.info(
+                    "The video URL of Runway task %s was refused; fetched a fresh one.", task.runway_task_id
+                )
                 response = self._get(session, fresh.video_url or "", task)
         if response.status_code != 200:
             response.close()
@@ -235,7 +240,9 @@ class RunwayToObjectStorageOperator(BaseOperator):
         if size == 0:
             os.unlink(local_path)
             raise RunwayTransferError(f"The video of Runway task {task.runway_task_id} is empty.")
-        return _Download(local_path=local_path, size=size, sha256=digest.hexdigest(), content_type=content_type)
+        return _Download(
+            local_path=local_path, size=size, sha256=digest.hexdigest(), content_type=content_type
+        )
 
     def _store(self, download: _Download, target: ObjectStoragePath) -> str:
         """Put the verified file at ``target`` in one step; return what was done."""
@@ -250,7 +257,9 @@ class RunwayToObjectStorageOperator(BaseOperator):
             # Written beside the target, then renamed: readers see the whole file or nothing.
             final = os.path.abspath(target.path)
             os.makedirs(os.path.dirname(final), exist_ok=True)
-            staging = os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.{uuid.uuid4().hex}.part")
+            staging = os.path.join(
+                os.path.dirname(final), f".{os.path.basename(final)}.{uuid.uuid4().hex}.part"
+            )
             try:
                 with open(download.local_path, "rb") as source, open(staging, "wb") as sink:
                     while chunk := source.read(CHUNK_BYTES):

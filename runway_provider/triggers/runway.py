@@ -89,9 +89,8 @@ class RunwayTaskTrigger(BaseTrigger):
         except RunwayError as err:
             # Raised outside a poll: the connection is missing or unusable.
             event = error_event(self.runway_task_id, str(err))
-        except Exception as err:  # noqa: BLE001 - the task must hear about it, not hang.
+        except Exception as err:
             self.log.exception("Waiting on Runway task %s failed unexpectedly", self.runway_task_id)
             event = error_event(self.runway_task_id, f"{type(err).__name__}: {err}")
         self.log.info("Runway task %s: %s", self.runway_task_id, event["message"])
         yield TriggerEvent(event)
-

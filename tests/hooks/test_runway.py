@@ -63,7 +63,9 @@ def test_settings_base_url(host, port, expected):
 
 def test_settings_reads_extras():
     settings = settings_of(
-        extra=json.dumps({"runway_version": "2025-01-01", "callback_url": "https://hooks.example/cb", "timeout": 5})
+        extra=json.dumps(
+            {"runway_version": "2025-01-01", "callback_url": "https://hooks.example/cb", "timeout": 5}
+        )
     )
     assert (settings.runway_version, settings.callback_url, settings.timeout) == (
         "2025-01-01",
@@ -232,7 +234,11 @@ def test_get_task_gives_up_after_poll_retries(hook, emulator):
 @pytest.mark.parametrize(
     ("scenario", "error", "text"),
     [
-        ({"outcome": "failed", "failure_code": "SAFETY.INPUT.IMAGE"}, RunwayTaskFailedError, "SAFETY.INPUT.IMAGE"),
+        (
+            {"outcome": "failed", "failure_code": "SAFETY.INPUT.IMAGE"},
+            RunwayTaskFailedError,
+            "SAFETY.INPUT.IMAGE",
+        ),
         ({"outcome": "cancelled", "shape": "official"}, RunwayTaskCancelledError, "cancelled"),
         ({"outcome": "no_output"}, RunwayTaskFailedError, "without any output URL"),
         ({"outcome": "never_appears"}, RunwayTaskLostError, "lost"),
@@ -285,7 +291,9 @@ def test_test_connection_says_the_key_was_refused(monkeypatch, server):
 def test_test_connection_says_the_host_is_unreachable(monkeypatch, closed_port):
     monkeypatch.setenv(
         "AIRFLOW_CONN_RUNWAY_DEFAULT",
-        json.dumps({"conn_type": "runway", "host": f"http://127.0.0.1:{closed_port}", "password": TEST_API_KEY}),
+        json.dumps(
+            {"conn_type": "runway", "host": f"http://127.0.0.1:{closed_port}", "password": TEST_API_KEY}
+        ),
     )
     ok, message = RunwayHook().test_connection()
     assert not ok
@@ -378,4 +386,4 @@ def test_get_task_retries_an_answer_slower_than_the_timeout(monkeypatch, server,
     runway_task_id = submit(RunwayHook(), options=job_options(not_found_seconds=0, feed_faults=["slow"]))
     task = RunwayHook(retry_backoff=0.01).get_task(runway_task_id)
     assert task.visible
-    assert [r.get("fault") for r in emulator.requests if r["path"] == "/runway/feed"][0] == "slow"
+    assert next(r.get("fault") for r in emulator.requests if r["path"] == "/runway/feed") == "slow"

@@ -34,10 +34,16 @@ VIDEO = "https://example.com/clip.mp4"
 FAST = Scenario(not_found_seconds=0.2, queued_seconds=0.2, running_seconds=0.3)
 
 OPERATORS = {
-    "image_to_video": (RunwayImageToVideoOperator, {"prompt_image": IMAGE, "prompt_text": "A boat", "duration": 5, "seed": 7}),
+    "image_to_video": (
+        RunwayImageToVideoOperator,
+        {"prompt_image": IMAGE, "prompt_text": "A boat", "duration": 5, "seed": 7},
+    ),
     "video_to_video": (RunwayVideoToVideoOperator, {"video": VIDEO, "prompt_text": "Make it winter"}),
     "video_upscale": (RunwayUpscaleVideoOperator, {"video": VIDEO}),
-    "character_performance": (RunwayCharacterPerformanceOperator, {"character": IMAGE, "reference_video": VIDEO}),
+    "character_performance": (
+        RunwayCharacterPerformanceOperator,
+        {"character": IMAGE, "reference_video": VIDEO},
+    ),
 }
 EXPECTED_BODIES = {
     "image_to_video": {
@@ -48,7 +54,12 @@ EXPECTED_BODIES = {
         "duration": 5,
         "seed": 7,
     },
-    "video_to_video": {"model": "gen4_aleph", "videoUri": VIDEO, "promptText": "Make it winter", "ratio": "1280:720"},
+    "video_to_video": {
+        "model": "gen4_aleph",
+        "videoUri": VIDEO,
+        "promptText": "Make it winter",
+        "ratio": "1280:720",
+    },
     "video_upscale": {"model": "upscale_v1", "videoUri": VIDEO},
     "character_performance": {
         "model": "act_two",
@@ -97,29 +108,113 @@ def test_first_and_last_frames(runway_conn, emulator):
 
 
 BAD = [
-    pytest.param(RunwayImageToVideoOperator, {"prompt_image": IMAGE, "ratio": "1280:768"}, "ratio", id="i2v-ratio-of-another-model"),
-    pytest.param(RunwayImageToVideoOperator, {"prompt_image": IMAGE, "duration": 11}, "duration", id="i2v-duration-11"),
-    pytest.param(RunwayImageToVideoOperator, {"prompt_image": IMAGE, "duration": "five"}, "duration", id="i2v-duration-text"),
-    pytest.param(RunwayImageToVideoOperator, {"prompt_image": IMAGE, "model": "veo3.1", "duration": 5}, "duration", id="veo-duration-5"),
-    pytest.param(RunwayImageToVideoOperator, {"prompt_image": IMAGE, "model": "gen4.5", "duration": 5}, "prompt_text", id="gen45-needs-text"),
-    pytest.param(RunwayImageToVideoOperator, {"prompt_image": IMAGE, "model": "gen4.5", "prompt_text": "x"}, "duration", id="gen45-needs-duration"),
-    pytest.param(RunwayImageToVideoOperator, {"prompt_image": IMAGE, "model": "gen3a_turbo"}, "model", id="retired-model"),
-    pytest.param(RunwayImageToVideoOperator, {"prompt_image": IMAGE, "model": "gen9"}, "model", id="unknown-model"),
-    pytest.param(RunwayImageToVideoOperator, {"prompt_image": [{"uri": IMAGE, "position": "middle"}]}, "prompt_image[0].position", id="frame-position"),
-    pytest.param(RunwayImageToVideoOperator, {"prompt_image": [{"uri": IMAGE, "position": "first"}] * 2}, "prompt_image", id="frames-twice"),
-    pytest.param(RunwayImageToVideoOperator, {"prompt_image": "ftp://x/a.jpg"}, "prompt_image", id="ftp-image"),
+    pytest.param(
+        RunwayImageToVideoOperator,
+        {"prompt_image": IMAGE, "ratio": "1280:768"},
+        "ratio",
+        id="i2v-ratio-of-another-model",
+    ),
+    pytest.param(
+        RunwayImageToVideoOperator, {"prompt_image": IMAGE, "duration": 11}, "duration", id="i2v-duration-11"
+    ),
+    pytest.param(
+        RunwayImageToVideoOperator,
+        {"prompt_image": IMAGE, "duration": "five"},
+        "duration",
+        id="i2v-duration-text",
+    ),
+    pytest.param(
+        RunwayImageToVideoOperator,
+        {"prompt_image": IMAGE, "model": "veo3.1", "duration": 5},
+        "duration",
+        id="veo-duration-5",
+    ),
+    pytest.param(
+        RunwayImageToVideoOperator,
+        {"prompt_image": IMAGE, "model": "gen4.5", "duration": 5},
+        "prompt_text",
+        id="gen45-needs-text",
+    ),
+    pytest.param(
+        RunwayImageToVideoOperator,
+        {"prompt_image": IMAGE, "model": "gen4.5", "prompt_text": "x"},
+        "duration",
+        id="gen45-needs-duration",
+    ),
+    pytest.param(
+        RunwayImageToVideoOperator,
+        {"prompt_image": IMAGE, "model": "gen3a_turbo"},
+        "model",
+        id="retired-model",
+    ),
+    pytest.param(
+        RunwayImageToVideoOperator, {"prompt_image": IMAGE, "model": "gen9"}, "model", id="unknown-model"
+    ),
+    pytest.param(
+        RunwayImageToVideoOperator,
+        {"prompt_image": [{"uri": IMAGE, "position": "middle"}]},
+        "prompt_image[0].position",
+        id="frame-position",
+    ),
+    pytest.param(
+        RunwayImageToVideoOperator,
+        {"prompt_image": [{"uri": IMAGE, "position": "first"}] * 2},
+        "prompt_image",
+        id="frames-twice",
+    ),
+    pytest.param(
+        RunwayImageToVideoOperator, {"prompt_image": "ftp://x/a.jpg"}, "prompt_image", id="ftp-image"
+    ),
     pytest.param(RunwayImageToVideoOperator, {"prompt_image": IMAGE, "seed": -1}, "seed", id="negative-seed"),
-    pytest.param(RunwayImageToVideoOperator, {"prompt_image": IMAGE, "seed": 2**32}, "seed", id="seed-too-large"),
-    pytest.param(RunwayImageToVideoOperator, {"prompt_image": IMAGE, "content_moderation": {"publicFigureThreshold": "none"}}, "content_moderation.publicFigureThreshold", id="moderation"),
-    pytest.param(RunwayImageToVideoOperator, {"prompt_image": IMAGE, "prompt_text": "x" * 1001}, "prompt_text", id="long-text"),
-    pytest.param(RunwayVideoToVideoOperator, {"video": VIDEO, "prompt_text": " "}, "prompt_text", id="v2v-blank-text"),
-    pytest.param(RunwayVideoToVideoOperator, {"video": VIDEO, "prompt_text": "x", "references": "a.jpg"}, "references", id="v2v-references"),
-    pytest.param(RunwayUpscaleVideoOperator, {"video": VIDEO, "model": "upscale_v9"}, "model", id="upscale-model"),
+    pytest.param(
+        RunwayImageToVideoOperator, {"prompt_image": IMAGE, "seed": 2**32}, "seed", id="seed-too-large"
+    ),
+    pytest.param(
+        RunwayImageToVideoOperator,
+        {"prompt_image": IMAGE, "content_moderation": {"publicFigureThreshold": "none"}},
+        "content_moderation.publicFigureThreshold",
+        id="moderation",
+    ),
+    pytest.param(
+        RunwayImageToVideoOperator,
+        {"prompt_image": IMAGE, "prompt_text": "x" * 1001},
+        "prompt_text",
+        id="long-text",
+    ),
+    pytest.param(
+        RunwayVideoToVideoOperator, {"video": VIDEO, "prompt_text": " "}, "prompt_text", id="v2v-blank-text"
+    ),
+    pytest.param(
+        RunwayVideoToVideoOperator,
+        {"video": VIDEO, "prompt_text": "x", "references": "a.jpg"},
+        "references",
+        id="v2v-references",
+    ),
+    pytest.param(
+        RunwayUpscaleVideoOperator, {"video": VIDEO, "model": "upscale_v9"}, "model", id="upscale-model"
+    ),
     pytest.param(RunwayUpscaleVideoOperator, {"video": "clip.mp4"}, "video", id="upscale-relative"),
-    pytest.param(RunwayCharacterPerformanceOperator, {"character": IMAGE, "reference_video": VIDEO, "character_type": "audio"}, "character_type", id="act2-type"),
-    pytest.param(RunwayCharacterPerformanceOperator, {"character": IMAGE, "reference_video": VIDEO, "expression_intensity": 6}, "expression_intensity", id="act2-intensity"),
-    pytest.param(RunwayCharacterPerformanceOperator, {"character": IMAGE, "reference_video": VIDEO, "body_control": "yes"}, "body_control", id="act2-body"),
-    pytest.param(RunwayReverseVideoToVideoOperator, {"video": VIDEO, "prompt": ""}, "prompt", id="reverse-v2v-prompt"),
+    pytest.param(
+        RunwayCharacterPerformanceOperator,
+        {"character": IMAGE, "reference_video": VIDEO, "character_type": "audio"},
+        "character_type",
+        id="act2-type",
+    ),
+    pytest.param(
+        RunwayCharacterPerformanceOperator,
+        {"character": IMAGE, "reference_video": VIDEO, "expression_intensity": 6},
+        "expression_intensity",
+        id="act2-intensity",
+    ),
+    pytest.param(
+        RunwayCharacterPerformanceOperator,
+        {"character": IMAGE, "reference_video": VIDEO, "body_control": "yes"},
+        "body_control",
+        id="act2-body",
+    ),
+    pytest.param(
+        RunwayReverseVideoToVideoOperator, {"video": VIDEO, "prompt": ""}, "prompt", id="reverse-v2v-prompt"
+    ),
     pytest.param(RunwayActOneOperator, {"video": VIDEO, "image": "nope"}, "image", id="act-one-image"),
 ]
 
@@ -154,7 +249,9 @@ def test_retired_model_says_what_to_use(runway_conn):
         ),
     ],
 )
-def test_reverse_routes_poll_through_the_feed(runway_conn, server, emulator, operator_class, kwargs, path, body):
+def test_reverse_routes_poll_through_the_feed(
+    runway_conn, server, emulator, operator_class, kwargs, path, body
+):
     runway_task_id = run(operator_class, wait_for_completion=True, **kwargs)
     [job] = emulator.jobs.values()
     assert job.runway_task_id == runway_task_id and not job.official
@@ -174,9 +271,16 @@ def test_reverse_routes_poll_through_the_feed(runway_conn, server, emulator, ope
         ("SOMETHING.NEW", RunwayTaskFailedError, True),
     ],
 )
-def test_failure_codes_map_to_typed_errors(runway_conn, emulator, failure_code, error_class, retried_by_airflow):
+def test_failure_codes_map_to_typed_errors(
+    runway_conn, emulator, failure_code, error_class, retried_by_airflow
+):
     emulator.scenario = Scenario(
-        not_found_seconds=0, queued_seconds=0, running_seconds=0, outcome="failed", failure_code=failure_code, shape="official"
+        not_found_seconds=0,
+        queued_seconds=0,
+        running_seconds=0,
+        outcome="failed",
+        failure_code=failure_code,
+        shape="official",
     )
     with pytest.raises(RunwayTaskFailedError) as caught:
         run(RunwayImageToVideoOperator, prompt_image=IMAGE, wait_for_completion=True)
@@ -188,7 +292,9 @@ def test_failure_codes_map_to_typed_errors(runway_conn, emulator, failure_code, 
 def test_one_sensor_waits_on_an_official_task(runway_conn, emulator):
     emulator.scenario = FAST
     runway_task_id = RunwayHook().submit_upscale_video(video=VIDEO)
-    sensor = RunwayTaskSensor(task_id="wait", runway_task_id=runway_task_id, route_family="official", poll_interval=0.1)
+    sensor = RunwayTaskSensor(
+        task_id="wait", runway_task_id=runway_task_id, route_family="official", poll_interval=0.1
+    )
     result = sensor.execute({"ti": RecordingTaskInstance()})
     assert result["runway_task_id"] == runway_task_id and result["status"] == "SUCCEEDED"
 
@@ -216,7 +322,9 @@ async def test_trigger_waits_on_an_official_task(runway_conn, emulator):
 
     from runway_provider.triggers.runway import RunwayTaskTrigger
 
-    emulator.scenario = Scenario(not_found_seconds=0.3, queued_seconds=0.2, running_seconds=0.3, shape="official")
+    emulator.scenario = Scenario(
+        not_found_seconds=0.3, queued_seconds=0.2, running_seconds=0.3, shape="official"
+    )
     runway_task_id = RunwayHook().submit_image_to_video(prompt_image=IMAGE)
     now = time.time()
     trigger = RunwayTaskTrigger(

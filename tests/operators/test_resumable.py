@@ -26,7 +26,12 @@ def new_try(store: MemoryTaskStateStore) -> dict[str, Any]:
 
 
 def operator(**kwargs: Any) -> RunwayGenerateOperator:
-    defaults: dict[str, Any] = {"task_id": "generate", "prompt": "A paper boat", "image": IMAGE, "poll_interval": 0.1}
+    defaults: dict[str, Any] = {
+        "task_id": "generate",
+        "prompt": "A paper boat",
+        "image": IMAGE,
+        "poll_interval": 0.1,
+    }
     return RunwayGenerateOperator(**{**defaults, **kwargs})
 
 
@@ -56,7 +61,9 @@ def test_retry_after_a_timed_out_wait_reconnects(runway_conn, emulator, store):
 
 def test_retry_after_success_returns_it_without_waiting(runway_conn, emulator, store, capsys):
     fast = job_options(not_found_seconds=0, queued_seconds=0, running_seconds=0)
-    runway_task_id = operator(options=fast).hook.submit_generate(prompt="A paper boat", image=IMAGE, options=fast)
+    runway_task_id = operator(options=fast).hook.submit_generate(
+        prompt="A paper boat", image=IMAGE, options=fast
+    )
     store.set(STATE_SUBMITTED_TASK, {"runway_task_id": runway_task_id, "submitted_at": time.time()})
     assert operator(wait_for_completion=True, options=fast).execute(new_try(store)) == runway_task_id
     assert len(emulator.jobs) == 1
@@ -93,7 +100,9 @@ def test_retry_reconnects_when_the_check_fails_transiently(runway_conn, emulator
 
 def test_deferrable_retry_reconnects_with_the_original_submission_time(runway_conn, emulator, store):
     submitted_at = time.time() - 30
-    runway_task_id = operator().hook.submit_generate(prompt="p", image=IMAGE, options=job_options(running_seconds=60))
+    runway_task_id = operator().hook.submit_generate(
+        prompt="p", image=IMAGE, options=job_options(running_seconds=60)
+    )
     store.set(STATE_SUBMITTED_TASK, {"runway_task_id": runway_task_id, "submitted_at": submitted_at})
     with pytest.raises(TaskDeferred) as caught:
         operator(wait_for_completion=True, deferrable=True, timeout=600).execute(new_try(store))

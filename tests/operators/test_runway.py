@@ -44,9 +44,9 @@ def test_submits_pushes_and_returns_the_task_id(runway_conn, emulator, context):
 
 
 def test_accepts_data_uris_and_optional_fields(runway_conn, emulator, context):
-    operator(image=DATA_URI, last_image=DATA_URI, style="cinematic", options='{"seconds": 5}', ratio="720:1280").execute(
-        context
-    )
+    operator(
+        image=DATA_URI, last_image=DATA_URI, style="cinematic", options='{"seconds": 5}', ratio="720:1280"
+    ).execute(context)
     [job] = emulator.jobs.values()
     assert job.body["image"] == DATA_URI and job.body["last_image"] == DATA_URI
     assert job.body["options"] == {"seconds": 5} and job.body["ratio"] == "720:1280"
@@ -136,16 +136,20 @@ def test_blocking_wait_polls_to_the_video(runway_conn, context):
 
 def test_blocking_wait_times_out_from_submission(runway_conn, context):
     with pytest.raises(RunwayTaskTimeoutError):
-        operator(wait_for_completion=True, deferrable=False, timeout=1, options=job_options(running_seconds=60)).execute(
-            context
-        )
+        operator(
+            wait_for_completion=True, deferrable=False, timeout=1, options=job_options(running_seconds=60)
+        ).execute(context)
 
 
 def success_event(runway_task_id: str = "t-1") -> dict[str, Any]:
     return {
         "status": "success",
         "runway_task_id": runway_task_id,
-        "task": {"runway_task_id": runway_task_id, "status": "SUCCEEDED", "output_urls": ["https://cdn/v.mp4"]},
+        "task": {
+            "runway_task_id": runway_task_id,
+            "status": "SUCCEEDED",
+            "output_urls": ["https://cdn/v.mp4"],
+        },
         "message": "done",
     }
 

@@ -120,7 +120,10 @@ def test_execute_complete_timeout_is_a_sensor_timeout(context):
         sensor("t-1").execute_complete(context, event)
 
 
-@pytest.mark.parametrize("event", [None, {"status": "success"}, {"status": "done", "runway_task_id": "t", "task": None, "message": ""}])
+@pytest.mark.parametrize(
+    "event",
+    [None, {"status": "success"}, {"status": "done", "runway_task_id": "t", "task": None, "message": ""}],
+)
 def test_execute_complete_rejects_anything_but_success(context, event):
     with pytest.raises(Exception) as caught:
         sensor("t-1").execute_complete(context, event)

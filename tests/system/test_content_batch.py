@@ -19,7 +19,9 @@ SAMPLE_SHA = hashlib.sha256((ROOT / "runway_provider/testing/media/sample.mp4").
 
 def test_batch_of_ten_prompts(tmp_path):
     videos = tmp_path / "videos"
-    emulator = Emulator(api_key=TEST_API_KEY, scenario=Scenario(not_found_seconds=0.5, queued_seconds=0.5, running_seconds=1))
+    emulator = Emulator(
+        api_key=TEST_API_KEY, scenario=Scenario(not_found_seconds=0.5, queued_seconds=0.5, running_seconds=1)
+    )
     with EmulatorServer(emulator) as server:
         sandbox = AirflowSandbox(
             home=tmp_path / "airflow",
@@ -28,7 +30,9 @@ def test_batch_of_ten_prompts(tmp_path):
             env={"RUNWAY_VIDEOS_URI": f"file://{videos}/"},
         )
         sandbox.migrate()
-        pool = sandbox.airflow("pools", "set", "runway_api", "4", "Concurrent Runway generations", "--include-deferred")
+        pool = sandbox.airflow(
+            "pools", "set", "runway_api", "4", "Concurrent Runway generations", "--include-deferred"
+        )
         assert pool.returncode == 0, pool.stderr
         result = sandbox.dags_test("example_runway_content_batch", timeout=900)
         assert result.returncode == 0, result.output[-4000:]
@@ -38,7 +42,9 @@ def test_batch_of_ten_prompts(tmp_path):
     assert {path.stem for path in stored} == set(emulator.jobs)
     manifest = [json.loads(line) for line in (videos / "manifest.jsonl").read_text().splitlines()]
     assert len(manifest) == 10
-    prompts = [line.split(",")[0] for line in (ROOT / "example_dags/data/prompts.csv").read_text().splitlines()[1:]]
+    prompts = [
+        line.split(",")[0] for line in (ROOT / "example_dags/data/prompts.csv").read_text().splitlines()[1:]
+    ]
     assert [entry["prompt"] for entry in manifest] == prompts
     for entry in manifest:
         assert entry["uri"] == f"file://{videos}/{entry['runway_task_id']}.mp4"

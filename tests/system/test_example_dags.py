@@ -18,7 +18,9 @@ pytestmark = pytest.mark.dags
 
 @pytest.fixture(scope="module")
 def dag_server() -> Iterator[EmulatorServer]:
-    emulator = Emulator(api_key=TEST_API_KEY, scenario=Scenario(not_found_seconds=1, queued_seconds=1, running_seconds=2))
+    emulator = Emulator(
+        api_key=TEST_API_KEY, scenario=Scenario(not_found_seconds=1, queued_seconds=1, running_seconds=2)
+    )
     with EmulatorServer(emulator) as server:
         yield server
 
@@ -26,7 +28,9 @@ def dag_server() -> Iterator[EmulatorServer]:
 @pytest.fixture(scope="module")
 def sandbox(dag_server: EmulatorServer, tmp_path_factory: pytest.TempPathFactory) -> AirflowSandbox:
     home = tmp_path_factory.mktemp("airflow-home")
-    return AirflowSandbox(home=home, dags_folder=ROOT / "example_dags", connection=dag_server.connection_json())
+    return AirflowSandbox(
+        home=home, dags_folder=ROOT / "example_dags", connection=dag_server.connection_json()
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -94,7 +98,11 @@ def test_mapped_batch(sandbox, dag_server):
 
 def test_failed_generation_fails_the_run_with_the_task_id(sandbox, dag_server):
     dag_server.emulator.scenario = Scenario(
-        not_found_seconds=0.5, queued_seconds=0.5, running_seconds=0.5, outcome="failed", failure="Blurry frame"
+        not_found_seconds=0.5,
+        queued_seconds=0.5,
+        running_seconds=0.5,
+        outcome="failed",
+        failure="Blurry frame",
     )
     dag_id = "example_runway_generate_deferrable"
     result = sandbox.dags_test(dag_id)
@@ -122,9 +130,16 @@ def test_official_routes(sandbox, dag_server):
     states = sandbox.task_states(dag_id)
     assert set(states.values()) == {"success"}, states
     [source] = sandbox.xcom(dag_id, "wait_image_to_video")
-    restyle = next(job for job in dag_server.emulator.jobs.values() if job.body.get("promptText", "").startswith("Turn"))
+    restyle = next(
+        job for job in dag_server.emulator.jobs.values() if job.body.get("promptText", "").startswith("Turn")
+    )
     assert restyle.body["videoUri"] == source["video_url"] and restyle.official
-    assert {job.body["model"] for job in dag_server.emulator.jobs.values()} == {"gen4_turbo", "gen4_aleph", "upscale_v1", "act_two"}
+    assert {job.body["model"] for job in dag_server.emulator.jobs.values()} == {
+        "gen4_turbo",
+        "gen4_aleph",
+        "upscale_v1",
+        "act_two",
+    }
     assert len(dag_server.emulator.submissions()) == 4
 
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from runway_provider.testing import Emulator, EmulatorServer, Scenario
-from tests.helpers import TEST_API_KEY
 from runway_provider.testing.cluster import AirflowCluster
+from tests.helpers import TEST_API_KEY
 
 pytestmark = pytest.mark.system
 BATCH_DAG = "runway_system_deferred_batch"
@@ -44,7 +44,9 @@ def emulator_server(emulator: Emulator) -> Iterator[EmulatorServer]:
 
 
 @pytest.fixture(scope="module")
-def cluster(emulator_server: EmulatorServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowCluster]:
+def cluster(
+    emulator_server: EmulatorServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AirflowCluster]:
     cluster = AirflowCluster(
         home=tmp_path_factory.mktemp("airflow-cluster"),
         dags_folder=Path(__file__).parent / "cluster_dags",
@@ -108,7 +110,11 @@ def test_killing_the_worker_leads_to_a_retry_that_reconnects(cluster, emulator):
     cluster.wait_for_tasks(BLOCKING_DAG, "killed", "generate", "running", 1, timeout=120)
 
     def polled() -> bool:
-        return any(job.feed_requests >= 2 for job in emulator.jobs.values() if job.body["prompt"].startswith("A video"))
+        return any(
+            job.feed_requests >= 2
+            for job in emulator.jobs.values()
+            if job.body["prompt"].startswith("A video")
+        )
 
     cluster._wait(polled, 60, "the first try to poll its generation")
     [ti] = cluster.task_instances(BLOCKING_DAG, "killed")
@@ -117,7 +123,9 @@ def test_killing_the_worker_leads_to_a_retry_that_reconnects(cluster, emulator):
     [ti] = cluster.task_instances(BLOCKING_DAG, "killed")
     assert ti["try_number"] == 2
     [runway_task_id] = jobs_by_prompt(emulator, "A video")["A video whose worker gets killed"]
-    assert f"Reconnecting to Runway task {runway_task_id}" in cluster.task_log(BLOCKING_DAG, "killed", "generate", 2)
+    assert f"Reconnecting to Runway task {runway_task_id}" in cluster.task_log(
+        BLOCKING_DAG, "killed", "generate", 2
+    )
 
 
 def test_fault_injection_batch_loses_and_duplicates_nothing(cluster, emulator):
@@ -125,7 +133,10 @@ def test_fault_injection_batch_loses_and_duplicates_nothing(cluster, emulator):
     emulator.scenario = Scenario(not_found_seconds=2, queued_seconds=2, running_seconds=6)
     emulator.fault_rate = 0.10
     emulator.fault_kinds = ("429", "500", "502", "503", "504", "reset", "html", "garbage")
-    emulator.create_fault_kinds = ("429", "503")  # a create refused before processing; see docs/reliability.md
+    emulator.create_fault_kinds = (
+        "429",
+        "503",
+    )  # a create refused before processing; see docs/reliability.md
     first_record = len(emulator.requests)
     started = time.monotonic()
     cluster.trigger(BATCH_DAG, "faults", {"count": generations, "label": "faults"})

@@ -26,7 +26,9 @@ BODY = {
 
 
 def post(server: EmulatorServer, path: str, body: Any, key: str = TEST_API_KEY) -> requests.Response:
-    return requests.post(server.base_url + path, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    return requests.post(
+        server.base_url + path, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=10
+    )
 
 
 def test_refuses_a_wrong_key(server):
@@ -85,9 +87,9 @@ def test_serves_a_real_mp4(emulator, server):
 
 
 def test_never_appearing_task(emulator, server):
-    task_id = post(server, "/runway/pro/generate", {**BODY, "options": {"emulator": {"outcome": "never_appears"}}}).json()[
-        "data"
-    ]["task_id"]
+    task_id = post(
+        server, "/runway/pro/generate", {**BODY, "options": {"emulator": {"outcome": "never_appears"}}}
+    ).json()["data"]["task_id"]
     time.sleep(1.5)
     answer = post(server, "/runway/feed", {"task_id": task_id})
     assert answer.status_code == 400 and answer.json()["code"] == "task_not_exist"
@@ -95,7 +97,9 @@ def test_never_appearing_task(emulator, server):
 
 def test_random_faults_are_repeatable_with_a_seed():
     def run() -> list[Any]:
-        with EmulatorServer(Emulator(api_key=TEST_API_KEY, fault_rate=0.5, fault_kinds=("429", "503"), seed=7)) as server:
+        with EmulatorServer(
+            Emulator(api_key=TEST_API_KEY, fault_rate=0.5, fault_kinds=("429", "503"), seed=7)
+        ) as server:
             return [post(server, "/runway/feed", {"task_id": "x"}).status_code for _ in range(12)]
 
     first = run()
@@ -107,7 +111,9 @@ def test_control_routes(emulator, server):
     post(server, "/runway/pro/generate", BODY)
     jobs = requests.get(server.base_url + "/_emulator/jobs", timeout=10).json()
     assert [job["prompt"] for job in jobs] == ["A paper boat"]
-    configured = post(server, "/_emulator/config", {"scenario": {"outcome": "failed"}, "fault_rate": 0}).json()
+    configured = post(
+        server, "/_emulator/config", {"scenario": {"outcome": "failed"}, "fault_rate": 0}
+    ).json()
     assert configured["scenario"]["outcome"] == "failed"
     assert post(server, "/_emulator/config", {"scenario": {"shape": "xml"}}).status_code == 400
     recorded = requests.get(server.base_url + "/_emulator/requests", timeout=10).json()
@@ -120,7 +126,13 @@ def test_console_command_serves():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [str(Path(sys.executable).parent / "runway-emulator"), "--port", str(port), "--api-key", TEST_API_KEY]
+    command = [
+        str(Path(sys.executable).parent / "runway-emulator"),
+        "--port",
+        str(port),
+        "--api-key",
+        TEST_API_KEY,
+    ]
     command += ["--scenario", json.dumps({"outcome": "failed"})]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

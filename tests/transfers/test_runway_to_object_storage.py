@@ -17,7 +17,10 @@ from airflow.sdk.execution_time.context import OutletEventAccessors
 from runway_provider.exceptions import RunwayInputError
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.testing import EmulatorServer
-from runway_provider.transfers.runway_to_object_storage import RunwayToObjectStorageOperator, RunwayTransferError
+from runway_provider.transfers.runway_to_object_storage import (
+    RunwayToObjectStorageOperator,
+    RunwayTransferError,
+)
 from tests.helpers import TEST_API_KEY, job_options
 
 SAMPLE = (Path(__file__).parents[2] / "runway_provider" / "testing" / "media" / "sample.mp4").read_bytes()
@@ -27,7 +30,9 @@ DONE = job_options(not_found_seconds=0, queued_seconds=0, running_seconds=0)
 
 def finished_task(server: EmulatorServer) -> dict[str, Any]:
     hook = RunwayHook()
-    runway_task_id = hook.submit_generate(prompt="A paper boat", image="https://example.com/a.jpg", options=DONE)
+    runway_task_id = hook.submit_generate(
+        prompt="A paper boat", image="https://example.com/a.jpg", options=DONE
+    )
     return hook.get_task(runway_task_id).to_dict()
 
 
@@ -66,7 +71,11 @@ def test_stores_the_video_and_announces_the_asset(runway_conn, server, emulator,
     }
     [event] = context["outlet_events"][AssetAlias("runway-videos")].asset_alias_events
     assert event.dest_asset_key.uri == f"file://{stored}"
-    assert event.extra == {"runway_task_id": task["runway_task_id"], "sha256": SAMPLE_SHA, "bytes": len(SAMPLE)}
+    assert event.extra == {
+        "runway_task_id": task["runway_task_id"],
+        "sha256": SAMPLE_SHA,
+        "bytes": len(SAMPLE),
+    }
     assert all(r["authorization"] is None for r in emulator.media_requests)  # the key stays home
     assert leftovers(tmp_path) == []
 
@@ -88,7 +97,10 @@ def test_an_expired_url_is_refreshed_once(runway_conn, server, emulator, tmp_pat
     task = finished_task(server)
     expired = task_with_url(server, "expired-url.mp4", task["runway_task_id"])
     assert run(runway_task=expired, destination=str(tmp_path) + "/")["sha256"] == SAMPLE_SHA
-    assert [r["name"] for r in emulator.media_requests] == ["expired-url.mp4", f"{task['runway_task_id']}.mp4"]
+    assert [r["name"] for r in emulator.media_requests] == [
+        "expired-url.mp4",
+        f"{task['runway_task_id']}.mp4",
+    ]
 
 
 def test_a_retry_after_success_is_a_no_op(runway_conn, server, tmp_path, capsys):
@@ -120,7 +132,11 @@ def test_a_download_that_breaks_leaves_nothing(runway_conn, server, tmp_path):
 
 def test_max_bytes_is_refused_from_the_declared_length(runway_conn, server, emulator, tmp_path):
     with pytest.raises(RunwayTransferError, match="over max_bytes=1,000,000"):
-        run(runway_task=task_with_url(server, "size-3000000.mp4"), destination=str(tmp_path) + "/", max_bytes=1_000_000)
+        run(
+            runway_task=task_with_url(server, "size-3000000.mp4"),
+            destination=str(tmp_path) + "/",
+            max_bytes=1_000_000,
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -136,11 +152,17 @@ def test_max_bytes_is_enforced_while_streaming(runway_conn, server, tmp_path, mo
 
     monkeypatch.setattr(requests.Session, "get", hide_length)
     with pytest.raises(RunwayTransferError, match="exceeds max_bytes"):
-        run(runway_task=task_with_url(server, "size-3000000.mp4"), destination=str(tmp_path) + "/", max_bytes=1_000_000)
+        run(
+            runway_task=task_with_url(server, "size-3000000.mp4"),
+            destination=str(tmp_path) + "/",
+            max_bytes=1_000_000,
+        )
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize(("name", "problem"), [("page-x", "text/html"), ("notvideo-x.mp4", "does not start like")])
+@pytest.mark.parametrize(
+    ("name", "problem"), [("page-x", "text/html"), ("notvideo-x.mp4", "does not start like")]
+)
 def test_what_is_not_a_video_is_refused(runway_conn, server, tmp_path, name, problem):
     with pytest.raises(RunwayTransferError, match=problem):
         run(runway_task=task_with_url(server, name), destination=str(tmp_path) + "/")
@@ -154,7 +176,11 @@ def test_streams_a_large_video(runway_conn, server, tmp_path):
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({"runway_task": 42}, "runway_task"), ({"runway_task": {"status": "SUCCEEDED"}}, "runway_task"), ({"destination": ""}, "destination")],
+    [
+        ({"runway_task": 42}, "runway_task"),
+        ({"runway_task": {"status": "SUCCEEDED"}}, "runway_task"),
+        ({"destination": ""}, "destination"),
+    ],
 )
 def test_bad_arguments_are_named(runway_conn, server, emulator, tmp_path, kwargs, field):
     arguments = {"runway_task": task_with_url(server, "x.mp4"), "destination": str(tmp_path) + "/", **kwargs}
@@ -198,7 +224,11 @@ def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         ),
     )
     client = boto3.client(
-        "s3", endpoint_url=s3_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing-secret", region_name="us-east-1"
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing-secret",
+        region_name="us-east-1",
     )
     name = f"videos-{os.urandom(4).hex()}"
     client.create_bucket(Bucket=name)
@@ -209,7 +239,11 @@ def s3_keys(s3_endpoint: str, bucket: str) -> dict[str, bytes]:
     import boto3
 
     client = boto3.client(
-        "s3", endpoint_url=s3_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing-secret", region_name="us-east-1"
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing-secret",
+        region_name="us-east-1",
     )
     listed = client.list_objects_v2(Bucket=bucket).get("Contents", [])
     return {item["Key"]: client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read() for item in listed}
@@ -235,7 +269,10 @@ def test_s3_with_an_object_storage_path_and_a_large_video(runway_conn, server, s
 
 def test_a_broken_download_leaves_no_s3_object(runway_conn, server, s3_endpoint, bucket):
     with pytest.raises(RunwayTransferError):
-        run(runway_task=task_with_url(server, "broken-8000000.mp4"), destination=f"s3://s3_test@{bucket}/runway/")
+        run(
+            runway_task=task_with_url(server, "broken-8000000.mp4"),
+            destination=f"s3://s3_test@{bucket}/runway/",
+        )
     assert s3_keys(s3_endpoint, bucket) == {}
 
 
@@ -248,8 +285,15 @@ def test_different_content_on_s3_is_kept(runway_conn, server, s3_endpoint, bucke
 
 def test_asset_alias_name_is_configurable(runway_conn, server, tmp_path):
     context = transfer_context()
-    run(context, runway_task=task_with_url(server, "x.mp4"), destination=str(tmp_path) + "/", asset_alias="reviews")
+    run(
+        context,
+        runway_task=task_with_url(server, "x.mp4"),
+        destination=str(tmp_path) + "/",
+        asset_alias="reviews",
+    )
     [event] = context["outlet_events"][AssetAlias("reviews")].asset_alias_events
     assert event.dest_asset_key.uri == f"file://{tmp_path}/made-up-task.mp4"
-    operator = RunwayToObjectStorageOperator(task_id="store", runway_task="t", destination="/tmp/", asset_alias="reviews")
+    operator = RunwayToObjectStorageOperator(
+        task_id="store", runway_task="t", destination="/tmp/", asset_alias="reviews"
+    )
     assert operator.outlets == [AssetAlias("reviews")]

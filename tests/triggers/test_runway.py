@@ -100,7 +100,9 @@ async def test_run_fails_a_task_that_never_appears(hook):
 
 @pytest.mark.asyncio
 async def test_run_reports_failed_generation(hook):
-    runway_task_id = submit(hook, outcome="failed", failure_code="SAFETY.INPUT.TEXT", failure="Prompt refused")
+    runway_task_id = submit(
+        hook, outcome="failed", failure_code="SAFETY.INPUT.TEXT", failure="Prompt refused"
+    )
     [event] = await all_events(make_trigger(runway_task_id))
     assert event["status"] == "failed"
     assert "Prompt refused" in event["message"] and "SAFETY.INPUT.TEXT" in event["message"]
