@@ -14,8 +14,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Lint and format, the whole suite with branch coverage of runway_provider, then the packaging gate.
 test: venv
-	$(BIN)/python -m pytest
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=90
+	$(BIN)/python scripts/check_package.py
 
 demo: venv
 	$(BIN)/python scripts/demo.py
@@ -26,4 +30,4 @@ bench: venv
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) .airflow-demo .pytest_cache
+	rm -rf $(VENV) .airflow-demo .pytest_cache dist

@@ -1,0 +1,38 @@
+"""The docs site builds strictly and really contains the example code it includes."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_docs_build_strictly_with_examples_pulled_from_the_dags(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"NO_MKDOCS_2_WARNING": "1", "PATH": str(Path(sys.executable).parent)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    pages = {path: path.read_text() for path in tmp_path.rglob("*.html")}
+    assert not [path for path, text in pages.items() if "--8&lt;--" in text or "--8<--" in text]
+    generate_page = re.sub(r"<[^>]+>", "", pages[tmp_path / "guides" / "generate" / "index.html"])
+    example = (ROOT / "example_dags" / "example_runway_generate_deferrable.py").read_text()
+    assert 'prompt="A lighthouse beam sweeps over a stormy sea at dusk."' in example
+    assert "A lighthouse beam sweeps over a stormy sea at dusk." in generate_page
+    reference = re.sub(r"<[^>]+>", "", pages[tmp_path / "reference" / "index.html"])
+    for name in ("RunwayHook", "RunwayGenerateOperator", "RunwayTaskSensor", "RunwayToObjectStorageOperator"):
+        assert name in reference
+
+
+def test_readme_shows_exactly_the_two_setup_commands():
+    readme = (ROOT / "README.md").read_text()
+    assert "make demo" in readme and "make test" in readme
+    blocks = re.findall(r"```bash\n(.*?)```", readme, re.S)
+    assert blocks[0].splitlines() == [line for line in blocks[0].splitlines() if line.startswith("make ")]
