@@ -33,12 +33,18 @@ def main() -> None:
         venv = Path(folder) / "venv"
         run(sys.executable, "-m", "venv", venv)
         run(venv / "bin" / "python", "-m", "pip", "install", "--quiet", wheel)
-        env = {**os.environ, "AIRFLOW_HOME": str(Path(folder) / "home"), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
+        env = {
+            **os.environ,
+            "AIRFLOW_HOME": str(Path(folder) / "home"),
+            "PATH": f"{venv / 'bin'}:{os.environ['PATH']}",
+        }
         listed = run(venv / "bin" / "airflow", "providers", "list", env=env, cwd=folder)
     line = next((line for line in listed.splitlines() if line.startswith("airflow-provider-runway")), None)
     if line is None or __version__ not in line:
         sys.exit(f"airflow providers list does not show airflow-provider-runway {__version__}:\n{listed}")
-    print(f"Packaging OK: {', '.join(path.name for path in artifacts)}; `airflow providers list`: {line.strip()}")
+    print(
+        f"Packaging OK: {', '.join(path.name for path in artifacts)}; `airflow providers list`: {line.strip()}"
+    )
 
 
 if __name__ == "__main__":
