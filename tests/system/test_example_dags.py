@@ -109,7 +109,7 @@ def test_failed_generation_fails_the_run_with_the_task_id(sandbox, dag_server):
     [submission] = dag_server.emulator.submissions()
     states = sandbox.task_states(dag_id)
     assert states[("generate_and_wait", -1)] == "failed"
-    assert "RunwayTaskFailedError" in result.output
+    assert "RunwayBadOutputError" in result.output  # the emulator fails with INTERNAL.BAD_OUTPUT.CODE01
     assert submission["runway_task_id"] in result.output and "Blurry frame" in result.output
     # The id of the failed generation stays in XCom for whoever investigates.
     assert sandbox.xcom(dag_id, "generate_and_wait", "runway_task_id") == [submission["runway_task_id"]]
