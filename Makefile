@@ -14,10 +14,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Lint and format, the whole suite with branch coverage of runway_provider, then the packaging gate.
+# Lint, format, strict typing, the whole suite with branch coverage of runway_provider, then the packaging gate.
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy runway_provider
 	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=90
 	$(BIN)/python scripts/check_package.py
 

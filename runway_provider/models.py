@@ -247,7 +247,7 @@ def normalize_task(
             http_status=http_status,
             runway_task_id=runway_task_id,
         )
-    nested = outer.get("data") if isinstance(outer.get("data"), Mapping) else {}
+    nested: Mapping[str, Any] = outer["data"] if isinstance(outer.get("data"), Mapping) else {}
 
     status, service_status = _status(outer, nested)
     output_urls = _output_urls(outer, nested)

@@ -48,7 +48,7 @@ def require_media_uri(value: Any, field: str) -> str:
                 field,
                 f"is not a valid data: URI (expected data:<type>/<subtype>;base64,<base64 payload>): {_show(value)}",
             )
-        return value
+        return str(value)
     return require_http_url(value, field, what="an http(s) URL or a data: URI")
 
 
@@ -60,7 +60,7 @@ def require_http_url(value: Any, field: str, what: str = "an http(s) URL") -> st
     parts = urlsplit(value)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname or re.search(r"\s", value):
         raise RunwayInputError(field, f"expected {what}, got {_show(value)}")
-    return value
+    return str(value)
 
 
 def require_ratio(value: Any, field: str = "ratio") -> str:

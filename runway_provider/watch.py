@@ -146,8 +146,9 @@ class TaskWatch:
     def next_delay(self) -> float:
         """Seconds to sleep before the next poll: the interval with jitter, never past the deadline."""
         delay = self.poll_interval * random.uniform(1 - _POLL_JITTER, 1 + _POLL_JITTER)
-        if self.last_error is not None and getattr(self.last_error, "retry_after", None):
-            delay = max(delay, float(self.last_error.retry_after))  # type: ignore[union-attr]
+        retry_after = getattr(self.last_error, "retry_after", None)
+        if retry_after:
+            delay = max(delay, float(retry_after))
         return max(0.0, min(delay, self.end_time - time.time()))
 
 
@@ -196,7 +197,13 @@ def resolve_event(event: Any) -> RunwayTask:
             f"for task {runway_task_id}: {message}",
             runway_task_id=runway_task_id,
         )
-    raise error_class(message, **details)
+    raise error_class(
+        message,
+        runway_task_id=runway_task_id,
+        status=details["status"],
+        failure=details["failure"],
+        failure_code=details["failure_code"],
+    )
 
 
 def error_event(runway_task_id: str, message: str, task: RunwayTask | None = None) -> dict[str, Any]:

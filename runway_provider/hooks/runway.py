@@ -400,7 +400,7 @@ class RunwayHook(BaseHook):
         self, *, video: Any, prompt: Any, model: Any = "gen4", callback_url: Any = None, options: Any = None
     ) -> dict[str, Any]:
         """Body of the reverse-format ``POST /runway/pro/video2video`` (video style redraw)."""
-        payload = {
+        payload: dict[str, Any] = {
             "video": require_media_uri(video, "video"),
             "prompt": require_prompt(prompt),
             "model": require_text(model, "model"),
@@ -414,7 +414,7 @@ class RunwayHook(BaseHook):
         self, *, video: Any, image: Any, callback_url: Any = None, options: Any = None
     ) -> dict[str, Any]:
         """Body of the reverse-format ``POST /runway/pro/act_one`` (Act-One expression transfer)."""
-        payload = {
+        payload: dict[str, Any] = {
             "video": require_media_uri(video, "video"),
             "image": require_media_uri(image, "image"),
             "callback_url": self._callback_url(callback_url),
@@ -660,10 +660,10 @@ class RunwayHook(BaseHook):
 
     def _backoff(self, retry_number: int, retry_state: Any = None) -> float:
         """Exponential backoff with jitter (as urllib3 does for the sync half), or Retry-After."""
-        backoff = min(self.retry_backoff_max, self.retry_backoff * 2 ** (retry_number - 1))
+        backoff = float(min(self.retry_backoff_max, self.retry_backoff * 2 ** (retry_number - 1)))
         backoff += random.uniform(0, self.retry_backoff)
         error = retry_state.outcome.exception() if retry_state is not None and retry_state.outcome else None
-        retry_after = getattr(error, "retry_after", None)
+        retry_after: float | None = getattr(error, "retry_after", None)
         return max(backoff, retry_after) if retry_after else backoff
 
 
@@ -750,7 +750,7 @@ class _SettingsReads:
         reads = self._reads.setdefault(loop, {})
         cached = reads.get(hook.runway_conn_id)
         if cached is None or cached[0] < time.monotonic() or (cached[1].done() and cached[1].exception()):
-            future = loop.create_future()
+            future: asyncio.Future[RunwayConnectionSettings] = loop.create_future()
             reads[hook.runway_conn_id] = (time.monotonic() + self.ttl, future)
             try:
                 future.set_result(_checked_settings(await hook.aget_connection(hook.runway_conn_id)))
@@ -759,7 +759,8 @@ class _SettingsReads:
                 future.exception()  # retrieved here, so an unawaited failure is not reported twice
                 raise
             return future.result()
-        return await asyncio.shield(cached[1])
+        settings: RunwayConnectionSettings = await asyncio.shield(cached[1])
+        return settings
 
     def forget(self, runway_conn_id: str) -> None:
         self._reads.get(asyncio.get_running_loop(), {}).pop(runway_conn_id, None)

@@ -23,7 +23,8 @@ class RunwayVideoLink(BaseOperatorLink):
         from airflow.sdk.bases.xcom import BaseXCom
 
         for key in _TASK_XCOM_KEYS:
-            value: Any = BaseXCom.get_value(ti_key=ti_key, key=key)
+            # Airflow's own TaskInstanceKey and TIKeyProtocol disagree on attribute mutability.
+            value: Any = BaseXCom.get_value(ti_key=ti_key, key=key)  # type: ignore[arg-type]
             if isinstance(value, dict) and value.get("video_url"):
                 return str(value["video_url"])
         return ""

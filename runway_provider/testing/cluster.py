@@ -15,8 +15,11 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 COMPONENTS = {
     "api-server": ["api-server", "--host", "127.0.0.1", "--port", "{api_port}"],
@@ -134,14 +137,17 @@ class AirflowCluster:
             rows = self.query("SELECT state FROM dag_run WHERE dag_id = ? AND run_id = ?", dag_id, run_id)
             return rows[0][0] if rows and rows[0][0] in ("success", "failed") else None
 
-        return self._wait(finished, timeout, f"run {run_id} of {dag_id}")
+        state = self._wait(finished, timeout, f"run {run_id} of {dag_id}")
+        assert state is not None  # _wait returns only a truthy answer
+        return state
 
     def wait_for_tasks(
         self, dag_id: str, run_id: str, task_id: str, state: str, count: int, timeout: float
     ) -> None:
         def reached() -> bool:
             tis = self.task_instances(dag_id, run_id, task_id)
-            return sum(ti["state"] == state for ti in tis) >= count
+            reached_count: int = sum(ti["state"] == state for ti in tis)
+            return reached_count >= count
 
         self._wait(reached, timeout, f"{count} {task_id} task(s) {state} in {run_id}")
 
@@ -151,7 +157,7 @@ class AirflowCluster:
             folder = folder / f"map_index={map_index}"
         return (folder / f"attempt={attempt}.log").read_text()
 
-    def _wait(self, check: Any, timeout: float, what: str) -> Any:
+    def _wait(self, check: Callable[[], _T], timeout: float, what: str) -> _T:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for name, process in self.processes.items():

@@ -311,6 +311,7 @@ class Emulator:
                     {"code": "task_not_exist", "message": "task_not_exist", "data": None}, status=status
                 ),
             )
+        assert job is not None  # a view exists only for a known job
         record["task_status"] = view["state"]
         return self._finish(record, web.json_response(_render(job, view, shape)))
 
@@ -520,7 +521,8 @@ class _ConnectionReset(Exception):
 @web.middleware
 async def _reset_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
     except _ConnectionReset:
         transport = request.transport
         if transport is not None:
@@ -640,7 +642,9 @@ _ASSETS: dict[str, bytes] = {}
 
 def _asset(name: str) -> bytes:
     if name not in _ASSETS:
-        _ASSETS[name] = resources.files("runway_provider.testing").joinpath("media", name).read_bytes()
+        _ASSETS[name] = (
+            resources.files("runway_provider.testing").joinpath("media").joinpath(name).read_bytes()
+        )
     return _ASSETS[name]
 
 

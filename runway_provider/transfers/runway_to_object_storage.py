@@ -280,7 +280,7 @@ def _looks_like_video(head: bytes) -> bool:
 
 def _sha256_of(path: ObjectStoragePath) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as existing:
+    with path.open("rb") as existing:  # type: ignore[no-untyped-call]  # untyped in Airflow
         while chunk := existing.read(CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()

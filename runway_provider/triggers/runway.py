@@ -40,7 +40,7 @@ class RunwayTaskTrigger(BaseTrigger):
         submitted_at: float,
         route_family: str = REVERSE,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger is untyped
         self.runway_task_id = runway_task_id
         self.runway_conn_id = runway_conn_id
         self.route_family = route_family
@@ -93,4 +93,4 @@ class RunwayTaskTrigger(BaseTrigger):
             self.log.exception("Waiting on Runway task %s failed unexpectedly", self.runway_task_id)
             event = error_event(self.runway_task_id, f"{type(err).__name__}: {err}")
         self.log.info("Runway task %s: %s", self.runway_task_id, event["message"])
-        yield TriggerEvent(event)
+        yield TriggerEvent(event)  # type: ignore[no-untyped-call]  # untyped in Airflow
