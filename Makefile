@@ -2,8 +2,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The lowest Airflow this provider declares (pyproject: apache-airflow>=3.3.0); CI runs the unit suite on it.
+LOWEST_AIRFLOW := 3.3.0
+VENV_LOWEST := .venv-lowest
 
-.PHONY: venv test demo bench clean
+.PHONY: venv test test-lowest demo bench clean
 
 # The environment is rebuilt only when the project's dependencies change.
 $(STAMP): pyproject.toml
@@ -22,6 +25,16 @@ test: venv
 	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=90
 	$(BIN)/python scripts/check_package.py
 
+$(VENV_LOWEST)/.installed-stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV_LOWEST)
+	$(VENV_LOWEST)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_LOWEST)/bin/python -m pip install --quiet "apache-airflow==$(LOWEST_AIRFLOW)" -e '.[test]'
+	touch $@
+
+# The unit suite (everything but tests/system) on the lowest declared Airflow.
+test-lowest: $(VENV_LOWEST)/.installed-stamp
+	$(VENV_LOWEST)/bin/python -m pytest -q --ignore=tests/system
+
 demo: venv
 	$(BIN)/python scripts/demo.py
 
@@ -31,4 +44,4 @@ bench: venv
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) .airflow-demo .pytest_cache dist
+	rm -rf $(VENV) $(VENV_LOWEST) .airflow-demo .pytest_cache dist
