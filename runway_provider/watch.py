@@ -170,13 +170,6 @@ def resolve_event(event: Any) -> RunwayTask:
     message = str(event["message"])
     if event["status"] == EVENT_SUCCESS and task is not None and task.video_url:
         return task
-    status = task.status.value if task else None
-    details = {
-        "runway_task_id": runway_task_id,
-        "status": status,
-        "failure": task.failure if task else None,
-        "failure_code": task.failure_code if task else None,
-    }
     error_class: type[RunwayTaskError]
     if event["status"] == EVENT_TIMEOUT:
         error_class = RunwayTaskTimeoutError
@@ -200,9 +193,9 @@ def resolve_event(event: Any) -> RunwayTask:
     raise error_class(
         message,
         runway_task_id=runway_task_id,
-        status=details["status"],
-        failure=details["failure"],
-        failure_code=details["failure_code"],
+        status=task.status.value if task else None,
+        failure=task.failure if task else None,
+        failure_code=task.failure_code if task else None,
     )
 
 

@@ -289,8 +289,7 @@ class RunwayHook(BaseHook):
         }
         if style not in (None, ""):
             payload["style"] = require_text(style, "style")
-        if (checked_options := require_options(options)) is not None:
-            payload["options"] = checked_options
+        _add_options(payload, options)
         if last_image not in (None, ""):
             payload["last_image"] = require_media_uri(last_image, "last_image")
         return payload
@@ -406,8 +405,7 @@ class RunwayHook(BaseHook):
             "model": require_text(model, "model"),
             "callback_url": self._callback_url(callback_url),
         }
-        if (checked_options := require_options(options)) is not None:
-            payload["options"] = checked_options
+        _add_options(payload, options)
         return payload
 
     def act_one_payload(
@@ -419,8 +417,7 @@ class RunwayHook(BaseHook):
             "image": require_media_uri(image, "image"),
             "callback_url": self._callback_url(callback_url),
         }
-        if (checked_options := require_options(options)) is not None:
-            payload["options"] = checked_options
+        _add_options(payload, options)
         return payload
 
     def _callback_url(self, callback_url: Any) -> str:
@@ -814,6 +811,11 @@ def _normalize(body: Any, status: int, runway_task_id: str, route_family: str) -
     # Runway answers 404 for a task it does not know (yet); the wrapper answers task_not_exist.
     not_found = frozenset({404}) if route_family == OFFICIAL else frozenset()
     return normalize_task(body, status, runway_task_id=runway_task_id, not_found_statuses=not_found)
+
+
+def _add_options(payload: dict[str, Any], options: Any) -> None:
+    if (checked_options := require_options(options)) is not None:
+        payload["options"] = checked_options
 
 
 def _add_common(payload: dict[str, Any], *, seed: Any, content_moderation: Any) -> None:
