@@ -487,7 +487,11 @@ class RunwayHook(BaseHook):
         try:
             probe.get_task(_CONNECTION_TEST_TASK_ID)
         except RunwayAuthenticationError as err:
-            return False, f"The API key was refused: {err}"
+            # Not str(err): it names the made-up task id the probe asked about.
+            return False, (
+                f"CometAPI at {probe.settings.base_url} refused the API key (HTTP {err.http_status}). "
+                "Enter a valid CometAPI key in the API key field."
+            )
         except RunwayError as err:
             return False, str(err)
         return True, f"Connected to CometAPI at {probe.settings.base_url}; the API key was accepted."
