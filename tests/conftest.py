@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -8,7 +7,7 @@ import pytest
 
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.testing import Emulator, EmulatorServer
-from tests.helpers import FAST, TEST_API_KEY, RecordingTaskInstance, set_connection
+from tests.helpers import FAST, TEST_API_KEY, RecordingTaskInstance, free_port, set_connection
 
 
 @pytest.fixture
@@ -36,9 +35,7 @@ def hook(runway_conn: dict[str, Any]) -> RunwayHook:
 @pytest.fixture
 def closed_port() -> int:
     """A local port nothing listens on (connection refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()
 
 
 @pytest.fixture

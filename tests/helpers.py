@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 import pytest
@@ -11,6 +12,10 @@ from runway_provider.testing import EmulatorServer, Scenario
 
 # Distinctive so that a leak is easy to grep for; never a real key.
 TEST_API_KEY = "sk-test-4f9c2e71b8d35a60"
+# The user `admin` of the system tests' throwaway Airflow (loopback only).
+ADMIN_PASSWORD = "admin-password-for-tests"
+# The quick-start example, which the system tests run on a real scheduler too.
+EXAMPLE_DAG = "example_runway_generate_and_sense"
 FAST = Scenario(not_found_seconds=0.2, queued_seconds=0.2, running_seconds=0.3)
 
 
@@ -55,3 +60,10 @@ class MemoryTaskStateStore:
 
     def delete(self, key: str) -> None:
         self.values.pop(key, None)
+
+
+def free_port() -> int:
+    """A local port nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,9 +37,19 @@ class AirflowCluster:
     :param dags_folder: DAGs to load.
     :param connection: ``AIRFLOW_CONN_RUNWAY_DEFAULT`` JSON.
     :param api_port: Port of the api-server (which also serves the execution API to workers).
+    :param admin_password: Password of the user ``admin``, who then logs in through the login
+        page; without it every visitor is an admin (no login page).
     """
 
-    def __init__(self, *, home: Path, dags_folder: Path, connection: str, api_port: int) -> None:
+    def __init__(
+        self,
+        *,
+        home: Path,
+        dags_folder: Path,
+        connection: str,
+        api_port: int,
+        admin_password: str | None = None,
+    ) -> None:
         self.home = home
         self.api_port = api_port
         bin_dir = str(Path(sys.executable).parent)
@@ -53,7 +64,11 @@ class AirflowCluster:
             "AIRFLOW__CORE__PARALLELISM": "16",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": str(admin_password is None),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+            # Off by default in Airflow; the UI's "Test" button and POST /connections/test need it.
+            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
             # Every component must sign and check workers' tokens with the same secret.
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
@@ -61,7 +76,14 @@ class AirflowCluster:
             "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "5",
             "AIRFLOW_CONN_RUNWAY_DEFAULT": connection,
         }
+        if admin_password is not None:
+            (home / "passwords.json").write_text(json.dumps({"admin": admin_password}))
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def base_url(self) -> str:
+        """The api-server: the UI, the REST API (``/api/v2``) and the login page."""
+        return f"http://127.0.0.1:{self.api_port}"
 
     def airflow(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -78,6 +100,14 @@ class AirflowCluster:
             raise RuntimeError(done.stdout + done.stderr)
         for name in COMPONENTS:
             self.start_component(name)
+        self._wait(self._api_is_up, 120, "the api-server")
+
+    def _api_is_up(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/api/v2/monitor/health", timeout=5):
+                return True
+        except OSError:  # refused while it starts; URLError and HTTPError are OSErrors
+            return False
 
     def start_component(self, name: str) -> None:
         args = [part.format(api_port=self.api_port) for part in COMPONENTS[name]]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +15,8 @@ from typing import Any
 
 import pytest
 
-from runway_provider.testing import Emulator, EmulatorServer, Scenario
+from runway_provider.testing import Emulator, Scenario
 from runway_provider.testing.cluster import AirflowCluster
-from tests.helpers import TEST_API_KEY
 
 pytestmark = pytest.mark.system
 BATCH_DAG = "runway_system_deferred_batch"
@@ -26,73 +24,43 @@ BLOCKING_DAG = "runway_system_blocking_wait"
 FIGURES_FILE = os.environ.get("RUNWAY_SYSTEM_FIGURES")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Emulator:
-    return Emulator(api_key=TEST_API_KEY)
-
-
-@pytest.fixture(scope="module")
-def emulator_server(emulator: Emulator) -> Iterator[EmulatorServer]:
-    with EmulatorServer(emulator) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def cluster(
-    emulator_server: EmulatorServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[AirflowCluster]:
-    cluster = AirflowCluster(
-        home=tmp_path_factory.mktemp("airflow-cluster"),
-        dags_folder=Path(__file__).parent / "cluster_dags",
-        connection=emulator_server.connection_json(),
-        api_port=free_port(),
-    )
-    cluster.start()
-    try:
-        cluster.wait_for_dag(BATCH_DAG)
-        cluster.wait_for_dag(BLOCKING_DAG)
-        yield cluster
-    finally:
-        cluster.stop()
+@pytest.fixture(scope="module", autouse=True)
+def system_dags(cluster: AirflowCluster) -> None:
+    cluster.wait_for_dag(BATCH_DAG)
+    cluster.wait_for_dag(BLOCKING_DAG)
 
 
 @pytest.fixture(autouse=True)
-def quiet_emulator(emulator: Emulator) -> Iterator[None]:
-    emulator.scenario = Scenario()
-    emulator.fault_rate = 0.0
+def quiet_emulator(cluster_emulator: Emulator) -> Iterator[None]:
+    cluster_emulator.scenario = Scenario()
+    cluster_emulator.fault_rate = 0.0
     yield
-    emulator.fault_rate = 0.0
+    cluster_emulator.fault_rate = 0.0
 
 
-def jobs_by_prompt(emulator: Emulator, label: str) -> dict[str, list[str]]:
+def jobs_by_prompt(cluster_emulator: Emulator, label: str) -> dict[str, list[str]]:
     jobs: dict[str, list[str]] = collections.defaultdict(list)
-    for job in emulator.jobs.values():
+    for job in cluster_emulator.jobs.values():
         if job.body["prompt"].startswith(label):
             jobs[job.body["prompt"]].append(job.runway_task_id)
     return jobs
 
 
-def test_deferred_tasks_complete_through_the_triggerer(cluster, emulator):
-    emulator.scenario = Scenario(not_found_seconds=1, queued_seconds=1, running_seconds=6)
+def test_deferred_tasks_complete_through_the_triggerer(cluster, cluster_emulator):
+    cluster_emulator.scenario = Scenario(not_found_seconds=1, queued_seconds=1, running_seconds=6)
     cluster.trigger(BATCH_DAG, "deferred", {"count": 3, "label": "deferred"})
     assert cluster.wait_for_run(BATCH_DAG, "deferred", timeout=300) == "success"
     tis = cluster.task_instances(BATCH_DAG, "deferred", "generate")
     assert [(ti["state"], ti["try_number"]) for ti in tis] == [("success", 1)] * 3
-    jobs = jobs_by_prompt(emulator, "deferred")
+    jobs = jobs_by_prompt(cluster_emulator, "deferred")
     assert sorted(len(ids) for ids in jobs.values()) == [1, 1, 1]
     for ti in tis:
         log = cluster.task_log(BATCH_DAG, "deferred", "generate", 1, ti["map_index"])
         assert "deferring to the triggerer" in log and "succeeded" in log
 
 
-def test_killing_the_triggerer_mid_wait_loses_nothing(cluster, emulator):
-    emulator.scenario = Scenario(not_found_seconds=1, queued_seconds=2, running_seconds=25)
+def test_killing_the_triggerer_mid_wait_loses_nothing(cluster, cluster_emulator):
+    cluster_emulator.scenario = Scenario(not_found_seconds=1, queued_seconds=2, running_seconds=25)
     cluster.trigger(BATCH_DAG, "restart", {"count": 5, "label": "restart"})
     cluster.wait_for_tasks(BATCH_DAG, "restart", "generate", "deferred", 5, timeout=240)
     time.sleep(3)  # the triggerer is polling
@@ -101,18 +69,18 @@ def test_killing_the_triggerer_mid_wait_loses_nothing(cluster, emulator):
     cluster.start_component("triggerer")
     assert cluster.wait_for_run(BATCH_DAG, "restart", timeout=300) == "success"
     assert all(ti["try_number"] == 1 for ti in cluster.task_instances(BATCH_DAG, "restart", "generate"))
-    assert sorted(len(ids) for ids in jobs_by_prompt(emulator, "restart").values()) == [1] * 5
+    assert sorted(len(ids) for ids in jobs_by_prompt(cluster_emulator, "restart").values()) == [1] * 5
 
 
-def test_killing_the_worker_leads_to_a_retry_that_reconnects(cluster, emulator):
-    emulator.scenario = Scenario(not_found_seconds=1, queued_seconds=1, running_seconds=20)
+def test_killing_the_worker_leads_to_a_retry_that_reconnects(cluster, cluster_emulator):
+    cluster_emulator.scenario = Scenario(not_found_seconds=1, queued_seconds=1, running_seconds=20)
     cluster.trigger(BLOCKING_DAG, "killed")
     cluster.wait_for_tasks(BLOCKING_DAG, "killed", "generate", "running", 1, timeout=120)
 
     def polled() -> bool:
         return any(
             job.feed_requests >= 2
-            for job in emulator.jobs.values()
+            for job in cluster_emulator.jobs.values()
             if job.body["prompt"].startswith("A video")
         )
 
@@ -122,28 +90,28 @@ def test_killing_the_worker_leads_to_a_retry_that_reconnects(cluster, emulator):
     assert cluster.wait_for_run(BLOCKING_DAG, "killed", timeout=300) == "success"
     [ti] = cluster.task_instances(BLOCKING_DAG, "killed")
     assert ti["try_number"] == 2
-    [runway_task_id] = jobs_by_prompt(emulator, "A video")["A video whose worker gets killed"]
+    [runway_task_id] = jobs_by_prompt(cluster_emulator, "A video")["A video whose worker gets killed"]
     assert f"Reconnecting to Runway task {runway_task_id}" in cluster.task_log(
         BLOCKING_DAG, "killed", "generate", 2
     )
 
 
-def test_fault_injection_batch_loses_and_duplicates_nothing(cluster, emulator):
+def test_fault_injection_batch_loses_and_duplicates_nothing(cluster, cluster_emulator):
     generations = 50
-    emulator.scenario = Scenario(not_found_seconds=2, queued_seconds=2, running_seconds=6)
-    emulator.fault_rate = 0.10
-    emulator.fault_kinds = ("429", "500", "502", "503", "504", "reset", "html", "garbage")
-    emulator.create_fault_kinds = (
+    cluster_emulator.scenario = Scenario(not_found_seconds=2, queued_seconds=2, running_seconds=6)
+    cluster_emulator.fault_rate = 0.10
+    cluster_emulator.fault_kinds = ("429", "500", "502", "503", "504", "reset", "html", "garbage")
+    cluster_emulator.create_fault_kinds = (
         "429",
         "503",
     )  # a create refused before processing; see docs/reliability.md
-    first_record = len(emulator.requests)
+    first_record = len(cluster_emulator.requests)
     started = time.monotonic()
     cluster.trigger(BATCH_DAG, "faults", {"count": generations, "label": "faults"})
     state = cluster.wait_for_run(BATCH_DAG, "faults", timeout=1200)
-    emulator.fault_rate = 0.0
-    records = emulator.requests[first_record:]
-    jobs = jobs_by_prompt(emulator, "faults")
+    cluster_emulator.fault_rate = 0.0
+    records = cluster_emulator.requests[first_record:]
+    jobs = jobs_by_prompt(cluster_emulator, "faults")
     tis = cluster.task_instances(BATCH_DAG, "faults", "generate")
     figures: dict[str, Any] = {
         "generations": generations,

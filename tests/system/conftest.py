@@ -1,0 +1,79 @@
+"""One real Airflow (api-server, scheduler, dag-processor, triggerer) shared by the system tests.
+
+Starting it costs about half a minute, so the tests of the triggerer, the retries and the UI share
+it, each with its own DAG runs. Users log in as ``admin`` with ``tests.helpers.ADMIN_PASSWORD``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from runway_provider.testing import Emulator, EmulatorServer, Scenario
+from runway_provider.testing.cluster import AirflowCluster
+from tests.helpers import ADMIN_PASSWORD, EXAMPLE_DAG, TEST_API_KEY, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER_DAG_FILES = (
+    ROOT / "tests" / "system" / "cluster_dags" / "runway_system_dags.py",
+    ROOT / "example_dags" / "example_runway_generate_and_sense.py",
+)
+
+
+@pytest.fixture(scope="session")
+def cluster_emulator() -> Emulator:
+    return Emulator(api_key=TEST_API_KEY)
+
+
+@pytest.fixture(scope="session")
+def cluster_emulator_server(cluster_emulator: Emulator) -> Iterator[EmulatorServer]:
+    with EmulatorServer(cluster_emulator) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def cluster(
+    cluster_emulator_server: EmulatorServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AirflowCluster]:
+    dags_folder = tmp_path_factory.mktemp("cluster-dags")
+    for dag_file in CLUSTER_DAG_FILES:
+        (dags_folder / dag_file.name).symlink_to(dag_file)
+    cluster = AirflowCluster(
+        home=tmp_path_factory.mktemp("airflow-cluster"),
+        dags_folder=dags_folder,
+        connection=cluster_emulator_server.connection_json(),
+        api_port=free_port(),
+        admin_password=ADMIN_PASSWORD,
+    )
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def finished_example_run(cluster: AirflowCluster, cluster_emulator: Emulator) -> str:
+    """The run id of one finished run of the quick-start example DAG, on the real scheduler."""
+    cluster_emulator.scenario = Scenario()
+    cluster.wait_for_dag(EXAMPLE_DAG)
+    cluster.trigger(EXAMPLE_DAG, "ui_example")
+    assert cluster.wait_for_run(EXAMPLE_DAG, "ui_example", timeout=300) == "success"
+    return "ui_example"
+
+
+@pytest.fixture(scope="session")
+def api(cluster: AirflowCluster) -> requests.Session:
+    """A REST session logged in as ``admin`` with a token from the api-server's own login route."""
+    answer = requests.post(
+        f"{cluster.base_url}/auth/token",
+        json={"username": "admin", "password": ADMIN_PASSWORD},
+        timeout=30,
+    )
+    answer.raise_for_status()
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+    return session
