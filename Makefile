@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 LOWEST_AIRFLOW := 3.3.0
 VENV_LOWEST := .venv-lowest
 
-.PHONY: venv test test-lowest demo bench clean
+.PHONY: venv chromium test test-lowest demo bench screenshots clean
 
 # The environment is rebuilt only when the project's dependencies change.
 $(STAMP): pyproject.toml
@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The browser test drives Debian's Chromium: installed here when missing (as root, or with sudo).
+chromium:
+	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
 # Lint, format, strict typing, the whole suite with branch coverage of runway_provider, then the packaging gate.
-test: venv
+test: venv chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy runway_provider
@@ -42,6 +47,10 @@ demo: venv
 bench: venv
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/run_all.py
+
+# Retakes the UI screenshots in docs/img/ui/ with the browser test (about a minute).
+screenshots: venv chromium
+	RUNWAY_SCREENSHOTS=docs/img/ui $(BIN)/python -m pytest -q tests/system/test_airflow_ui_browser.py
 
 clean:
 	rm -rf $(VENV) $(VENV_LOWEST) .airflow-demo .pytest_cache dist

@@ -29,6 +29,16 @@ def test_docs_build_strictly_with_examples_pulled_from_the_dags(tmp_path):
     reference = re.sub(r"<[^>]+>", "", pages[tmp_path / "reference" / "index.html"])
     for name in ("RunwayHook", "RunwayGenerateOperator", "RunwayTaskSensor", "RunwayToObjectStorageOperator"):
         assert name in reference
+    # The browser test's screenshots are shown where the UI is described.
+    shown = {
+        "connection": ("connection-form.png", "connection-extra-fields.png"),
+        "guides/sensor": ("task-extra-link.png",),
+    }
+    for page, images in shown.items():
+        html = pages[tmp_path / page / "index.html"]
+        for image in images:
+            assert f'img/ui/{image}"' in html, (page, image)
+            assert (tmp_path / "img" / "ui" / image).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_readme_shows_exactly_the_two_setup_commands():
