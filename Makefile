@@ -5,6 +5,8 @@ STAMP := $(VENV)/.installed-stamp
 # The lowest Airflow this provider declares (pyproject: apache-airflow>=3.3.0); CI runs the unit suite on it.
 LOWEST_AIRFLOW := 3.3.0
 VENV_LOWEST := .venv-lowest
+# ... on the lowest declared Python (pyproject: requires-python >=3.10), where the machine has it.
+PYTHON_LOWEST ?= $(firstword $(wildcard /root/.pyenv/versions/3.10*/bin/python3.10) $(shell command -v python3.10 2>/dev/null) $(PYTHON))
 
 .PHONY: venv chromium test test-lowest demo bench screenshots clean
 
@@ -31,13 +33,14 @@ test: venv chromium
 	$(BIN)/python scripts/check_package.py
 
 $(VENV_LOWEST)/.installed-stamp: pyproject.toml
-	$(PYTHON) -m venv $(VENV_LOWEST)
+	$(PYTHON_LOWEST) -m venv $(VENV_LOWEST)
 	$(VENV_LOWEST)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV_LOWEST)/bin/python -m pip install --quiet "apache-airflow==$(LOWEST_AIRFLOW)" -e '.[test]'
 	touch $@
 
 # The unit suite (everything but tests/system) on the lowest declared Airflow.
 test-lowest: $(VENV_LOWEST)/.installed-stamp
+	@$(VENV_LOWEST)/bin/python -c 'import sys, airflow; print(f"Unit suite on Python {sys.version.split()[0]}, Airflow {airflow.__version__}")'
 	$(VENV_LOWEST)/bin/python -m pytest -q --ignore=tests/system
 
 demo: venv
