@@ -775,13 +775,18 @@ def main(argv: list[str] | None = None) -> None:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
     scheme = "https" if ssl_context else "http"
-    print(f"Runway emulator on {scheme}://{args.host}:{args.port} (Bearer key from --api-key)", flush=True)
+    banner = f"Runway emulator on {scheme}://{args.host}:{args.port} (Bearer key from --api-key)"
+
+    def announce(_aiohttp_banner: str) -> None:
+        # aiohttp calls this once the socket listens, so scripts may connect as soon as they read the line.
+        print(banner, flush=True)
+
     web.run_app(
         build_app(emulator),
         host=args.host,
         port=args.port,
         ssl_context=ssl_context,
-        print=None,
+        print=announce,
         access_log=None,
     )
 

@@ -137,6 +137,8 @@ def test_console_command_serves():
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert "Runway emulator on" in process.stdout.readline()
+        # The banner promises a listening socket: connect at once, without any retry.
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
         server = EmulatorServer(port=port)
         answer = post(server, "/runway/pro/generate", BODY)
         assert answer.json()["code"] == 200
