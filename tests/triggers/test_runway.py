@@ -115,7 +115,7 @@ async def test_run_enforces_its_own_deadline(hook):
     started = time.time()
     [event] = await all_events(make_trigger(runway_task_id, end_time=started + 1.0))
     assert event["status"] == "timeout"
-    assert time.time() - started < 3
+    assert time.time() - started < 10  # far below the 60 s generation: the deadline, not the job, ended it
     assert event["task"]["status"] == "RUNNING"
     assert "may still finish" in event["message"]
 
