@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from runway_provider.testing import Emulator, EmulatorServer, Scenario
-from tests.helpers import TEST_API_KEY
+from tests.helpers import TEST_API_KEY, free_port
 
 BODY = {
     "prompt": "A paper boat",
@@ -123,9 +123,7 @@ def test_control_routes(emulator, server):
 
 
 def test_console_command_serves():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     command = [
         str(Path(sys.executable).parent / "runway-emulator"),
         "--port",

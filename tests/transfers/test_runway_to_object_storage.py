@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from runway_provider.transfers.runway_to_object_storage import (
     RunwayToObjectStorageOperator,
     RunwayTransferError,
 )
-from tests.helpers import TEST_API_KEY, job_options
+from tests.helpers import TEST_API_KEY, free_port, job_options
 
 SAMPLE = (Path(__file__).parents[2] / "runway_provider" / "testing" / "media" / "sample.mp4").read_bytes()
 SAMPLE_SHA = hashlib.sha256(SAMPLE).hexdigest()
@@ -197,9 +196,7 @@ def test_bad_arguments_are_named(runway_conn, server, emulator, tmp_path, kwargs
 def s3_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto.start()
     try:
