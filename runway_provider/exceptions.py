@@ -60,11 +60,29 @@ class RunwayApiError(RunwayError):
         self.code = code
 
 
-class RunwayAuthenticationError(RunwayApiError):
+class RunwayRequestRefusedError(AirflowFailException, RunwayApiError):
+    """CometAPI refused the request for a reason that will not change by itself: HTTP 4xx other
+    than 408, 409 and 429, a redirect, a 500 with ``invalid_request``, or an error code in a
+    successful answer. Not retried by Airflow; the request was not processed, so nothing was billed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        code: str | None = None,
+        runway_task_id: str | None = None,
+    ) -> None:
+        RunwayApiError.__init__(
+            self, message, http_status=http_status, code=code, runway_task_id=runway_task_id
+        )
+
+
+class RunwayAuthenticationError(RunwayRequestRefusedError):
     """CometAPI refused the API key (HTTP 401 or 403)."""
 
 
-class RunwayBusinessError(RunwayApiError):
+class RunwayBusinessError(RunwayRequestRefusedError):
     """A successful HTTP answer whose body carries an error code (e.g. ``callback_url_empty``)."""
 
 
@@ -81,11 +99,38 @@ class RunwayTransientError(RunwayApiError):
         self.retry_after = retry_after
 
 
-class RunwaySubmissionUncertainError(RunwayError):
-    """A create request was sent but its answer was lost: the generation may exist and be billed.
+class RunwayRateLimitError(RunwayTransientError):
+    """CometAPI or Runway refused the request for a limit: the request rate (HTTP 429), the daily
+    generation limit or the account's quota. Retryable: the request was not processed.
 
-    Never retried automatically, because CometAPI has no idempotency key.
+    :param limit: Which limit was hit, in words (``rate limit``, ``daily generation limit``,
+        ``account quota``).
     """
+
+    def __init__(self, message: str, *, limit: str, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.limit = limit
+
+
+class RunwaySubmissionUncertainError(AirflowFailException, RunwayError):
+    """A create request may have reached the service but no usable answer came back: the
+    generation may exist and be billed. Never re-sent, by the hook or by Airflow (CometAPI has no
+    idempotency key); a later try of the same request fails the same way.
+
+    :param message: What happened and what the user can do.
+    :param route: The create route, e.g. ``/runway/pro/generate``.
+    :param fingerprint: sha256 of the request (route and canonical body), if known.
+    """
+
+    def __init__(self, message: str, *, route: str | None = None, fingerprint: str | None = None) -> None:
+        RunwayError.__init__(self, message)
+        self.route = route
+        self.fingerprint = fingerprint
+
+
+class RunwayStateNotSavedError(AirflowFailException, RunwayError):
+    """A generation was created but its id could not be saved for later tries. Not retried: a
+    retry would not know the id and would pay again. The message names the Runway task id."""
 
 
 class RunwayTaskError(RunwayError):

@@ -6,12 +6,16 @@ Check the task once; if it has ended, finish on the worker; otherwise defer to
 
 from __future__ import annotations
 
+import sys
 import time
 from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-from runway_provider.exceptions import RunwayError
+from airflow.sdk.exceptions import AirflowTaskTimeout
+
+from runway_provider import spend
+from runway_provider.exceptions import RunwayError, RunwayTaskTimeoutError
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.models import RunwayTask
 from runway_provider.watch import TaskWatch, resolve_event
@@ -31,7 +35,12 @@ class RunwayTaskWaiter:
     route_family: str
     poll_interval: float
     not_found_grace: float
+    cancel_on_kill: bool
+    cancel_on_timeout: bool
     log: Any
+    # The task a blocking wait on the worker is polling, and the try's task instance: on_kill needs them.
+    _waiting_on: str | None = None
+    _waiting_ti: Any = None
 
     @cached_property
     def hook(self) -> RunwayHook:
@@ -78,8 +87,50 @@ class RunwayTaskWaiter:
                 end_time=end_time,
                 not_found_grace=self.not_found_grace,
                 submitted_at=submitted_at,
+                cancel_on_kill=self.cancel_on_kill,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=max(end_time - time.time(), 0.0) + _DEFER_TIMEOUT_MARGIN),
         )
         raise AssertionError("unreachable: defer() raises TaskDeferred")
+
+    def settle_timeout(self, error: RunwayTaskTimeoutError, *, will_retry: bool) -> None:
+        """Keep a timed-out task for the retry, or cancel it (see :func:`runway_provider.spend.on_wait_timeout`)."""
+        spend.on_wait_timeout(
+            self.hook,
+            runway_task_id=str(error.runway_task_id),
+            last_status=error.status,
+            route_family=self.route_family,
+            cancel_on_timeout=self.cancel_on_timeout,
+            will_retry=will_retry,
+            log=self.log,
+        )
+
+    def on_kill(self) -> None:
+        """Airflow stops this try on the worker: cancel the task of a blocking wait, if asked to.
+
+        Airflow calls this when a user marks the running task failed or clears it, and when
+        ``execution_timeout`` strikes; a timeout that Airflow will retry leaves the task running
+        so that the retry reconnects to it.
+        """
+        runway_task_id = self._waiting_on
+        if runway_task_id is None or not self.cancel_on_kill:
+            return
+        if isinstance(sys.exc_info()[1], AirflowTaskTimeout):
+            spend.on_wait_timeout(
+                self.hook,
+                runway_task_id=runway_task_id,
+                last_status=None,
+                route_family=self.route_family,
+                cancel_on_timeout=self.cancel_on_timeout,
+                will_retry=spend.retry_follows(self._waiting_ti),
+                log=self.log,
+            )
+            return
+        spend.cancel_abandoned(
+            self.hook,
+            runway_task_id,
+            self.route_family,
+            reason="Airflow stopped the task while it waited",
+            log=self.log,
+        )

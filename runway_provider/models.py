@@ -17,15 +17,18 @@ from enum import Enum
 from typing import Any
 
 from runway_provider.exceptions import (
-    RunwayApiError,
     RunwayAuthenticationError,
     RunwayBusinessError,
+    RunwayRateLimitError,
+    RunwayRequestRefusedError,
+    RunwaySubmissionUncertainError,
     RunwayTransientError,
 )
 
 TASK_NOT_EXIST = "task_not_exist"
-# CometAPI's docs: retry 429 and 5xx, except a 500 whose error code is invalid_request.
-_TRANSIENT_HTTP_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+# CometAPI's docs: retry 429 and 5xx, except a 500 whose error code is invalid_request; Runway's
+# SDK also retries 408 and 409. Every other 4xx (and a redirect: a wrong path) is a refusal.
+_TRANSIENT_HTTP_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 _SUCCESS_CODES = frozenset({"200", "success", "0"})
 
 
@@ -33,6 +36,8 @@ class RunwayTaskStatus(str, Enum):
     """Normalized status of a Runway task."""
 
     PENDING = "PENDING"
+    # Runway accepted the task but queues it past the account's concurrency limit: not failed.
+    THROTTLED = "THROTTLED"
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
@@ -48,7 +53,7 @@ TERMINAL_STATUSES = frozenset(
     {RunwayTaskStatus.SUCCEEDED, RunwayTaskStatus.FAILED, RunwayTaskStatus.CANCELLED}
 )
 NON_TERMINAL_STATUSES = frozenset(
-    {RunwayTaskStatus.PENDING, RunwayTaskStatus.RUNNING, RunwayTaskStatus.UNKNOWN}
+    {RunwayTaskStatus.PENDING, RunwayTaskStatus.THROTTLED, RunwayTaskStatus.RUNNING, RunwayTaskStatus.UNKNOWN}
 )
 
 # Every status spelling seen in the wrapper (new-api), in Runway's own API and in the legacy feed.
@@ -58,7 +63,7 @@ _STATUS_BY_NAME: dict[str, RunwayTaskStatus] = {
     "SUBMITTED": RunwayTaskStatus.PENDING,
     "QUEUED": RunwayTaskStatus.PENDING,
     "PENDING": RunwayTaskStatus.PENDING,
-    "THROTTLED": RunwayTaskStatus.PENDING,
+    "THROTTLED": RunwayTaskStatus.THROTTLED,
     "WAITING": RunwayTaskStatus.PENDING,
     "0": RunwayTaskStatus.PENDING,
     "IN_PROGRESS": RunwayTaskStatus.RUNNING,
@@ -150,6 +155,9 @@ def raise_for_error(body: Any, http_status: int, *, runway_task_id: str | None =
     """Raise the typed error an answer stands for; return quietly for a successful answer.
 
     ``task_not_exist`` is not an error here: :func:`normalize_task` reads it as "not visible yet".
+    The classes decide what happens next everywhere: :class:`RunwayRateLimitError` and
+    :class:`RunwayTransientError` are retried, :class:`RunwayRequestRefusedError` (and its
+    :class:`RunwayAuthenticationError` and :class:`RunwayBusinessError`) fail without retry.
 
     :param body: The decoded answer (a dict, or the text when it was not JSON).
     :param http_status: The answer's HTTP status.
@@ -157,52 +165,72 @@ def raise_for_error(body: Any, http_status: int, *, runway_task_id: str | None =
     """
     code, message = _error_code_and_message(body)
     where = f" for Runway task {runway_task_id}" if runway_task_id else ""
+    details: dict[str, Any] = {"http_status": http_status, "code": code, "runway_task_id": runway_task_id}
+    limit = _limit_hit(http_status, code, message)
+    if limit is not None:
+        raise RunwayRateLimitError(
+            f"CometAPI refused the request{where}: {limit} reached (HTTP {http_status}): "
+            f"{message or code or 'no message'}. The request was not processed; it can be retried "
+            "once the limit allows.",
+            limit=limit,
+            **details,
+        )
     if http_status in (401, 403):
         raise RunwayAuthenticationError(
-            f"CometAPI refused the API key (HTTP {http_status}){where}: {message or 'no message'}",
-            http_status=http_status,
-            code=code,
-            runway_task_id=runway_task_id,
+            f"CometAPI refused the API key (HTTP {http_status}){where}: {message or 'no message'}", **details
         )
-    if http_status >= 400:
+    if http_status >= 300:
         transient = http_status in _TRANSIENT_HTTP_STATUSES and code != "invalid_request"
-        error_class = RunwayTransientError if transient else RunwayApiError
+        error_class = RunwayTransientError if transient else RunwayRequestRefusedError
         raise error_class(
-            f"CometAPI answered HTTP {http_status}{where}: {message or _snippet(body)}",
-            http_status=http_status,
-            code=code,
-            runway_task_id=runway_task_id,
+            f"CometAPI answered HTTP {http_status}{where}: {message or _snippet(body)}", **details
         )
     if not isinstance(body, Mapping):
         # A 2xx that is not JSON is a proxy's page or a truncated answer: worth asking again.
         raise RunwayTransientError(
-            f"CometAPI sent a non-JSON answer (HTTP {http_status}){where}: {_snippet(body)}",
-            http_status=http_status,
-            runway_task_id=runway_task_id,
+            f"CometAPI sent a non-JSON answer (HTTP {http_status}){where}: {_snippet(body)}", **details
+        )
+    if code is not None and code.isdigit() and int(code) >= 500:
+        # The gateway's own words for trouble on its side, inside a successful HTTP answer.
+        raise RunwayTransientError(
+            f"CometAPI reported a server error{where}: {code}: {message or 'no message'}", **details
         )
     if body.get("error") and code != TASK_NOT_EXIST:
         raise RunwayBusinessError(
-            f"CometAPI answered with an error{where}: {message or _snippet(body)}",
-            http_status=http_status,
-            code=code,
-            runway_task_id=runway_task_id,
+            f"CometAPI answered with an error{where}: {message or _snippet(body)}", **details
         )
     if code is not None and code.lower() not in _SUCCESS_CODES and code != TASK_NOT_EXIST:
         raise RunwayBusinessError(
-            f"CometAPI refused the request{where}: {code}: {message or 'no message'}",
-            http_status=http_status,
-            code=code,
-            runway_task_id=runway_task_id,
+            f"CometAPI refused the request{where}: {code}: {message or 'no message'}", **details
         )
 
 
 def parse_submission(body: Any, http_status: int) -> str:
-    """Read the Runway task id out of a create answer, raising the typed error of a refused one.
+    """Read the Runway task id out of a create answer, raising the typed error of any other answer.
 
     Accepts the reverse-format ``{"code": 200, "data": {"task_id": ...}}`` and the official
-    ``{"id": ...}``, plus the id spellings public clients of CometAPI look for.
+    ``{"id": ...}``, plus the id spellings public clients of CometAPI look for. What a create answer
+    means for the money is decided here, once:
+
+    - refused (3xx, 4xx but 408/409/429, an error code in a 2xx body): not processed, not retried;
+    - a limit (429, quota codes) or 408/409, or a 503 carrying CometAPI's own JSON error: not
+      processed, retryable;
+    - any other 5xx (a proxy may answer 502/503/504 after forwarding), a 2xx that is not JSON, has
+      no task id, or reports a server error: the generation may exist,
+      :class:`RunwaySubmissionUncertainError`.
     """
-    raise_for_error(body, http_status)
+    code, _ = _error_code_and_message(body)
+    refused_by_cometapi = _is_error_envelope(body) and (http_status == 503 or code == "invalid_request")
+    if http_status >= 500 and not refused_by_cometapi:
+        raise RunwaySubmissionUncertainError(
+            f"HTTP {http_status} after the request was sent: {_snippet(body, 120)}"
+        )
+    try:
+        raise_for_error(body, http_status)
+    except RunwayTransientError as err:
+        if isinstance(err, RunwayRateLimitError) or http_status >= 300:
+            raise
+        raise RunwaySubmissionUncertainError(f"a garbled answer (HTTP {http_status}): {err}") from None
     data = body.get("data") if isinstance(body.get("data"), Mapping) else {}
     for candidate in (
         data.get("task_id"),
@@ -214,10 +242,29 @@ def parse_submission(body: Any, http_status: int) -> str:
     ):
         if isinstance(candidate, (str, int)) and str(candidate).strip():
             return str(candidate).strip()
-    raise RunwayApiError(
-        f"CometAPI accepted the request but its answer has no task id: {_snippet(body)}",
-        http_status=http_status,
+    raise RunwaySubmissionUncertainError(
+        f"a successful answer (HTTP {http_status}) without a task id: {_snippet(body, 120)}"
     )
+
+
+class CancelOutcome(str, Enum):
+    """What a cancel request achieved."""
+
+    CANCELLED = "cancelled"
+    # The endpoint answered 404, 405 or 501: CometAPI does not document the DELETE route.
+    UNSUPPORTED = "unsupported"
+    # Reverse-format tasks have no cancel route at all; nothing was sent.
+    NOT_CANCELLABLE = "not_cancellable"
+
+
+def read_cancel_answer(body: Any, http_status: int, *, runway_task_id: str) -> CancelOutcome:
+    """Read the answer to ``DELETE /runwayml/v1/tasks/{id}`` (Runway answers 204, no body)."""
+    if http_status in (404, 405, 501):
+        return CancelOutcome.UNSUPPORTED
+    if 200 <= http_status < 300 and body in ("", None):
+        return CancelOutcome.CANCELLED
+    raise_for_error(body, http_status, runway_task_id=runway_task_id)
+    return CancelOutcome.CANCELLED
 
 
 def normalize_task(
@@ -347,6 +394,21 @@ def _error_code_and_message(body: Any) -> tuple[str | None, str | None]:
     if isinstance(error, str):
         return None, error
     return _text(body.get("code")), _text(body.get("message")) or _text(body.get("msg"))
+
+
+def _limit_hit(http_status: int, code: str | None, message: str | None) -> str | None:
+    """Which limit a refusal names, in words; None when it is not about a limit."""
+    words = f"{code or ''} {message or ''}".lower()
+    if "quota" in words or "insufficient" in words or "balance" in words:
+        return "account quota"
+    if http_status == 429 or code == "429":
+        return "daily generation limit" if "daily" in words else "rate limit"
+    return None
+
+
+def _is_error_envelope(body: Any) -> bool:
+    """CometAPI's own JSON error (``{"error": {...}}``): the gateway refused before forwarding."""
+    return isinstance(body, Mapping) and isinstance(body.get("error"), Mapping)
 
 
 def _text(value: Any) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
+import threading
 import time
 import weakref
 from collections.abc import Mapping, Sequence
@@ -28,7 +29,14 @@ from runway_provider.exceptions import (
     RunwaySubmissionUncertainError,
     RunwayTransientError,
 )
-from runway_provider.models import RunwayTask, decode_body, normalize_task, parse_submission
+from runway_provider.models import (
+    CancelOutcome,
+    RunwayTask,
+    decode_body,
+    normalize_task,
+    parse_submission,
+    read_cancel_answer,
+)
 from runway_provider.validation import (
     CHARACTER_PERFORMANCE_MODELS,
     IMAGE_TO_VIDEO_MODELS,
@@ -74,8 +82,9 @@ ROUTE_FAMILIES = (REVERSE, OFFICIAL)
 USER_AGENT = f"airflow-provider-runway/{__version__}"
 # A Retry-After longer than this is not honoured as given: the wait loop polls again later anyway.
 MAX_RETRY_AFTER = 60.0
-# The create is refused before processing on these; any other 5xx may come after the task exists.
-_CREATE_REFUSED_STATUSES = frozenset({429, 503})
+# A create answered 429 was refused before processing: urllib3 may send it again. Every other
+# status is read once, by models.parse_submission (a 503 may come from a proxy after forwarding).
+_CREATE_REFUSED_STATUSES = frozenset({429})
 _POLL_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 _CONNECTION_TEST_TASK_ID = "airflow-connection-test"
 
@@ -143,9 +152,11 @@ class RunwayHook(BaseHook):
     Polls are idempotent and retried on connection errors, timeouts, 429 (honouring
     ``Retry-After``) and 5xx with bounded exponential backoff and jitter. A create is not
     idempotent (CometAPI has no idempotency key): it is retried only where the request certainly
-    did not reach the service (connection refused, DNS, connect timeout) or was refused before
-    processing (429, 503); any other failure after sending raises
-    :class:`~runway_provider.exceptions.RunwaySubmissionUncertainError`.
+    did not reach the service (no byte of it was sent: connection refused, DNS, connect timeout,
+    TLS handshake) or was refused before processing (429); any failure once a byte may have been
+    sent raises :class:`~runway_provider.exceptions.RunwaySubmissionUncertainError`. What a create's
+    outcome means for the money, and what the operators do about it, is decided in
+    :mod:`runway_provider.spend`.
 
     :param runway_conn_id: The ``runway`` connection: password = CometAPI key, host = base URL,
         extra ``runway_version``, ``callback_url``, ``timeout``.
@@ -259,11 +270,19 @@ class RunwayHook(BaseHook):
     def submit_payload(self, path: str, payload: Mapping[str, Any]) -> str:
         """POST an already checked create request; return the new Runway task id.
 
+        Raises :class:`~runway_provider.exceptions.RunwaySubmissionUncertainError` when the
+        generation may exist without its id (see :func:`runway_provider.models.parse_submission`).
+
         :param path: The create route, e.g. ``/runway/pro/generate``.
         :param payload: The body, as built by :meth:`generate_payload`.
         """
         status, body = self._request("POST", path, payload, create=True)
-        runway_task_id = parse_submission(body, status)
+        try:
+            runway_task_id = parse_submission(body, status)
+        except RunwaySubmissionUncertainError as err:
+            raise RunwaySubmissionUncertainError(
+                _uncertain_message(self.settings.base_url + path, err), route=path
+            ) from None
         self.log.info("Submitted Runway generation: task %s", runway_task_id)
         return runway_task_id
 
@@ -481,6 +500,33 @@ class RunwayHook(BaseHook):
                 return resolve_event(event)
             time.sleep(watch.next_delay())
 
+    def cancel_task(self, runway_task_id: str, route_family: str = REVERSE) -> CancelOutcome:
+        """Ask the service to cancel a task: ``DELETE /runwayml/v1/tasks/{id}`` (official family).
+
+        Whether to cancel is decided in :mod:`runway_provider.spend`; this only asks. Reverse-format
+        tasks cannot be cancelled (no request is sent); a 404, 405 or 501 means the endpoint does
+        not support it. Other failures raise the typed error of the answer.
+
+        :param runway_task_id: The task.
+        :param route_family: ``reverse`` or ``official`` (see :meth:`get_task`).
+        """
+        if _family(route_family) != OFFICIAL:
+            return CancelOutcome.NOT_CANCELLABLE
+        path = f"{OFFICIAL_TASKS_PATH}/{quote(runway_task_id, safe='')}"
+        status, body = self._request("DELETE", path, None, runway_task_id=runway_task_id)
+        return read_cancel_answer(body, status, runway_task_id=runway_task_id)
+
+    async def acancel_task(self, runway_task_id: str, route_family: str = REVERSE) -> CancelOutcome:
+        """Async :meth:`cancel_task`, for a trigger's ``on_kill``."""
+        if _family(route_family) != OFFICIAL:
+            return CancelOutcome.NOT_CANCELLABLE
+        if self._async_session is None:
+            async with self.async_client():
+                return await self.acancel_task(runway_task_id, route_family)
+        path = f"{OFFICIAL_TASKS_PATH}/{quote(runway_task_id, safe='')}"
+        status, body = await self._arequest("DELETE", path, None)
+        return read_cancel_answer(body, status, runway_task_id=runway_task_id)
+
     def test_connection(self) -> tuple[bool, str]:
         """Make one cheap authenticated call (a feed lookup of a made-up id) and say what happened."""
         probe = RunwayHook(self.runway_conn_id, poll_retries=0)
@@ -530,7 +576,7 @@ class RunwayHook(BaseHook):
         base = self.settings.base_url
         # requests picks the longest matching prefix: task lookups poll, everything else creates.
         create, poll = (
-            HTTPAdapter(max_retries=self._create_retry()),
+            _create_adapter_class()(max_retries=self._create_retry()),
             HTTPAdapter(max_retries=self._poll_retry()),
         )
         session.mount(base + "/runway/pro/", create)
@@ -551,6 +597,7 @@ class RunwayHook(BaseHook):
         import requests
 
         url = self.settings.base_url + path
+        _SENDS.sent = False
         try:
             response = self.session.request(
                 method,
@@ -560,15 +607,12 @@ class RunwayHook(BaseHook):
                 allow_redirects=False,
             )
         except requests.exceptions.RequestException as err:
-            if create and not _never_sent(err):
-                raise RunwaySubmissionUncertainError(_uncertain_message(url, err)) from None
+            if create and _SENDS.sent:
+                raise RunwaySubmissionUncertainError(_uncertain_message(url, err), route=path) from None
+            what = "Did not send the request to" if create else "Could not reach"
             raise RunwayTransientError(
-                f"Could not reach CometAPI at {url}: {_describe(err)}", runway_task_id=runway_task_id
+                f"{what} CometAPI at {url}: {_describe(err)}", runway_task_id=runway_task_id
             ) from None
-        if create and response.status_code >= 500 and response.status_code not in _CREATE_REFUSED_STATUSES:
-            raise RunwaySubmissionUncertainError(
-                _uncertain_message(url, f"HTTP {response.status_code} after the request was sent")
-            )
         return response.status_code, decode_body(response.text)
 
     def _poll_retry(self) -> Any:
@@ -585,7 +629,7 @@ class RunwayHook(BaseHook):
             read=read,
             status=retries,
             other=0,
-            allowed_methods=frozenset({"GET", "POST"}),
+            allowed_methods=frozenset({"GET", "POST", "DELETE"}),
             status_forcelist=statuses,
             backoff_factor=self.retry_backoff,
             backoff_max=self.retry_backoff_max,
@@ -802,13 +846,9 @@ def _base_url(conn: Connection) -> str:
 
 
 def _task_request(runway_task_id: str, route_family: str) -> tuple[str, str, dict[str, Any] | None]:
-    if route_family == OFFICIAL:
+    if _family(route_family) == OFFICIAL:
         return "GET", f"{OFFICIAL_TASKS_PATH}/{quote(runway_task_id, safe='')}", None
-    if route_family == REVERSE:
-        return "POST", FEED_PATH, {"task_id": runway_task_id}
-    raise RunwayInputError(
-        "route_family", f"expected one of {', '.join(ROUTE_FAMILIES)}, got {route_family!r}"
-    )
+    return "POST", FEED_PATH, {"task_id": runway_task_id}
 
 
 def _normalize(body: Any, status: int, runway_task_id: str, route_family: str) -> RunwayTask:
@@ -841,25 +881,81 @@ def _bounded_retry_class() -> type:
     return BoundedRetry
 
 
-def _never_sent(err: Exception) -> bool:
-    """True when a requests error certainly happened before the request reached the service."""
-    import requests
-    from urllib3.exceptions import ConnectTimeoutError
+class _SendTracker(threading.local):
+    """Whether the current request attempt of this thread has started sending bytes.
 
-    if isinstance(err, (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError)):
-        return True
-    reason = err.args[0] if err.args else None
-    reason = getattr(reason, "reason", reason)
-    # NewConnectionError and NameResolutionError are subclasses of ConnectTimeoutError.
-    return isinstance(reason, ConnectTimeoutError)
+    urllib3 raises the same exception types (``SSLError``, ``ProtocolError``) before and after a
+    request leaves, so the create adapter's connections mark the moment instead: everything up to
+    and including the TCP connect and the TLS handshake happens with ``sent`` False.
+    """
+
+    sent = False
+
+
+_SENDS = _SendTracker()
+
+
+@cache
+def _create_adapter_class() -> type:
+    """A requests adapter whose connections record in ``_SENDS`` when they start sending."""
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    class Marking:
+        sock: Any
+
+        def connect(self) -> None:
+            # A new connection is a new attempt: an earlier attempt on another socket was answered.
+            _SENDS.sent = False
+            super().connect()  # type: ignore[misc]
+
+        def send(self, data: Any) -> None:
+            if self.sock is None:
+                self.connect()
+            _SENDS.sent = True
+            super().send(data)  # type: ignore[misc]
+
+    class MarkingHTTPConnection(Marking, HTTPConnection):
+        pass
+
+    class MarkingHTTPSConnection(Marking, HTTPSConnection):
+        pass
+
+    class MarkingHTTPPool(HTTPConnectionPool):
+        ConnectionCls = MarkingHTTPConnection
+
+    class MarkingHTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = MarkingHTTPSConnection
+
+    pools = {"http": MarkingHTTPPool, "https": MarkingHTTPSPool}
+
+    class CreateAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = pools
+
+        def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:
+            manager = super().proxy_manager_for(*args, **kwargs)
+            manager.pool_classes_by_scheme = pools
+            return manager
+
+    return CreateAdapter
+
+
+def _family(route_family: str) -> str:
+    if route_family not in ROUTE_FAMILIES:
+        raise RunwayInputError(
+            "route_family", f"expected one of {', '.join(ROUTE_FAMILIES)}, got {route_family!r}"
+        )
+    return route_family
 
 
 def _uncertain_message(url: str, err: object) -> str:
     return (
-        f"The create request to {url} was sent but no usable answer came back ({_describe(err)}). "
-        "CometAPI may have created, and will bill, the generation: look for it in your CometAPI "
-        "usage log before running this task again. It was not retried automatically because "
-        "CometAPI has no idempotency key."
+        f"The create request to {url} may have reached CometAPI but no usable answer came back "
+        f"({_describe(err)}). CometAPI may have created, and will bill, the generation. It was not "
+        "sent again because CometAPI has no idempotency key."
     )
 
 

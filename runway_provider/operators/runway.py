@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
 
-from runway_provider.exceptions import RunwayTransientError
+from runway_provider import spend
+from runway_provider.exceptions import RunwayTaskTimeoutError
 from runway_provider.hooks.runway import (
     ACT_ONE_PATH,
     CHARACTER_PERFORMANCE_PATH,
@@ -30,26 +31,30 @@ from runway_provider.lifecycle import (
 )
 from runway_provider.links.runway import RunwayVideoLink
 from runway_provider.models import RunwayTask
+
+# Re-exported: users read the submitted task's XCom keys from the operator module.
+from runway_provider.spend import XCOM_RUNWAY_TASK_ID as XCOM_RUNWAY_TASK_ID
+from runway_provider.spend import XCOM_SUBMITTED_AT as XCOM_SUBMITTED_AT
 from runway_provider.watch import resolve_event
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-XCOM_RUNWAY_TASK_ID = "runway_task_id"
 XCOM_RUNWAY_TASK = "runway_task"
-XCOM_SUBMITTED_AT = "runway_submitted_at"
-# task_state_store key: the submitted task, kept across the tries of one task instance.
-STATE_SUBMITTED_TASK = "runway_submitted_task"
 
 
 class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
     """Submit one Runway job, keep its id across Airflow retries, and optionally wait for it.
 
-    Subclasses give the create route and build its body (checking every argument). Right after
-    submission the task id is saved in ``task_state_store`` and pushed to XCom key
-    ``runway_task_id``. A retry of the same task instance looks the saved task up: still running,
-    it waits on it again instead of paying for a new one; succeeded, it returns it; failed,
-    cancelled or lost, it submits anew and says so.
+    Subclasses give the create route and build its body (checking every argument). Whether to
+    submit, reconnect or cancel is decided in :mod:`runway_provider.spend`, whose table says what
+    each failure costs: before the POST a marker with the request's fingerprint is saved in
+    ``task_state_store``, and right after the answer the task id, which is also pushed to XCom key
+    ``runway_task_id``. A retry (or a clear) of the same request reconnects to that task while it
+    runs or once it succeeded; a different request, or a task that failed, was cancelled or got
+    lost, is submitted anew. A create whose answer was lost fails the task without retry
+    (:class:`~runway_provider.exceptions.RunwaySubmissionUncertainError`), and later tries of the
+    same request fail the same way instead of paying twice.
 
     :param runway_conn_id: The ``runway`` connection. Default ``runway_default``.
     :param wait_for_completion: Wait until the video is ready, pushing the finished task to XCom key
@@ -58,9 +63,13 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         ``wait_for_completion`` is True. Default ``[operators] default_deferrable``.
     :param poll_interval: Seconds between status polls. Used only if ``wait_for_completion``.
     :param timeout: Seconds each try waits at most, from submission (or from reconnection on a
-        retry); the generation may still finish and bill (CometAPI cannot cancel). Used only if
-        ``wait_for_completion``.
+        retry). Used only if ``wait_for_completion``.
     :param not_found_grace: Seconds after submission during which ``task_not_exist`` is normal.
+    :param cancel_on_kill: Cancel the generation when a user stops the task while it waits
+        (marks it failed or clears it), on the worker or in the triggerer. Default True.
+    :param cancel_on_timeout: Cancel the generation when the last try's wait times out; a try that
+        Airflow will retry leaves it running for the retry to reconnect to. Default True.
+        Only official-format tasks can be cancelled; reverse-format ones are logged as such.
     """
 
     route: str
@@ -76,6 +85,8 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         timeout: float = DEFAULT_TIMEOUT,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
+        cancel_on_kill: bool = True,
+        cancel_on_timeout: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -85,6 +96,8 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.not_found_grace = not_found_grace
+        self.cancel_on_kill = cancel_on_kill
+        self.cancel_on_timeout = cancel_on_timeout
 
     def build_payload(self) -> dict[str, Any]:
         """Check the rendered arguments and build the create request body; sends nothing."""
@@ -92,97 +105,57 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
 
     def execute(self, context: Context) -> str:
         payload = self.build_payload()
-        store = context.get("task_state_store")
-        if store is None:
-            self.log.warning(
-                "This Airflow gives the task no task_state_store (it needs Airflow 3.3+ and Airflow's task "
-                "runner): if this try fails after submitting, a retry will submit, and pay for, a new "
-                "generation instead of reconnecting to this one."
-            )
-        resumed = self._resume(store)
-        if resumed is not None:
-            runway_task_id, submitted_at = resumed
-            wait_from = time.time()
-        else:
-            submitted_at = wait_from = time.time()
-            runway_task_id = self.hook.submit_payload(self.route, payload)
-            if store is not None:
-                store.set(
-                    STATE_SUBMITTED_TASK, {"runway_task_id": runway_task_id, "submitted_at": submitted_at}
-                )
-        context["ti"].xcom_push(key=XCOM_RUNWAY_TASK_ID, value=runway_task_id)
-        context["ti"].xcom_push(key=XCOM_SUBMITTED_AT, value=submitted_at)
+        submission = spend.submit_or_resume(
+            hook=self.hook,
+            context=context,
+            route=self.route,
+            route_family=self.route_family,
+            payload=payload,
+            not_found_grace=self.not_found_grace,
+            log=self.log,
+        )
+        runway_task_id = submission.runway_task_id
         if not self.wait_for_completion:
-            _forget(context)
+            spend.forget(context)
             return runway_task_id
-        if self.deferrable:
-            task = self.defer_unless_finished(
-                runway_task_id=runway_task_id, submitted_at=submitted_at, end_time=wait_from + self.timeout
-            )
-        else:
-            task = self.hook.wait_for_task(
-                runway_task_id,
-                poll_interval=self.poll_interval,
-                timeout=wait_from + self.timeout - time.time(),
-                not_found_grace=self.not_found_grace,
-                submitted_at=submitted_at,
-                route_family=self.route_family,
-            )
+        end_time = time.time() + self.timeout
+        try:
+            if self.deferrable:
+                task = self.defer_unless_finished(
+                    runway_task_id=runway_task_id, submitted_at=submission.submitted_at, end_time=end_time
+                )
+            else:
+                self._waiting_on, self._waiting_ti = runway_task_id, context["ti"]
+                try:
+                    task = self.hook.wait_for_task(
+                        runway_task_id,
+                        poll_interval=self.poll_interval,
+                        timeout=end_time - time.time(),
+                        not_found_grace=self.not_found_grace,
+                        submitted_at=submission.submitted_at,
+                        route_family=self.route_family,
+                    )
+                finally:
+                    self._waiting_on = self._waiting_ti = None
+        except RunwayTaskTimeoutError as err:
+            self.settle_timeout(err, will_retry=spend.retry_follows(context["ti"]))
+            raise
         return self._finish(context, task)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
         """Resume after the trigger: succeed on an explicit success event only."""
-        return self._finish(context, resolve_event(event))
-
-    def _resume(self, store: Any) -> tuple[str, float] | None:
-        """The task an earlier try submitted, if it is worth waiting on or already done."""
-        saved = store.get(STATE_SUBMITTED_TASK) if store is not None else None
-        if not saved:
-            return None
-        runway_task_id, submitted_at = str(saved["runway_task_id"]), float(saved["submitted_at"])
         try:
-            task = self.hook.get_task(runway_task_id, self.route_family)
-        except RunwayTransientError as err:
-            self.log.warning(
-                "Could not check Runway task %s from an earlier try (%s); reconnecting to it rather than "
-                "paying for a new one.",
-                runway_task_id,
-                err,
-            )
-            return runway_task_id, submitted_at
-        watch = self.watch(runway_task_id=runway_task_id, submitted_at=submitted_at, end_time=time.time())
-        event = watch.observe(task)
-        if event is None:
-            self.log.info(
-                "Reconnecting to Runway task %s submitted by an earlier try (status %s); not submitting again.",
-                runway_task_id,
-                task.status.value,
-            )
-            return runway_task_id, submitted_at
-        if event["status"] == "success":
-            self.log.info(
-                "Runway task %s from an earlier try already succeeded; not submitting again.", runway_task_id
-            )
-            return runway_task_id, submitted_at
-        self.log.warning(
-            "Runway task %s from an earlier try ended without a video (%s); submitting a new generation.",
-            runway_task_id,
-            event["message"],
-        )
-        return None
+            task = resolve_event(event)
+        except RunwayTaskTimeoutError as err:
+            self.settle_timeout(err, will_retry=spend.retry_follows(context["ti"]))
+            raise
+        return self._finish(context, task)
 
     def _finish(self, context: Context, task: RunwayTask) -> str:
         context["ti"].xcom_push(key=XCOM_RUNWAY_TASK, value=task.to_dict())
-        _forget(context)
+        spend.forget(context)
         self.log.info("Runway task %s succeeded: %s", task.runway_task_id, task.video_url)
         return task.runway_task_id
-
-
-def _forget(context: Context) -> None:
-    """Once this task instance has succeeded, a later clear and rerun should generate anew."""
-    store = context.get("task_state_store")
-    if store is not None:
-        store.delete(STATE_SUBMITTED_TASK)
 
 
 class RunwayGenerateOperator(BaseRunwaySubmitOperator):

@@ -36,11 +36,14 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
     :param route_family: ``reverse`` (default: tasks created on ``/runway/pro/*``, polled through
         the feed) or ``official`` (tasks created on ``/runwayml/v1/*``).
     :param poll_interval: Seconds between polls (also the ``poke_interval``). Default 10.
-    :param timeout: Seconds to wait at most from the first check; the generation may still finish
-        and bill (CometAPI cannot cancel). Default 3600.
+    :param timeout: Seconds to wait at most from the first check. Default 3600.
     :param not_found_grace: Seconds from the first check during which ``task_not_exist`` is normal.
     :param deferrable: Wait in the triggerer, freeing the worker slot. Default
         ``[operators] default_deferrable``.
+    :param cancel_on_kill: Cancel the generation when a user stops the sensor while it waits
+        (marks it failed or clears it), on the worker or in the triggerer. Default True.
+    :param cancel_on_timeout: Cancel the generation when the sensor times out (a sensor timeout is
+        never retried). Default True. Only official-format tasks can be cancelled.
     """
 
     template_fields: Sequence[str] = ("runway_task_id",)
@@ -57,6 +60,8 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         timeout: float = DEFAULT_TIMEOUT,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        cancel_on_kill: bool = True,
+        cancel_on_timeout: bool = True,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", poll_interval)
@@ -69,32 +74,46 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         self.poll_interval = poll_interval
         self.not_found_grace = not_found_grace
         self.deferrable = deferrable
+        self.cancel_on_kill = cancel_on_kill
+        self.cancel_on_timeout = cancel_on_timeout
         self._watch: TaskWatch | None = None
 
     def execute(self, context: Context) -> Any:
         started_at = self._first_check_time(context)
         if self.deferrable:
-            task = self.defer_unless_finished(
-                runway_task_id=self.runway_task_id,
-                submitted_at=started_at,
-                end_time=started_at + self.timeout,
-            )
+            try:
+                task = self.defer_unless_finished(
+                    runway_task_id=self.runway_task_id,
+                    submitted_at=started_at,
+                    end_time=started_at + self.timeout,
+                )
+            except RunwayTaskTimeoutError as err:
+                self.settle_timeout(err, will_retry=False)
+                raise AirflowSensorTimeout(str(err)) from err
             return task.to_dict()
         self._watch = self.watch(
             runway_task_id=self.runway_task_id, submitted_at=started_at, end_time=started_at + self.timeout
         )
+        self._waiting_on, self._waiting_ti = self.runway_task_id, context["ti"]
         try:
             return super().execute(context)
         except AirflowSensorTimeout as err:
             last = self._watch.last_task
+            status = last.status.value if last else None
+            # Airflow never retries a sensor timeout: this was the last try.
+            self.settle_timeout(
+                RunwayTaskTimeoutError(str(err), runway_task_id=self.runway_task_id, status=status),
+                will_retry=False,
+            )
             raise AirflowSensorTimeout(
-                f"{err} Runway task {self.runway_task_id}, last status: "
-                f"{last.status.value if last else 'never seen'}."
+                f"{err} Runway task {self.runway_task_id}, last status: {status or 'never seen'}."
             ) from err
         except RunwayTaskError as err:
             if self.soft_fail:
                 raise AirflowSkipException(f"Skipping because soft_fail is set: {err}") from err
             raise
+        finally:
+            self._waiting_on = self._waiting_ti = None
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         watch = self._watch
@@ -113,6 +132,7 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         try:
             return resolve_event(event).to_dict()
         except RunwayTaskTimeoutError as err:
+            self.settle_timeout(err, will_retry=False)
             raise AirflowSensorTimeout(str(err)) from err
 
     def _first_check_time(self, context: Context) -> float:

@@ -24,7 +24,14 @@ from aiohttp import web
 DEFAULT_API_KEY = "emulator-key"
 OUTCOMES = ("succeeded", "failed", "cancelled", "never_appears", "no_output")
 SHAPES = ("wrapped", "legacy", "official")
-FAULTS = ("429", "500", "502", "503", "504", "html", "garbage", "reset", "slow")
+_ANSWER_FAULTS = ("429", "500", "502", "503", "504", "html", "proxy503", "garbage", "reset", "slow")
+# "<fault>_after_create": the create is processed (the job exists and bills), then the answer is
+# lost in that way: what a proxy or a network between Airflow and CometAPI can do.
+_AFTER_CREATE = "_after_create"
+FAULTS = (
+    *_ANSWER_FAULTS,
+    *(f"{fault}{_AFTER_CREATE}" for fault in ("502", "proxy503", "reset", "slow", "garbage")),
+)
 # Fields each official-format route needs, as Runway's API reference lists them.
 _OFFICIAL_REQUIRED = {
     "image_to_video": ("model", "promptImage"),
@@ -33,6 +40,10 @@ _OFFICIAL_REQUIRED = {
     "character_performance": ("model", "character", "reference"),
 }
 _ERROR_STATUS = {"429": 429, "500": 500, "502": 502, "503": 503, "504": 504, "html": 502}
+_CREATE_PATHS = frozenset(
+    {"/runway/pro/generate", "/runway/pro/video2video", "/runway/pro/act_one"}
+    | {f"/runwayml/v1/{route}" for route in _OFFICIAL_REQUIRED}
+)
 
 
 @dataclass
@@ -49,7 +60,8 @@ class Scenario:
     :param failure_code: Runway ``failureCode`` of a failed job.
     :param task_not_exist_http_status: 400 (new-api) or 200.
     :param feed_faults: Faults answered, in order, to this job's first feed requests.
-    :param create_faults: Faults answered, in order, to the first create requests with this body.
+    :param create_faults: Faults answered, in order, to the first create requests with this body;
+        ``<fault>_after_create`` ones make the job first.
     :param delay_seconds: Extra latency of every answer about this job.
     """
 
@@ -94,6 +106,7 @@ class Job:
     pending_faults: list[str] = field(default_factory=list)
     created_at: float = field(default_factory=time.time)
     official: bool = False
+    cancelled_at: float | None = None
 
     @property
     def finishes_at(self) -> float:
@@ -155,6 +168,14 @@ class Emulator:
         """Every create request that made a job, in order (each one a paid generation)."""
         return [r for r in self.requests if r.get("created")]
 
+    def create_requests(self) -> list[dict[str, Any]]:
+        """Every create request received, whether or not it made a job."""
+        return [r for r in self.requests if r["method"] == "POST" and r["path"] in _CREATE_PATHS]
+
+    def cancels(self) -> list[dict[str, Any]]:
+        """Every cancel request (``DELETE /runwayml/v1/tasks/{id}``) received."""
+        return [r for r in self.requests if r["method"] == "DELETE"]
+
     def reset(self) -> None:
         with self._lock:
             self.jobs.clear()
@@ -174,6 +195,7 @@ class Emulator:
                 web.post("/runway/feed", self._feed),
                 web.post("/runwayml/v1/{route}", self._official_create),
                 web.get("/runwayml/v1/tasks/{runway_task_id}", self._official_task),
+                web.delete("/runwayml/v1/tasks/{runway_task_id}", self._official_cancel),
                 web.get("/_emulator/media/{name}", self._media),
                 web.post("/_emulator/callback", self._callback),
                 web.get("/_emulator/requests", self._list_requests),
@@ -210,7 +232,7 @@ class Emulator:
         except (ValueError, AttributeError) as err:
             return self._finish(record, _error(400, f"options.emulator: {err}", "invalid_request"))
         fault = self._create_fault(body, scenario) or self._random_fault(self.create_fault_kinds)
-        if fault:
+        if fault and not fault.endswith(_AFTER_CREATE):
             return await self._fault(record, fault)
         if not body.get("callback_url"):
             # CometAPI's wrapper refuses a missing webhook inside a successful HTTP answer.
@@ -222,6 +244,8 @@ class Emulator:
             if not isinstance(body.get(name), str) or not body[name].strip():
                 return self._finish(record, _error(400, f"{name} is required", "invalid_request"))
         job = self._new_job(body, scenario, record)
+        if fault:
+            return await self._fault(record, fault.removesuffix(_AFTER_CREATE))
         await asyncio.sleep(scenario.delay_seconds)
         return self._finish(
             record,
@@ -246,12 +270,14 @@ class Emulator:
         if not isinstance(body, dict):
             return self._finish(record, _error(400, "request body must be a JSON object", "invalid_request"))
         fault = self._create_fault(body, self.scenario) or self._random_fault(self.create_fault_kinds)
-        if fault:
+        if fault and not fault.endswith(_AFTER_CREATE):
             return await self._fault(record, fault)
         for name in _OFFICIAL_REQUIRED[route]:
             if body.get(name) in (None, "", [], {}):
                 return self._finish(record, _error(400, f"{name} is required", "invalid_request"))
         job = self._new_job(body, self.scenario, record, official=True)
+        if fault:
+            return await self._fault(record, fault.removesuffix(_AFTER_CREATE))
         return self._finish(record, web.json_response({"id": job.runway_task_id}))
 
     async def _official_task(self, request: web.Request) -> web.StreamResponse:
@@ -259,6 +285,20 @@ class Emulator:
         if not self._authorized(request):
             return self._finish(record, _error(401, "Invalid token", ""))
         return await self._answer_task(request, record, request.match_info["runway_task_id"], official=True)
+
+    async def _official_cancel(self, request: web.Request) -> web.StreamResponse:
+        """Runway's cancel: a PENDING or RUNNING task becomes CANCELLED; 204 without a body."""
+        record = self._record(request)
+        if not self._authorized(request):
+            return self._finish(record, _error(401, "Invalid token", ""))
+        runway_task_id = request.match_info["runway_task_id"]
+        record["runway_task_id"] = runway_task_id
+        job = self.jobs.get(runway_task_id)
+        if job is None or not job.official:
+            return self._finish(record, web.json_response({"error": "Task not found"}, status=404))
+        if job.cancelled_at is None and time.time() < job.finishes_at:
+            job.cancelled_at = time.time()
+        return self._finish(record, web.Response(status=204))
 
     def _new_job(
         self, body: dict[str, Any], scenario: Scenario, record: dict[str, Any], *, official: bool = False
@@ -287,6 +327,9 @@ class Emulator:
     ) -> web.StreamResponse:
         record["runway_task_id"] = runway_task_id
         job = self.jobs.get(runway_task_id)
+        if job is not None and job.official != official:
+            # Each route family knows only its own tasks, as the real service's lookups would.
+            job = None
         if job is not None:
             job.feed_requests += 1
             fault = job.pending_faults.pop(0) if job.pending_faults else None
@@ -499,6 +542,15 @@ class Emulator:
             return self._finish(
                 record, web.Response(text='{"code": "success", "data": {', content_type="application/json")
             )
+        if fault == "proxy503":
+            return self._finish(
+                record,
+                web.Response(
+                    status=503,
+                    text="<html><body>503 Service Unavailable</body></html>",
+                    content_type="text/html",
+                ),
+            )
         if fault == "html":
             return self._finish(
                 record,
@@ -536,6 +588,8 @@ def _job_view(job: Job, request: web.Request) -> dict[str, Any] | None:
     elapsed = time.monotonic() - job.created - scenario.not_found_seconds
     if scenario.outcome == "never_appears" or elapsed < 0:
         return None
+    if job.cancelled_at is not None:
+        return {"state": "cancelled", "progress": 0.0, "urls": []}
     base = f"{request.scheme}://{request.host}/_emulator/media/{job.runway_task_id}"
     if elapsed < scenario.queued_seconds:
         return {"state": "queued", "progress": 0.0}

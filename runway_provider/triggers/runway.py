@@ -8,9 +8,15 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from runway_provider import spend
 from runway_provider.exceptions import RunwayError
 from runway_provider.hooks.runway import REVERSE, RunwayHook
 from runway_provider.watch import TaskWatch, error_event
+
+# Airflow 3.3's triggerer runs on_kill() for every trigger it stops on a "user action", including
+# triggers merely reassigned to another triggerer: a task still deferred was moved, not killed.
+# A task a user marked successful keeps its generation too.
+_STATES_THAT_KEEP_THE_GENERATION = frozenset({"deferred", "success"})
 
 
 class RunwayTaskTrigger(BaseTrigger):
@@ -27,6 +33,8 @@ class RunwayTaskTrigger(BaseTrigger):
     :param end_time: Wall-clock deadline, epoch seconds.
     :param not_found_grace: Seconds after ``submitted_at`` during which ``task_not_exist`` is normal.
     :param submitted_at: When the task was submitted (or first watched), epoch seconds.
+    :param cancel_on_kill: Cancel the generation when a user stops the deferred task (marks it
+        failed or clears it); never on a triggerer restart or a move to another triggerer.
     """
 
     def __init__(
@@ -39,6 +47,7 @@ class RunwayTaskTrigger(BaseTrigger):
         not_found_grace: float,
         submitted_at: float,
         route_family: str = REVERSE,
+        cancel_on_kill: bool = False,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger is untyped
         self.runway_task_id = runway_task_id
@@ -48,6 +57,7 @@ class RunwayTaskTrigger(BaseTrigger):
         self.end_time = float(end_time)
         self.not_found_grace = float(not_found_grace)
         self.submitted_at = float(submitted_at)
+        self.cancel_on_kill = bool(cancel_on_kill)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -60,6 +70,7 @@ class RunwayTaskTrigger(BaseTrigger):
                 "not_found_grace": self.not_found_grace,
                 "submitted_at": self.submitted_at,
                 "route_family": self.route_family,
+                "cancel_on_kill": self.cancel_on_kill,
             },
         )
 
@@ -94,3 +105,48 @@ class RunwayTaskTrigger(BaseTrigger):
             event = error_event(self.runway_task_id, f"{type(err).__name__}: {err}")
         self.log.info("Runway task %s: %s", self.runway_task_id, event["message"])
         yield TriggerEvent(event)  # type: ignore[no-untyped-call]  # untyped in Airflow
+
+    async def on_kill(self) -> None:
+        """A user stopped the deferred task: cancel its generation, unless it was only moved."""
+        if not self.cancel_on_kill:
+            return
+        known, state = await self._task_instance_state()
+        if not known or state in _STATES_THAT_KEEP_THE_GENERATION:
+            self.log.info(
+                "Not cancelling Runway task %s: its Airflow task is %s.",
+                self.runway_task_id,
+                state if known else "in an unknown state",
+            )
+            return
+        await spend.acancel_abandoned(
+            RunwayHook(self.runway_conn_id, poll_retries=1),
+            self.runway_task_id,
+            self.route_family,
+            reason=f"a user stopped its deferred Airflow task (now {state or 'cleared'})",
+            log=self.log,
+        )
+
+    async def _task_instance_state(self) -> tuple[bool, str | None]:
+        """``(known, state)`` of this trigger's task instance, asked of the Execution API.
+
+        A cleared task instance is known with state None.
+        """
+        ti = getattr(self, "task_instance", None)
+        if ti is None:
+            return False, None
+        from airflow.sdk.execution_time.comms import GetTaskStates
+        from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+        key = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
+        try:
+            answer = await SUPERVISOR_COMMS.asend(
+                GetTaskStates(
+                    dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
+                )
+            )
+            state = answer.task_states[ti.run_id][key]  # type: ignore[union-attr]
+        except (AttributeError, KeyError, TypeError, RuntimeError, OSError) as err:
+            # Not knowing, keep the generation: cancelling a moved task would make its retry pay again.
+            self.log.warning("Could not read the state of task %s: %r", ti.task_id, err)
+            return False, None
+        return True, None if state is None else str(getattr(state, "value", state))

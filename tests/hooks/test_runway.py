@@ -6,11 +6,15 @@ from typing import Any
 
 import pytest
 from airflow.sdk import Connection
+from airflow.sdk.exceptions import AirflowFailException
 
 from runway_provider.exceptions import (
     RunwayAuthenticationError,
+    RunwayBusinessError,
     RunwayConfigurationError,
     RunwayInputError,
+    RunwayRateLimitError,
+    RunwayRequestRefusedError,
     RunwaySubmissionUncertainError,
     RunwayTaskCancelledError,
     RunwayTaskFailedError,
@@ -153,18 +157,91 @@ def test_submit_with_wrong_key(monkeypatch, server, emulator):
 
 
 def test_submit_retries_refusals_before_processing(hook, emulator):
-    runway_task_id = submit(hook, options=job_options(create_faults=["429", "503"]))
+    runway_task_id = submit(hook, options=job_options(create_faults=["429", "429"]))
     creates = [r for r in emulator.requests if r["path"] == "/runway/pro/generate"]
-    assert [r["http_status"] for r in creates] == [429, 503, 200]
+    assert [r["http_status"] for r in creates] == [429, 429, 200]
     assert list(emulator.jobs) == [runway_task_id]
 
 
-@pytest.mark.parametrize("fault", ["500", "502", "504", "reset"])
+def test_submit_503_from_cometapi_itself_is_not_processed_and_retryable(hook, emulator):
+    # CometAPI's own JSON error: the gateway refused before forwarding (docs/reliability.md).
+    with pytest.raises(RunwayTransientError, match="HTTP 503") as caught:
+        submit(hook, options=job_options(create_faults=["503"]))
+    assert not isinstance(caught.value, RunwaySubmissionUncertainError)
+    assert len(emulator.create_requests()) == 1 and emulator.jobs == {}
+
+
+@pytest.mark.parametrize("fault", ["500", "502", "504", "proxy503", "reset", "html", "garbage"])
 def test_submit_never_resends_after_the_request_may_have_arrived(hook, emulator, fault):
     with pytest.raises(RunwaySubmissionUncertainError, match="may have created") as caught:
         submit(hook, options=job_options(create_faults=[fault]))
-    assert "usage log" in str(caught.value)
-    assert len([r for r in emulator.requests if r["path"] == "/runway/pro/generate"]) == 1
+    assert "not sent again" in str(caught.value)
+    assert caught.value.route == "/runway/pro/generate"
+    assert len(emulator.create_requests()) == 1
+
+
+@pytest.mark.parametrize(
+    "fault", ["502_after_create", "proxy503_after_create", "reset_after_create", "garbage_after_create"]
+)
+def test_submit_processed_then_answer_lost_is_uncertain(hook, emulator, fault):
+    with pytest.raises(RunwaySubmissionUncertainError):
+        submit(hook, options=job_options(create_faults=[fault]))
+    assert len(emulator.create_requests()) == 1
+    assert len(emulator.jobs) == 1  # the generation exists and bills: exactly one
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ({"code": 200, "msg": "success", "data": {}}, "without a task id"),
+        ({"code": 500, "msg": "upstream error"}, "server error"),
+        ("<html>ok</html>", "garbled"),
+    ],
+)
+def test_submit_garbled_success_is_uncertain(answer, expected):
+    from runway_provider.models import parse_submission
+
+    with pytest.raises(RunwaySubmissionUncertainError, match=expected):
+        parse_submission(answer, 200)
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "error", "limit"),
+    [
+        ({"error": {"message": "Too many requests", "code": ""}}, 429, RunwayRateLimitError, "rate limit"),
+        (
+            {"error": {"message": "You have exceeded your daily generation limit", "code": ""}},
+            429,
+            RunwayRateLimitError,
+            "daily generation limit",
+        ),
+        (
+            {"error": {"message": "quota exhausted", "code": "insufficient_user_quota"}},
+            403,
+            RunwayRateLimitError,
+            "account quota",
+        ),
+        ({"code": "callback_url_empty", "msg": "callback_url_empty"}, 200, RunwayBusinessError, None),
+        ({"code": 400, "msg": "prompt rejected by content policy"}, 200, RunwayBusinessError, None),
+        (
+            {"error": {"message": "bad model", "code": "invalid_request"}},
+            400,
+            RunwayRequestRefusedError,
+            None,
+        ),
+        ({"error": {"message": "bad", "code": "invalid_request"}}, 500, RunwayRequestRefusedError, None),
+    ],
+)
+def test_create_refusals_and_limits_are_typed(answer, status, error, limit):
+    from runway_provider.models import parse_submission
+
+    with pytest.raises(error) as caught:
+        parse_submission(answer, status)
+    if limit is None:
+        assert isinstance(caught.value, AirflowFailException)  # a refusal is not retried by Airflow
+    else:
+        assert caught.value.limit == limit and limit in str(caught.value)
+        assert not isinstance(caught.value, AirflowFailException)
 
 
 def test_submit_read_timeout_is_uncertain_and_not_resent(monkeypatch, server, emulator):
@@ -186,7 +263,7 @@ def test_submit_to_closed_port_is_retried_then_transient(monkeypatch, closed_por
             }
         ),
     )
-    with pytest.raises(RunwayTransientError, match="Could not reach") as caught:
+    with pytest.raises(RunwayTransientError, match="Did not send the request") as caught:
         submit(RunwayHook(create_retries=2, retry_backoff=0.01))
     assert not isinstance(caught.value, RunwaySubmissionUncertainError)
 

@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
-from runway_provider.exceptions import RunwayTaskError, RunwayTaskTimeoutError
-from runway_provider.operators.runway import STATE_SUBMITTED_TASK, XCOM_RUNWAY_TASK, RunwayGenerateOperator
-from tests.helpers import MemoryTaskStateStore, RecordingTaskInstance, job_options
+from runway_provider.exceptions import RunwayInputError, RunwayTaskError, RunwayTaskTimeoutError
+from runway_provider.operators.runway import XCOM_RUNWAY_TASK, RunwayGenerateOperator
+from runway_provider.spend import STATE_KEY, request_fingerprint
+from runway_provider.testing import Scenario
+from tests.helpers import FAST, MemoryTaskStateStore, RecordingTaskInstance, job_options
 
 IMAGE = "https://example.com/first.jpg"
 
@@ -35,13 +37,32 @@ def operator(**kwargs: Any) -> RunwayGenerateOperator:
     return RunwayGenerateOperator(**{**defaults, **kwargs})
 
 
+def saved(op: RunwayGenerateOperator, runway_task_id: str, submitted_at: float) -> dict[str, Any]:
+    """What an earlier try of ``op`` left in the task state store after submitting."""
+    return {
+        "phase": "submitted",
+        "fingerprint": request_fingerprint(op.route, op.build_payload()),
+        "route": op.route,
+        "route_family": op.route_family,
+        "runway_task_id": runway_task_id,
+        "submitted_at": submitted_at,
+    }
+
+
 def test_first_try_saves_the_task_then_forgets_it_on_success(runway_conn, store):
     saved: list[Any] = []
     original_set = store.set
-    store.set = lambda key, value: (saved.append(value), original_set(key, value))  # type: ignore[method-assign]
-    runway_task_id = operator(wait_for_completion=True).execute(new_try(store))
-    assert saved[0]["runway_task_id"] == runway_task_id
-    assert time.time() - 30 < saved[0]["submitted_at"] <= time.time()
+    store.set = lambda key, value: (saved.append(dict(value)), original_set(key, value))  # type: ignore[method-assign]
+    op = operator(wait_for_completion=True)
+    runway_task_id = op.execute(new_try(store))
+    fingerprint = request_fingerprint(op.route, op.build_payload())
+    assert [(value["phase"], value["fingerprint"]) for value in saved] == [
+        ("submitting", fingerprint),
+        ("submitted", fingerprint),
+    ]
+    assert "runway_task_id" not in saved[0]  # the marker is written before the POST
+    assert saved[1]["runway_task_id"] == runway_task_id
+    assert time.time() - 30 < saved[1]["submitted_at"] <= time.time()
     assert store.values == {}
 
 
@@ -50,7 +71,7 @@ def test_retry_after_a_timed_out_wait_reconnects(runway_conn, emulator, store):
     with pytest.raises(RunwayTaskTimeoutError):
         op.execute(new_try(store))
     [first_id] = emulator.jobs
-    assert store.values[STATE_SUBMITTED_TASK]["runway_task_id"] == first_id
+    assert store.values[STATE_KEY]["runway_task_id"] == first_id
 
     context = new_try(store)
     retry = operator(wait_for_completion=True, timeout=10, options=job_options(running_seconds=2))
@@ -61,21 +82,22 @@ def test_retry_after_a_timed_out_wait_reconnects(runway_conn, emulator, store):
 
 def test_retry_after_success_returns_it_without_waiting(runway_conn, emulator, store, capsys):
     fast = job_options(not_found_seconds=0, queued_seconds=0, running_seconds=0)
-    runway_task_id = operator(options=fast).hook.submit_generate(
-        prompt="A paper boat", image=IMAGE, options=fast
-    )
-    store.set(STATE_SUBMITTED_TASK, {"runway_task_id": runway_task_id, "submitted_at": time.time()})
-    assert operator(wait_for_completion=True, options=fast).execute(new_try(store)) == runway_task_id
+    op = operator(wait_for_completion=True, options=fast)
+    runway_task_id = op.hook.submit_generate(prompt="A paper boat", image=IMAGE, options=fast)
+    store.set(STATE_KEY, saved(op, runway_task_id, time.time()))
+    assert op.execute(new_try(store)) == runway_task_id
     assert len(emulator.jobs) == 1
     assert "already succeeded" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("outcome", ["failed", "cancelled"])
 def test_retry_after_a_failed_generation_submits_anew(runway_conn, emulator, store, capsys, outcome):
-    scenario = job_options(outcome=outcome, not_found_seconds=0, queued_seconds=0, running_seconds=0)
+    # The same request both times: the emulator's default scenario decides how the job ends.
+    emulator.scenario = Scenario(outcome=outcome, not_found_seconds=0, queued_seconds=0, running_seconds=0)
     with pytest.raises(RunwayTaskError):
-        operator(wait_for_completion=True, options=scenario).execute(new_try(store))
+        operator(wait_for_completion=True).execute(new_try(store))
     [failed_id] = emulator.jobs
+    emulator.scenario = FAST
     new_id = operator(wait_for_completion=True).execute(new_try(store))
     assert new_id != failed_id and list(emulator.jobs) == [failed_id, new_id]
     out = capsys.readouterr().out
@@ -84,28 +106,30 @@ def test_retry_after_a_failed_generation_submits_anew(runway_conn, emulator, sto
 
 
 def test_retry_after_a_lost_task_submits_anew(runway_conn, emulator, store):
-    store.set(STATE_SUBMITTED_TASK, {"runway_task_id": "vanished", "submitted_at": time.time() - 3600})
-    new_id = operator(wait_for_completion=True, not_found_grace=60).execute(new_try(store))
+    op = operator(wait_for_completion=True, not_found_grace=60)
+    store.set(STATE_KEY, saved(op, "vanished", time.time() - 3600))
+    new_id = op.execute(new_try(store))
     assert list(emulator.jobs) == [new_id]
 
 
 def test_retry_reconnects_when_the_check_fails_transiently(runway_conn, emulator, store, capsys):
+    op = operator(wait_for_completion=True)
     runway_task_id = operator().execute(new_try(store))
-    store.set(STATE_SUBMITTED_TASK, {"runway_task_id": runway_task_id, "submitted_at": time.time()})
+    store.set(STATE_KEY, saved(op, runway_task_id, time.time()))
     emulator.jobs[runway_task_id].pending_faults = ["503"] * 3
-    assert operator(wait_for_completion=True).execute(new_try(store)) == runway_task_id
+    assert op.execute(new_try(store)) == runway_task_id
     assert len(emulator.jobs) == 1
     assert "Could not check Runway task" in capsys.readouterr().out
 
 
 def test_deferrable_retry_reconnects_with_the_original_submission_time(runway_conn, emulator, store):
     submitted_at = time.time() - 30
-    runway_task_id = operator().hook.submit_generate(
-        prompt="p", image=IMAGE, options=job_options(running_seconds=60)
-    )
-    store.set(STATE_SUBMITTED_TASK, {"runway_task_id": runway_task_id, "submitted_at": submitted_at})
+    slow = job_options(running_seconds=60)
+    op = operator(wait_for_completion=True, deferrable=True, timeout=600, options=slow)
+    runway_task_id = op.hook.submit_generate(prompt="A paper boat", image=IMAGE, options=slow)
+    store.set(STATE_KEY, saved(op, runway_task_id, submitted_at))
     with pytest.raises(TaskDeferred) as caught:
-        operator(wait_for_completion=True, deferrable=True, timeout=600).execute(new_try(store))
+        op.execute(new_try(store))
     _, kwargs = caught.value.trigger.serialize()
     assert kwargs["runway_task_id"] == runway_task_id
     assert kwargs["submitted_at"] == submitted_at  # not_found_grace still counts from the submission
@@ -114,17 +138,18 @@ def test_deferrable_retry_reconnects_with_the_original_submission_time(runway_co
 
 
 def test_retry_without_waiting_returns_the_earlier_task(runway_conn, emulator, store):
-    runway_task_id = operator().hook.submit_generate(prompt="p", image=IMAGE)
-    store.set(STATE_SUBMITTED_TASK, {"runway_task_id": runway_task_id, "submitted_at": time.time()})
+    op = operator()
+    runway_task_id = op.hook.submit_generate(prompt="A paper boat", image=IMAGE)
+    store.set(STATE_KEY, saved(op, runway_task_id, time.time()))
     context = new_try(store)
-    assert operator().execute(context) == runway_task_id
+    assert op.execute(context) == runway_task_id
     assert context["ti"].xcom["runway_task_id"] == runway_task_id
     assert len(emulator.jobs) == 1 and store.values == {}
 
 
 def test_bad_input_on_a_retry_sends_nothing(runway_conn, emulator, store):
-    store.set(STATE_SUBMITTED_TASK, {"runway_task_id": "earlier", "submitted_at": time.time()})
-    with pytest.raises(Exception, match="ratio"):
+    store.set(STATE_KEY, saved(operator(), "earlier", time.time()))
+    with pytest.raises(RunwayInputError, match="ratio"):
         operator(ratio="wide").execute(new_try(store))
     assert emulator.requests == []
 

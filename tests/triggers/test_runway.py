@@ -48,9 +48,10 @@ def test_serialize_round_trips():
         "not_found_grace": 5.0,
         "submitted_at": 1_899_999_000.0,
         "route_family": "reverse",
+        "cancel_on_kill": False,
     }
     assert RunwayTaskTrigger(**kwargs).serialize() == (classpath, kwargs)
-    assert all(isinstance(value, (str, float)) for value in kwargs.values())
+    assert all(isinstance(value, (str, float, bool)) for value in kwargs.values())
 
 
 @pytest.mark.asyncio
