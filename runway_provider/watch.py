@@ -38,8 +38,8 @@ _EVENT_KEYS = frozenset({"status", "runway_task_id", "task", "message"})
 _POLL_JITTER = 0.1
 
 NO_CANCEL_NOTE = (
-    "CometAPI has no cancel route: the generation may still finish and be billed; "
-    "poll it again with RunwayTaskSensor to collect it."
+    "It may still be running: an Airflow retry reconnects to it, and on the last try an "
+    "official-format task is cancelled (cancel_on_timeout); see docs/reliability.md."
 )
 
 

@@ -37,8 +37,10 @@ def job_options(**scenario: Any) -> dict[str, Any]:
 class RecordingTaskInstance:
     """The part of a task instance the operators use: XCom pushes, kept for assertions."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, try_number: int = 1, max_tries: int = 0) -> None:
         self.xcom: dict[str, Any] = {}
+        self.try_number = try_number
+        self.max_tries = max_tries
 
     def xcom_push(self, key: str, value: Any) -> None:
         json.dumps(value)  # XCom values must be JSON-serializable

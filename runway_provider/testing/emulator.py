@@ -24,7 +24,19 @@ from aiohttp import web
 DEFAULT_API_KEY = "emulator-key"
 OUTCOMES = ("succeeded", "failed", "cancelled", "never_appears", "no_output")
 SHAPES = ("wrapped", "legacy", "official")
-_ANSWER_FAULTS = ("429", "500", "502", "503", "504", "html", "proxy503", "garbage", "reset", "slow")
+_ANSWER_FAULTS = (
+    "refused",
+    "429",
+    "500",
+    "502",
+    "503",
+    "504",
+    "html",
+    "proxy503",
+    "garbage",
+    "reset",
+    "slow",
+)
 # "<fault>_after_create": the create is processed (the job exists and bills), then the answer is
 # lost in that way: what a proxy or a network between Airflow and CometAPI can do.
 _AFTER_CREATE = "_after_create"
@@ -559,6 +571,10 @@ class Emulator:
                     text="<html><body><h1>502 Bad Gateway</h1></body></html>",
                     content_type="text/html",
                 ),
+            )
+        if fault == "refused":
+            return self._finish(
+                record, _error(400, "the prompt was refused by the content policy", "invalid_request")
             )
         response = _error(_ERROR_STATUS[fault], "upstream saturated, please retry later", "")
         if fault == "429":

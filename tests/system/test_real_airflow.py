@@ -21,6 +21,7 @@ from runway_provider.testing.cluster import AirflowCluster
 pytestmark = pytest.mark.system
 BATCH_DAG = "runway_system_deferred_batch"
 BLOCKING_DAG = "runway_system_blocking_wait"
+OFFICIAL_DAG = "runway_system_official_deferred"
 FIGURES_FILE = os.environ.get("RUNWAY_SYSTEM_FIGURES")
 
 
@@ -28,6 +29,7 @@ FIGURES_FILE = os.environ.get("RUNWAY_SYSTEM_FIGURES")
 def system_dags(cluster: AirflowCluster) -> None:
     cluster.wait_for_dag(BATCH_DAG)
     cluster.wait_for_dag(BLOCKING_DAG)
+    cluster.wait_for_dag(OFFICIAL_DAG)
 
 
 @pytest.fixture(autouse=True)
@@ -133,3 +135,23 @@ def test_fault_injection_batch_loses_and_duplicates_nothing(cluster, cluster_emu
     assert figures["tasks_lost"] == 0 and figures["tasks_duplicated"] == 0, figures
     assert figures["submissions"] == generations, figures
     assert figures["faults_injected"] >= 10, figures
+
+
+def test_marking_a_deferred_task_failed_cancels_its_generation(cluster, cluster_emulator, api):
+    cluster_emulator.scenario = Scenario(not_found_seconds=1, queued_seconds=1, running_seconds=300)
+    cluster.trigger(OFFICIAL_DAG, "killed_by_user")
+    cluster.wait_for_tasks(OFFICIAL_DAG, "killed_by_user", "animate", "deferred", 1, timeout=180)
+    [job] = [job for job in cluster_emulator.jobs.values() if job.body.get("promptText") == "Waves roll in"]
+    cluster._wait(lambda: job.feed_requests >= 2, 60, "the triggerer to poll the generation")
+    answer = api.patch(
+        f"{cluster.base_url}/api/v2/dags/{OFFICIAL_DAG}/dagRuns/killed_by_user/taskInstances/animate",
+        json={"new_state": "failed"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    cluster._wait(lambda: cluster_emulator.cancels() or None, 60, "the triggerer to cancel the generation")
+    assert [r["runway_task_id"] for r in cluster_emulator.cancels()] == [job.runway_task_id]
+    assert job.cancelled_at is not None
+    assert (
+        len([j for j in cluster_emulator.jobs.values() if j.body.get("promptText") == "Waves roll in"]) == 1
+    )

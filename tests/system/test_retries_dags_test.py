@@ -1,13 +1,17 @@
-"""Airflow retries under a real `airflow dags test` reconnect to the generation of the first try."""
+"""Airflow retries under a real `airflow dags test`: reconnect to the same request, never pay twice.
+
+Every count comes from the emulator's own record of requests.
+"""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from runway_provider.testing import Emulator, EmulatorServer
+from runway_provider.testing import Emulator, EmulatorServer, Scenario
 from runway_provider.testing.sandbox import AirflowSandbox
 from tests.helpers import TEST_API_KEY
 
@@ -42,3 +46,73 @@ def test_retry_reconnects_instead_of_paying_again(sandbox, retry_server, mode):
     assert runway_task["status"] == "SUCCEEDED"
     assert "RunwayTaskTimeoutError" in result.output  # the first try did time out
     assert f"Reconnecting to Runway task {runway_task_id}" in result.output
+
+
+def tries(sandbox: AirflowSandbox, dag_id: str) -> list[tuple[str, int]]:
+    """``(state, try_number)`` of each task instance of the latest run."""
+    with sqlite3.connect(sandbox.home / "airflow.db") as db:
+        return db.execute(
+            "SELECT state, try_number FROM task_instance WHERE dag_id = ? AND run_id = "
+            "(SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1)",
+            (dag_id, dag_id),
+        ).fetchall()
+
+
+def test_a_lost_create_answer_is_paid_once_and_not_retried(sandbox, retry_server):
+    retry_server.emulator.reset()
+    result = sandbox.dags_test("runway_spend_lost_answer")
+    assert result.returncode != 0
+    assert len(retry_server.emulator.create_requests()) == 1 and len(retry_server.emulator.jobs) == 1
+    assert tries(sandbox, "runway_spend_lost_answer") == [("failed", 1)]
+    assert "RunwaySubmissionUncertainError" in result.output
+
+
+def test_a_refusal_is_sent_once_and_not_retried(sandbox, retry_server):
+    retry_server.emulator.reset()
+    result = sandbox.dags_test("runway_spend_refusal")
+    assert result.returncode != 0
+    assert len(retry_server.emulator.create_requests()) == 1 and retry_server.emulator.jobs == {}
+    assert tries(sandbox, "runway_spend_refusal") == [("failed", 1)]
+    assert "content policy" in result.output
+
+
+def test_a_retry_with_another_prompt_gets_its_own_video(sandbox, retry_server):
+    retry_server.emulator.reset()
+    dag_id = "runway_spend_changed_prompt"
+    result = sandbox.dags_test(dag_id)
+    assert result.returncode == 0, result.output[-4000:]
+    jobs = list(retry_server.emulator.jobs.values())
+    assert [job.body["prompt"] for job in jobs] == ["A boat, try 1", "A boat, try 2"]
+    assert sandbox.xcom(dag_id, "generate") == [jobs[1].runway_task_id]
+    assert "was made for a different request" in result.output
+
+
+def test_an_official_wait_that_times_out_on_its_last_try_is_cancelled(sandbox, retry_server):
+    emulator = retry_server.emulator
+    emulator.reset()
+    emulator.scenario = Scenario(not_found_seconds=0.5, queued_seconds=0.5, running_seconds=120)
+    try:
+        result = sandbox.dags_test("runway_spend_official_timeout_last_try")
+    finally:
+        emulator.scenario = Scenario()
+    assert result.returncode != 0
+    assert len(emulator.create_requests()) == 1  # the retries reconnected
+    [job] = emulator.jobs.values()
+    assert [r["runway_task_id"] for r in emulator.cancels()] == [job.runway_task_id]
+    assert tries(sandbox, "runway_spend_official_timeout_last_try") == [("failed", 3)]
+    assert "RunwayTaskTimeoutError" in result.output
+    assert f"Cancelled Runway task {job.runway_task_id}: the last try's wait timed out" in result.output
+
+
+def test_an_official_wait_that_times_out_with_a_retry_left_is_reconnected(sandbox, retry_server):
+    emulator = retry_server.emulator
+    emulator.reset()
+    emulator.scenario = Scenario(not_found_seconds=1, queued_seconds=1, running_seconds=4)
+    try:
+        result = sandbox.dags_test("runway_spend_official_timeout_retried")
+    finally:
+        emulator.scenario = Scenario()
+    assert result.returncode == 0, result.output[-4000:]
+    assert len(emulator.create_requests()) == 1 and emulator.cancels() == []
+    assert tries(sandbox, "runway_spend_official_timeout_retried") == [("success", 2)]
+    assert "Leaving Runway task" in result.output

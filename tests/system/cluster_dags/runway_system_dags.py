@@ -7,7 +7,7 @@ import datetime
 import pendulum
 from airflow.sdk import DAG, task
 
-from runway_provider.operators.runway import RunwayGenerateOperator
+from runway_provider.operators.runway import RunwayGenerateOperator, RunwayImageToVideoOperator
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 RETRIES = {"retries": 3, "retry_delay": datetime.timedelta(seconds=2)}
@@ -50,5 +50,23 @@ with DAG(
         wait_for_completion=True,
         deferrable=False,
         poll_interval=1,
+        timeout=600,
+    )
+
+with DAG(
+    dag_id="runway_system_official_deferred",
+    start_date=START,
+    schedule=None,
+    catchup=False,
+    default_args=RETRIES,
+):
+    # Waits in the triggerer on an official-format task that a user will mark failed.
+    RunwayImageToVideoOperator(
+        task_id="animate",
+        prompt_image="https://example.com/paper-boat.jpg",
+        prompt_text="Waves roll in",
+        wait_for_completion=True,
+        deferrable=True,
+        poll_interval=2,
         timeout=600,
     )

@@ -1,0 +1,250 @@
+"""What each failure of a create, a retry, a kill or a timeout costs, counted by the emulator."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from runway_provider import spend
+from runway_provider.exceptions import (
+    RunwayRequestRefusedError,
+    RunwayStateNotSavedError,
+    RunwaySubmissionUncertainError,
+    RunwayTaskCancelledError,
+    RunwayTaskTimeoutError,
+    RunwayTransientError,
+)
+from runway_provider.operators.runway import RunwayGenerateOperator, RunwayImageToVideoOperator
+from runway_provider.testing import Scenario
+from runway_provider.triggers.runway import RunwayTaskTrigger
+from tests.helpers import (
+    TEST_API_KEY,
+    MemoryTaskStateStore,
+    RecordingTaskInstance,
+    job_options,
+    set_connection,
+)
+
+IMAGE = "https://example.com/first.jpg"
+SLOW = Scenario(not_found_seconds=0, queued_seconds=0.2, running_seconds=60)
+
+
+def new_try(store: MemoryTaskStateStore, *, try_number: int = 1, max_tries: int = 0) -> dict[str, Any]:
+    return {
+        "ti": RecordingTaskInstance(try_number=try_number, max_tries=max_tries),
+        "task_state_store": store,
+    }
+
+
+def generate(**kwargs: Any) -> RunwayGenerateOperator:
+    return RunwayGenerateOperator(
+        **{"task_id": "generate", "prompt": "A paper boat", "image": IMAGE, "poll_interval": 0.1, **kwargs}
+    )
+
+
+def image_to_video(**kwargs: Any) -> RunwayImageToVideoOperator:
+    return RunwayImageToVideoOperator(
+        **{
+            "task_id": "animate",
+            "prompt_image": IMAGE,
+            "prompt_text": "waves",
+            "poll_interval": 0.1,
+            **kwargs,
+        }
+    )
+
+
+def test_fingerprint_ignores_key_order_and_tells_requests_apart():
+    one = spend.request_fingerprint("/r", {"prompt": "a", "options": {"x": 1, "y": 2}})
+    assert one == spend.request_fingerprint("/r", {"options": {"y": 2, "x": 1}, "prompt": "a"})
+    assert one != spend.request_fingerprint("/r", {"prompt": "b", "options": {"x": 1, "y": 2}})
+    assert one != spend.request_fingerprint("/other", {"prompt": "a", "options": {"x": 1, "y": 2}})
+    assert len(one) == 64
+
+
+def test_a_lost_answer_is_never_sent_again_by_any_later_try(runway_conn, emulator):
+    store = MemoryTaskStateStore()
+    op = generate(options=job_options(create_faults=["502_after_create"]))
+    with pytest.raises(RunwaySubmissionUncertainError) as first:
+        op.execute(new_try(store))
+    assert isinstance(first.value, AirflowFailException)  # Airflow does not retry it
+    message = str(first.value)
+    fingerprint = spend.request_fingerprint(op.route, op.build_payload())
+    assert "/runway/pro/generate" in message and fingerprint[:12] in message
+    assert f"/state-store/{spend.STATE_KEY}" in message  # how to submit again deliberately
+    assert store.values[spend.STATE_KEY]["phase"] == "submitting"
+
+    for _ in range(2):  # a retry, then a clear: the same request is refused locally
+        with pytest.raises(RunwaySubmissionUncertainError, match="never recorded an answer"):
+            generate(options=job_options(create_faults=["502_after_create"])).execute(new_try(store))
+    assert len(emulator.create_requests()) == 1 and len(emulator.jobs) == 1
+
+
+def test_a_changed_request_after_a_lost_answer_is_submitted(runway_conn, emulator, capsys):
+    store = MemoryTaskStateStore()
+    with pytest.raises(RunwaySubmissionUncertainError):
+        generate(options=job_options(create_faults=["reset_after_create"])).execute(new_try(store))
+    runway_task_id = generate(prompt="A new prompt").execute(new_try(store))
+    assert [job.body["prompt"] for job in emulator.jobs.values()] == ["A paper boat", "A new prompt"]
+    assert list(emulator.jobs)[1] == runway_task_id
+    assert "may have been billed" in capsys.readouterr().out
+
+
+def test_a_refusal_fails_at_once_and_leaves_no_marker(runway_conn, emulator):
+    store = MemoryTaskStateStore()
+    with pytest.raises(RunwayRequestRefusedError, match="content policy") as caught:
+        generate(options=job_options(create_faults=["refused"])).execute(new_try(store))
+    assert isinstance(caught.value, AirflowFailException)
+    assert store.values == {} and emulator.jobs == {}
+
+
+def test_a_create_that_never_left_is_retryable_and_leaves_no_marker(monkeypatch, server, closed_port):
+    set_connection(monkeypatch, server, password=TEST_API_KEY, host=f"http://127.0.0.1:{closed_port}")
+    store = MemoryTaskStateStore()
+    op = generate()
+    op.hook.retry_backoff = 0.01
+    with pytest.raises(RunwayTransientError, match="Did not send") as caught:
+        op.execute(new_try(store))
+    assert not isinstance(caught.value, AirflowFailException)
+    assert store.values == {}
+
+
+def test_the_id_survives_a_store_that_fails_after_the_create(runway_conn, emulator):
+    class FailingAfterMarker(MemoryTaskStateStore):
+        def set(self, key: str, value: Any) -> None:
+            if value.get("phase") == "submitted":
+                raise ConnectionError("execution API unreachable")
+            super().set(key, value)
+
+    context = new_try(FailingAfterMarker())
+    with pytest.raises(RunwayStateNotSavedError) as caught:
+        generate().execute(context)
+    [runway_task_id] = emulator.jobs
+    assert isinstance(caught.value, AirflowFailException)
+    assert runway_task_id in str(caught.value) and caught.value.runway_task_id == runway_task_id
+    assert context["ti"].xcom["runway_task_id"] == runway_task_id
+
+
+def test_a_changed_request_cancels_the_earlier_running_official_task(runway_conn, emulator):
+    emulator.scenario = SLOW
+    store = MemoryTaskStateStore()
+    with pytest.raises(RunwayTaskTimeoutError):
+        image_to_video(wait_for_completion=True, timeout=0.5).execute(new_try(store, max_tries=1))
+    [earlier] = emulator.jobs
+    assert emulator.cancels() == []  # a retry follows: left running
+    emulator.scenario = Scenario(not_found_seconds=0, queued_seconds=0, running_seconds=0.2)
+    new_id = image_to_video(prompt_text="a storm", wait_for_completion=True).execute(
+        new_try(store, try_number=2, max_tries=1)
+    )
+    assert [r["runway_task_id"] for r in emulator.cancels()] == [earlier]
+    assert list(emulator.jobs) == [earlier, new_id] and len(emulator.create_requests()) == 2
+
+
+@pytest.mark.parametrize(
+    ("max_tries", "cancel_on_timeout", "cancels"),
+    [(0, True, 1), (1, True, 0), (0, False, 0)],
+    ids=["last-try", "retry-follows", "cancel-off"],
+)
+def test_timeout_cancels_only_on_the_last_try(runway_conn, emulator, max_tries, cancel_on_timeout, cancels):
+    emulator.scenario = SLOW
+    op = image_to_video(wait_for_completion=True, timeout=0.5, cancel_on_timeout=cancel_on_timeout)
+    with pytest.raises(RunwayTaskTimeoutError):
+        op.execute(new_try(MemoryTaskStateStore(), max_tries=max_tries))
+    assert len(emulator.cancels()) == cancels
+    [job] = emulator.jobs.values()
+    assert (job.cancelled_at is not None) == bool(cancels)
+
+
+def test_reverse_tasks_are_never_sent_a_cancel(runway_conn, emulator, capsys):
+    op = generate(wait_for_completion=True, timeout=0.5, options=job_options(running_seconds=60))
+    with pytest.raises(RunwayTaskTimeoutError):
+        op.execute(new_try(MemoryTaskStateStore()))
+    assert emulator.cancels() == []
+    assert "reverse-format tasks have no cancel route" in capsys.readouterr().out
+
+
+def test_an_endpoint_without_cancel_is_logged_not_raised(runway_conn, emulator, capsys):
+    op = image_to_video()
+    spend.cancel_abandoned(op.hook, "not-an-official-task", "official", reason="a test", log=op.log)
+    assert len(emulator.cancels()) == 1  # asked once, answered 404
+    assert "not supported by this endpoint" in capsys.readouterr().out
+
+
+def test_killing_a_blocking_wait_cancels_its_task(runway_conn, emulator):
+    emulator.scenario = SLOW
+    op = image_to_video(wait_for_completion=True, timeout=60)
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            op.execute(new_try(MemoryTaskStateStore()))
+        except BaseException as err:
+            outcome.append(err)
+
+    waiter = threading.Thread(target=run)
+    waiter.start()
+    deadline = time.monotonic() + 30
+    while not any(job.feed_requests for job in emulator.jobs.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    op.on_kill()  # what Airflow calls when a user marks the running task failed
+    waiter.join(30)
+    assert len(emulator.cancels()) == 1
+    assert [type(err) for err in outcome] == [RunwayTaskCancelledError]
+
+
+def test_killing_without_cancel_on_kill_leaves_the_task(runway_conn, emulator):
+    op = image_to_video(wait_for_completion=True, cancel_on_kill=False)
+    op._waiting_on = "some-task"
+    op.on_kill()
+    assert emulator.cancels() == []
+
+
+def make_trigger(runway_task_id: str, **kwargs: Any) -> RunwayTaskTrigger:
+    return RunwayTaskTrigger(
+        runway_task_id=runway_task_id,
+        runway_conn_id="runway_default",
+        poll_interval=0.1,
+        end_time=time.time() + 60,
+        not_found_grace=5,
+        submitted_at=time.time(),
+        route_family="official",
+        **kwargs,
+    )
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("known", "state", "cancels"),
+    [
+        (True, "failed", 1),
+        (True, None, 1),  # cleared
+        (True, "deferred", 0),  # moved to another triggerer
+        (True, "success", 0),  # marked successful: the user keeps it
+        (False, None, 0),  # could not tell: keep it rather than make a retry pay again
+    ],
+    ids=["marked-failed", "cleared", "moved", "marked-success", "unknown"],
+)
+async def test_trigger_on_kill_cancels_only_a_task_a_user_stopped(
+    runway_conn, emulator, monkeypatch, known, state, cancels
+):
+    emulator.scenario = SLOW
+    runway_task_id = image_to_video().hook.submit_image_to_video(prompt_image=IMAGE)
+    trigger = make_trigger(runway_task_id, cancel_on_kill=True)
+
+    async def task_instance_state() -> tuple[bool, str | None]:
+        return known, state
+
+    # The Execution API answer is what a real triggerer gives (tests/system covers that path).
+    monkeypatch.setattr(trigger, "_task_instance_state", task_instance_state)
+    await trigger.on_kill()
+    assert len(emulator.cancels()) == cancels
+
+
+@pytest.mark.asyncio
+async def test_trigger_without_cancel_on_kill_never_asks(runway_conn, emulator):
+    await make_trigger("any", cancel_on_kill=False).on_kill()
+    assert emulator.cancels() == []
