@@ -29,7 +29,10 @@ TASK_NOT_EXIST = "task_not_exist"
 # CometAPI's docs: retry 429 and 5xx, except a 500 whose error code is invalid_request; Runway's
 # SDK also retries 408 and 409. Every other 4xx (and a redirect: a wrong path) is a refusal.
 _TRANSIENT_HTTP_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+# What a poll retries inside one call (urllib3's status_forcelist and the async path alike).
+RETRYABLE_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 _SUCCESS_CODES = frozenset({"200", "success", "0"})
+MAX_RAW_CHARS = 4096
 
 
 class RunwayTaskStatus(str, Enum):
@@ -115,6 +118,12 @@ class RunwayTask:
         return self.status.is_terminal
 
     def to_dict(self) -> dict[str, Any]:
+        raw = dict(self.raw) if self.raw is not None else None
+        if raw is not None:
+            text = json.dumps(raw, ensure_ascii=False, default=str)
+            if len(text) > MAX_RAW_CHARS:
+                # XCom and trigger events land in the metadata database: keep a bounded excerpt.
+                raw = {"truncated": True, "excerpt": text[:MAX_RAW_CHARS]}
         return {
             "runway_task_id": self.runway_task_id,
             "status": self.status.value,
@@ -125,7 +134,7 @@ class RunwayTask:
             "failure": self.failure,
             "failure_code": self.failure_code,
             "service_status": self.service_status,
-            "raw": dict(self.raw) if self.raw is not None else None,
+            "raw": raw,
         }
 
     @classmethod
@@ -203,6 +212,13 @@ def raise_for_error(body: Any, http_status: int, *, runway_task_id: str | None =
         raise RunwayBusinessError(
             f"CometAPI refused the request{where}: {code}: {message or 'no message'}", **details
         )
+
+
+def is_retryable_answer(http_status: int, body: Any) -> bool:
+    """The one retry rule of a poll's answer: a retryable status, unless the body says the request
+    itself is wrong (``invalid_request``), which no retry can fix."""
+    code, _ = _error_code_and_message(body)
+    return http_status in RETRYABLE_HTTP_STATUSES and code != "invalid_request"
 
 
 def parse_submission(body: Any, http_status: int) -> str:

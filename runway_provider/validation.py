@@ -30,6 +30,13 @@ def require_prompt(value: Any, field: str = "prompt", max_chars: int = MAX_PROMP
     return value
 
 
+def require_positive_seconds(value: Any, field: str) -> float:
+    """A positive number of seconds (a zero or negative interval would poll in a tight loop)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise RunwayInputError(field, f"must be a positive number of seconds, got {_show(value)}")
+    return float(value)
+
+
 def require_text(value: Any, field: str) -> str:
     """A non-blank string (model names, styles)."""
     if not isinstance(value, str) or not value.strip():

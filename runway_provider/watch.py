@@ -199,6 +199,11 @@ def resolve_event(event: Any) -> RunwayTask:
     )
 
 
+def unexpected_poll_error(err: Exception) -> RunwayTransientError:
+    """An error no rule foresaw, raised by one poll: treated as transient, so the deadline decides."""
+    return RunwayTransientError(f"unexpected {type(err).__name__} while polling: {str(err)[:200]}")
+
+
 def error_event(runway_task_id: str, message: str, task: RunwayTask | None = None) -> dict[str, Any]:
     """The event of a wait that could not go on (bad key, missing connection, unexpected answer)."""
     return _event(EVENT_ERROR, task, message, runway_task_id=runway_task_id)

@@ -246,7 +246,7 @@ def test_check_deadline_after_end_time_is_timeout():
     assert event["runway_task_id"] == TASK_ID
     assert TASK_ID in event["message"]
     assert "last status: RUNNING" in event["message"]
-    assert "may still finish and be billed" in event["message"]
+    assert "may still be running: an Airflow retry reconnects to it" in event["message"]
     assert "last poll error" not in event["message"]
 
 
@@ -336,7 +336,7 @@ def test_resolve_timeout_raises_timeout_error():
     with pytest.raises(RunwayTaskTimeoutError) as info:
         resolve_event(watch.check_deadline())
     assert (info.value.runway_task_id, info.value.status) == (TASK_ID, "RUNNING")
-    assert "may still finish and be billed" in str(info.value)
+    assert "may still be running: an Airflow retry reconnects to it" in str(info.value)
 
 
 def test_resolve_timeout_without_task_raises_timeout_error():

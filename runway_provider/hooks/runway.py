@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
+import re
 import threading
 import time
 import weakref
@@ -30,11 +31,14 @@ from runway_provider.exceptions import (
     RunwayTransientError,
 )
 from runway_provider.models import (
+    RETRYABLE_HTTP_STATUSES,
     CancelOutcome,
     RunwayTask,
     decode_body,
+    is_retryable_answer,
     normalize_task,
     parse_submission,
+    raise_for_error,
     read_cancel_answer,
 )
 from runway_provider.validation import (
@@ -49,13 +53,14 @@ from runway_provider.validation import (
     require_media_uri,
     require_model,
     require_options,
+    require_positive_seconds,
     require_prompt,
     require_prompt_image,
     require_ratio,
     require_seed,
     require_text,
 )
-from runway_provider.watch import TaskWatch, resolve_event
+from runway_provider.watch import TaskWatch, resolve_event, unexpected_poll_error
 
 if TYPE_CHECKING:
     import aiohttp
@@ -85,8 +90,12 @@ MAX_RETRY_AFTER = 60.0
 # A create answered 429 was refused before processing: urllib3 may send it again. Every other
 # status is read once, by models.parse_submission (a 503 may come from a proxy after forwarding).
 _CREATE_REFUSED_STATUSES = frozenset({429})
-_POLL_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+_POLL_RETRY_STATUSES = RETRYABLE_HTTP_STATUSES
 _CONNECTION_TEST_TASK_ID = "airflow-connection-test"
+# A task answer is a few kilobytes: anything much larger is not read into memory.
+MAX_ANSWER_BYTES = 1024 * 1024
+_READ_CHUNK = 64 * 1024
+_BEARER = re.compile(r"Bearer\s+\S+", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -108,9 +117,16 @@ class RunwayConnectionSettings:
 
     @classmethod
     def from_connection(cls, conn: Connection) -> RunwayConnectionSettings:
-        if not conn.password:
+        # A key read from a secret file often ends in a newline: surrounding whitespace is not the key.
+        api_key = (conn.password or "").strip()
+        if not api_key:
             raise RunwayConfigurationError(
                 f"Connection {conn.conn_id!r} has no API key: put the CometAPI key in its password field."
+            )
+        if any(character.isspace() or not character.isprintable() for character in api_key):
+            raise RunwayConfigurationError(
+                f"Connection {conn.conn_id!r}: the API key in the password field has whitespace or control "
+                f"characters inside it ({len(api_key)} characters long); paste the key again."
             )
         extra = conn.extra_dejson
 
@@ -130,7 +146,7 @@ class RunwayConnectionSettings:
             )
         return cls(
             base_url=_base_url(conn),
-            api_key=conn.password,
+            api_key=api_key,
             runway_version=str(extra_value("runway_version") or DEFAULT_RUNWAY_VERSION),
             callback_url=extra_value("callback_url"),
             timeout=timeout,
@@ -485,7 +501,7 @@ class RunwayHook(BaseHook):
         watch = TaskWatch(
             runway_task_id=runway_task_id,
             end_time=now + timeout,
-            poll_interval=poll_interval,
+            poll_interval=require_positive_seconds(poll_interval, "poll_interval"),
             not_found_grace=not_found_grace,
             submitted_at=submitted_at or now,
             log=self.log,
@@ -495,6 +511,8 @@ class RunwayHook(BaseHook):
                 event = watch.observe(self.get_task(runway_task_id, route_family))
             except RunwayError as err:
                 event = watch.observe_error(err)
+            except Exception as err:  # one odd answer must not end a wait that the deadline bounds
+                event = watch.observe_error(unexpected_poll_error(err))
             event = event or watch.check_deadline()
             if event:
                 return resolve_event(event)
@@ -599,21 +617,28 @@ class RunwayHook(BaseHook):
         url = self.settings.base_url + path
         _SENDS.sent = False
         try:
-            response = self.session.request(
+            with self.session.request(
                 method,
                 url,
                 json=payload,
                 timeout=(min(CONNECT_TIMEOUT, self.settings.timeout), self.settings.timeout),
                 allow_redirects=False,
-            )
+                stream=True,
+            ) as response:
+                answer = bytearray()
+                for chunk in response.iter_content(_READ_CHUNK):
+                    answer += chunk
+                    if len(answer) > MAX_ANSWER_BYTES:
+                        break
         except requests.exceptions.RequestException as err:
+            described = _describe(err, self.settings.api_key)
             if create and _SENDS.sent:
-                raise RunwaySubmissionUncertainError(_uncertain_message(url, err), route=path) from None
+                raise RunwaySubmissionUncertainError(_uncertain_message(url, described), route=path) from None
             what = "Did not send the request to" if create else "Could not reach"
             raise RunwayTransientError(
-                f"{what} CometAPI at {url}: {_describe(err)}", runway_task_id=runway_task_id
+                f"{what} CometAPI at {url}: {described}", runway_task_id=runway_task_id
             ) from None
-        return response.status_code, decode_body(response.text)
+        return response.status_code, decode_body(_answer_text(answer))
 
     def _poll_retry(self) -> Any:
         return self._retry(self.poll_retries, read=self.poll_retries, statuses=_POLL_RETRY_STATUSES)
@@ -692,16 +717,24 @@ class RunwayHook(BaseHook):
                 timeout=self._async_timeout,
                 allow_redirects=False,
             ) as response:
-                text = await response.text()
+                answer = bytearray()
+                while len(answer) <= MAX_ANSWER_BYTES and (chunk := await response.content.read(_READ_CHUNK)):
+                    answer += chunk
                 status = response.status
                 retry_after = _parse_retry_after(response.headers.get("Retry-After"))
         except (aiohttp.ClientError, asyncio.TimeoutError) as err:
-            raise RunwayTransientError(f"Could not reach CometAPI at {url}: {_describe(err)}") from None
-        if status in _POLL_RETRY_STATUSES:
             raise RunwayTransientError(
-                f"CometAPI answered HTTP {status} at {url}", http_status=status, retry_after=retry_after
-            )
-        return status, decode_body(text)
+                f"Could not reach CometAPI at {url}: {_describe(err, settings.api_key)}"
+            ) from None
+        body = decode_body(_answer_text(answer))
+        # The one retry rule (models.is_retryable_answer), as urllib3 applies it on the sync side.
+        if is_retryable_answer(status, body):
+            try:
+                raise_for_error(body, status)
+            except RunwayTransientError as err:
+                err.retry_after = retry_after
+                raise
+        return status, body
 
     def _backoff(self, retry_number: int, retry_state: Any = None) -> float:
         """Exponential backoff with jitter (as urllib3 does for the sync half), or Retry-After."""
@@ -733,7 +766,9 @@ class _SessionPool:
         lease = leases.get(base_url)
         if lease is None or lease.session.closed:
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.limit_per_host)
-            lease = leases[base_url] = _Lease(aiohttp.ClientSession(connector=connector))
+            # No cookie jar: one session serves every connection (and key) to this host.
+            session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+            lease = leases[base_url] = _Lease(session)
         lease.users += 1
         return lease.session
 
@@ -794,18 +829,24 @@ class _SettingsReads:
         loop = asyncio.get_running_loop()
         reads = self._reads.setdefault(loop, {})
         cached = reads.get(hook.runway_conn_id)
-        if cached is None or cached[0] < time.monotonic() or (cached[1].done() and cached[1].exception()):
-            future: asyncio.Future[RunwayConnectionSettings] = loop.create_future()
-            reads[hook.runway_conn_id] = (time.monotonic() + self.ttl, future)
-            try:
-                future.set_result(_checked_settings(await hook.aget_connection(hook.runway_conn_id)))
-            except Exception as err:
-                future.set_exception(err)
-                future.exception()  # retrieved here, so an unawaited failure is not reported twice
-                raise
-            return future.result()
+        if cached is None or cached[0] < time.monotonic():
+            # The read runs in its own task: a caller cancelled while waiting (its trigger killed)
+            # stops waiting, the read goes on for the others; a read that fails leaves the cache.
+            read = loop.create_task(_read_settings(hook))
+            cached = reads[hook.runway_conn_id] = (time.monotonic() + self.ttl, read)
+            read.add_done_callback(lambda done: self._evict_failed(reads, hook.runway_conn_id, done))
         settings: RunwayConnectionSettings = await asyncio.shield(cached[1])
         return settings
+
+    @staticmethod
+    def _evict_failed(
+        reads: dict[str, tuple[float, asyncio.Future[RunwayConnectionSettings]]],
+        runway_conn_id: str,
+        read: asyncio.Future[RunwayConnectionSettings],
+    ) -> None:
+        failed = read.cancelled() or read.exception() is not None
+        if failed and reads.get(runway_conn_id, (0.0, None))[1] is read:
+            del reads[runway_conn_id]
 
     def forget(self, runway_conn_id: str) -> None:
         self._reads.get(asyncio.get_running_loop(), {}).pop(runway_conn_id, None)
@@ -813,6 +854,10 @@ class _SettingsReads:
 
 _SETTINGS_READS = _SettingsReads()
 _SESSION_POOL = _SessionPool()
+
+
+async def _read_settings(hook: RunwayHook) -> RunwayConnectionSettings:
+    return _checked_settings(await hook.aget_connection(hook.runway_conn_id))
 
 
 def _checked_settings(conn: Connection) -> RunwayConnectionSettings:
@@ -959,11 +1004,25 @@ def _uncertain_message(url: str, err: object) -> str:
     )
 
 
-def _describe(err: object) -> str:
-    if isinstance(err, BaseException):
-        text = str(err) or type(err).__name__
-        return f"{type(err).__name__}: {text}"[:300]
-    return str(err)
+def _describe(err: object, secret: str | None = None) -> str:
+    """One line about a transport error, without the key: some errors quote request headers."""
+    text = (
+        f"{type(err).__name__}: {str(err) or type(err).__name__}"
+        if isinstance(err, BaseException)
+        else str(err)
+    )
+    text = _BEARER.sub("Bearer ***", text)
+    if secret:
+        for shown in (secret, repr(secret)[1:-1]):
+            text = text.replace(shown, "***")
+    return text[:300]
+
+
+def _answer_text(answer: bytes | bytearray) -> str:
+    """An answer's text: JSON is UTF-8; a stray byte must not end a wait, so it is replaced."""
+    if len(answer) > MAX_ANSWER_BYTES:
+        return f"<an answer larger than {MAX_ANSWER_BYTES:,} bytes, not read>"
+    return answer.decode("utf-8", errors="replace")
 
 
 def _parse_retry_after(value: str | None) -> float | None:

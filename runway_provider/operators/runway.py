@@ -35,6 +35,7 @@ from runway_provider.models import RunwayTask
 # Re-exported: users read the submitted task's XCom keys from the operator module.
 from runway_provider.spend import XCOM_RUNWAY_TASK_ID as XCOM_RUNWAY_TASK_ID
 from runway_provider.spend import XCOM_SUBMITTED_AT as XCOM_SUBMITTED_AT
+from runway_provider.validation import require_positive_seconds
 from runway_provider.watch import resolve_event
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         self.runway_conn_id = runway_conn_id
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
-        self.poll_interval = poll_interval
+        self.poll_interval = require_positive_seconds(poll_interval, "poll_interval")
         self.timeout = timeout
         self.not_found_grace = not_found_grace
         self.cancel_on_kill = cancel_on_kill

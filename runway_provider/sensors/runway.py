@@ -19,6 +19,7 @@ from runway_provider.lifecycle import (
     RunwayTaskWaiter,
 )
 from runway_provider.links.runway import RunwayVideoLink
+from runway_provider.validation import require_positive_seconds
 from runway_provider.watch import TaskWatch, resolve_event
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         cancel_on_timeout: bool = True,
         **kwargs: Any,
     ) -> None:
+        poll_interval = require_positive_seconds(poll_interval, "poll_interval")
         kwargs.setdefault("poke_interval", poll_interval)
         super().__init__(timeout=timeout, **kwargs)
         self.runway_task_id = runway_task_id

@@ -25,17 +25,9 @@ DEFAULT_API_KEY = "emulator-key"
 OUTCOMES = ("succeeded", "failed", "cancelled", "never_appears", "no_output")
 SHAPES = ("wrapped", "legacy", "official")
 _ANSWER_FAULTS = (
-    "refused",
-    "429",
-    "500",
-    "502",
-    "503",
-    "504",
-    "html",
-    "proxy503",
-    "garbage",
-    "reset",
-    "slow",
+    *("refused", "429", "500", "502", "503", "504", "html", "proxy503", "garbage", "reset", "slow"),
+    # Hostile answers: bytes that are not UTF-8, a 500 saying the request is wrong, 2 MB of JSON.
+    *("binary", "invalid500", "huge"),
 )
 # "<fault>_after_create": the create is processed (the job exists and bills), then the answer is
 # lost in that way: what a proxy or a network between Airflow and CometAPI can do.
@@ -572,6 +564,15 @@ class Emulator:
                     content_type="text/html",
                 ),
             )
+        if fault == "binary":
+            return self._finish(
+                record, web.Response(body=b"\xff\xfe\x00garbage\x80", content_type="application/json")
+            )
+        if fault == "invalid500":
+            return self._finish(record, _error(500, "the request is invalid", "invalid_request"))
+        if fault == "huge":
+            filler = "x" * (2 * 1024 * 1024)
+            return self._finish(record, web.json_response({"code": "success", "data": {"filler": filler}}))
         if fault == "refused":
             return self._finish(
                 record, _error(400, "the prompt was refused by the content policy", "invalid_request")

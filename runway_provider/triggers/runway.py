@@ -11,7 +11,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from runway_provider import spend
 from runway_provider.exceptions import RunwayError
 from runway_provider.hooks.runway import REVERSE, RunwayHook
-from runway_provider.watch import TaskWatch, error_event
+from runway_provider.watch import TaskWatch, error_event, unexpected_poll_error
 
 # Airflow 3.3's triggerer runs on_kill() for every trigger it stops on a "user action", including
 # triggers merely reassigned to another triggerer: a task still deferred was moved, not killed.
@@ -93,6 +93,8 @@ class RunwayTaskTrigger(BaseTrigger):
                         event = watch.observe(await hook.aget_task(self.runway_task_id, self.route_family))
                     except RunwayError as err:
                         event = watch.observe_error(err)
+                    except Exception as err:  # one odd answer must not end a wait that the deadline bounds
+                        event = watch.observe_error(unexpected_poll_error(err))
                     event = event or watch.check_deadline()
                     if event:
                         break

@@ -333,7 +333,7 @@ def test_wait_for_task_times_out_with_last_status(hook):
     runway_task_id = submit(hook, options=job_options(running_seconds=30))
     with pytest.raises(RunwayTaskTimeoutError, match="RUNNING") as caught:
         hook.wait_for_task(runway_task_id, poll_interval=0.1, timeout=1.0, not_found_grace=5)
-    assert "may still finish" in str(caught.value)
+    assert "may still be running" in str(caught.value)
     assert caught.value.status == "RUNNING"
 
 

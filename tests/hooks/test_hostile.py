@@ -1,0 +1,161 @@
+"""Hostile or broken input never hangs a wait, leaks the key, or makes the two wait paths disagree."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import pytest
+from airflow.sdk import Connection
+
+from runway_provider.exceptions import (
+    RunwayConfigurationError,
+    RunwayInputError,
+    RunwayRequestRefusedError,
+    RunwayTransientError,
+)
+from runway_provider.hooks import runway as hook_module
+from runway_provider.hooks.runway import RunwayConnectionSettings, RunwayHook
+from runway_provider.models import MAX_RAW_CHARS, RunwayTask, RunwayTaskStatus
+from runway_provider.operators.runway import RunwayGenerateOperator
+from runway_provider.sensors.runway import RunwayTaskSensor
+from tests.helpers import TEST_API_KEY, job_options, set_connection
+
+IMAGE = "https://example.com/first.jpg"
+
+
+# -- the key -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("padding", ["\n", "\r\n", " \t"])
+def test_a_key_read_from_a_file_works_sync_and_async(monkeypatch, server, emulator, padding):
+    set_connection(monkeypatch, server, password=f"{TEST_API_KEY}{padding}")
+    hook = RunwayHook(retry_backoff=0.01)
+    runway_task_id = hook.submit_generate(prompt="A paper boat", image=IMAGE)
+    assert hook.get_task(runway_task_id).visible is False or hook.get_task(runway_task_id).runway_task_id
+    assert asyncio.run(RunwayHook().aget_task(runway_task_id)).runway_task_id == runway_task_id
+    assert len(emulator.jobs) == 1  # the emulator accepts only the exact key
+
+
+def test_a_key_with_control_characters_inside_is_refused_without_echoing_it():
+    key = "sk-abc\x00def-secret"
+    conn = Connection(conn_id="runway_default", conn_type="runway", password=key, host="http://x")
+    with pytest.raises(RunwayConfigurationError, match="password field") as caught:
+        RunwayConnectionSettings.from_connection(conn)
+    assert "secret" not in str(caught.value) and key not in str(caught.value)
+
+
+def test_no_error_text_carries_the_key(monkeypatch, server, closed_port, caplog):
+    set_connection(monkeypatch, server, password=f"{TEST_API_KEY}\n", host=f"http://127.0.0.1:{closed_port}")
+    hook = RunwayHook(retry_backoff=0.01, poll_retries=0, create_retries=0)
+    caught: list[BaseException] = []
+    with caplog.at_level(logging.DEBUG):
+        for call in (
+            lambda: hook.submit_generate(prompt="A paper boat", image=IMAGE),
+            lambda: hook.get_task("abc"),
+            lambda: asyncio.run(RunwayHook(poll_retries=0).aget_task("abc")),
+        ):
+            with pytest.raises(RunwayTransientError) as error:
+                call()
+            caught.append(error.value)
+        ok, message = hook.test_connection()
+    assert not ok
+    for text in [*(str(err) for err in caught), message, caplog.text]:
+        assert TEST_API_KEY not in text
+
+
+def test_describe_scrubs_headers_and_the_key():
+    err = ValueError(f"Invalid header value b'Bearer {TEST_API_KEY}\\n'")
+    text = hook_module._describe(err, TEST_API_KEY)
+    assert TEST_API_KEY not in text and "Bearer ***" in text
+
+
+# -- the settings cache ------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_settings_reader_never_blocks_the_next_one(runway_conn, monkeypatch):
+    reads = 0
+    original = RunwayHook.aget_connection
+
+    async def slow_read(conn_id: str) -> Any:
+        nonlocal reads
+        reads += 1
+        await asyncio.sleep(0.2)
+        return await original(conn_id)
+
+    monkeypatch.setattr(RunwayHook, "aget_connection", staticmethod(slow_read))
+    first = asyncio.ensure_future(RunwayHook("runway_default")._aget_settings())
+    await asyncio.sleep(0.05)  # the first reader is inside the connection read
+    first.cancel()
+    second = await asyncio.wait_for(RunwayHook("runway_default")._aget_settings(), 5)
+    assert second.api_key == TEST_API_KEY
+    assert first.cancelled() and reads == 1  # the read went on for the second reader
+
+
+@pytest.mark.asyncio
+async def test_a_failed_settings_read_is_not_cached(monkeypatch, server):
+    monkeypatch.delenv("AIRFLOW_CONN_RUNWAY_DEFAULT", raising=False)
+    with pytest.raises(Exception, match="runway_default") as caught:  # Airflow's own error type
+        await RunwayHook("runway_default")._aget_settings()
+    assert "isn't defined" in str(caught.value) or "not" in str(caught.value)
+    set_connection(monkeypatch, server, password=TEST_API_KEY)
+    settings = await asyncio.wait_for(RunwayHook("runway_default")._aget_settings(), 5)
+    assert settings.api_key == TEST_API_KEY
+
+
+# -- odd answers -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["binary", "huge", "garbage", "html"])
+def test_one_odd_poll_answer_never_ends_a_wait(hook, emulator, fault):
+    runway_task_id = hook.submit_generate(prompt="A paper boat", image=IMAGE, options=job_options())
+    emulator.jobs[runway_task_id].pending_faults = [fault]
+    with pytest.raises(RunwayTransientError):
+        RunwayHook(poll_retries=0).get_task(runway_task_id)
+    with pytest.raises(RunwayTransientError):
+        emulator.jobs[runway_task_id].pending_faults = [fault]
+        asyncio.run(RunwayHook(poll_retries=0).aget_task(runway_task_id))
+    task = hook.wait_for_task(runway_task_id, poll_interval=0.1, timeout=30, not_found_grace=30)
+    assert task.status is RunwayTaskStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        ("invalid500", RunwayRequestRefusedError),
+        ("500", RunwayTransientError),
+        ("429", RunwayTransientError),
+        ("refused", RunwayRequestRefusedError),
+        ("binary", RunwayTransientError),
+    ],
+)
+def test_blocking_and_deferred_polls_classify_alike(hook, emulator, fault, error):
+    runway_task_id = hook.submit_generate(prompt="A paper boat", image=IMAGE)
+    outcomes = []
+    for poll in (
+        lambda: RunwayHook(poll_retries=0).get_task(runway_task_id),
+        lambda: asyncio.run(RunwayHook(poll_retries=0).aget_task(runway_task_id)),
+    ):
+        emulator.jobs[runway_task_id].pending_faults = [fault]
+        with pytest.raises(RunwayTransientError if error is RunwayTransientError else error) as caught:
+            poll()
+        outcomes.append(type(caught.value))
+    assert outcomes[0] == outcomes[1]
+    assert issubclass(outcomes[0], error)
+
+
+def test_raw_is_bounded_in_xcom():
+    task = RunwayTask(runway_task_id="t", status=RunwayTaskStatus.RUNNING, raw={"filler": "x" * 100_000})
+    raw = task.to_dict()["raw"]
+    assert raw["truncated"] is True and len(json.dumps(raw)) < MAX_RAW_CHARS + 100
+
+
+@pytest.mark.parametrize("interval", [0, -1, "10"])
+def test_a_poll_interval_must_be_positive(interval):
+    with pytest.raises(RunwayInputError, match="poll_interval"):
+        RunwayGenerateOperator(task_id="g", prompt="p", image=IMAGE, poll_interval=interval)
+    with pytest.raises(RunwayInputError, match="poll_interval"):
+        RunwayTaskSensor(task_id="s", runway_task_id="t", poll_interval=interval)
