@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from runway_provider.exceptions import RunwayInputError
 
 MAX_PROMPT_CHARS = 1000
+# Runway takes data: URIs of a few megabytes; larger ones belong behind a URL.
+MAX_DATA_URI_CHARS = 16 * 1024 * 1024
 _RATIO = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 _DATA_URI = re.compile(r"^data:[\w.+-]+/[\w.+-]+(;[\w.+-]+=[\w.+-]+)*;base64,[A-Za-z0-9+/_-]+={0,2}$")
 
@@ -50,6 +52,12 @@ def require_media_uri(value: Any, field: str) -> str:
         raise RunwayInputError(field, f"expected an http(s) URL or a data: URI, got {_show(value)}")
     value = value.strip()
     if value[:5].lower() == "data:":
+        if len(value) > MAX_DATA_URI_CHARS:
+            raise RunwayInputError(
+                field,
+                f"is a data: URI of {len(value):,} characters; the limit is {MAX_DATA_URI_CHARS:,} "
+                "(about 12 MB of media): pass an https URL instead",
+            )
         if not _DATA_URI.match(value):
             raise RunwayInputError(
                 field,

@@ -107,6 +107,8 @@ class RunwayConnectionSettings:
     :param runway_version: Sent as ``X-Runway-Version``.
     :param callback_url: Default webhook for the connection's tasks, if set.
     :param timeout: Seconds to wait for an answer to one request.
+    :param allowed_media_hosts: Host names, IPs or CIDRs of loopback or private media hosts the
+        transfer may download from (extra ``allowed_media_hosts``; public hosts need no entry).
     """
 
     base_url: str
@@ -114,6 +116,7 @@ class RunwayConnectionSettings:
     runway_version: str
     callback_url: str | None
     timeout: float
+    allowed_media_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_connection(cls, conn: Connection) -> RunwayConnectionSettings:
@@ -150,6 +153,7 @@ class RunwayConnectionSettings:
             runway_version=str(extra_value("runway_version") or DEFAULT_RUNWAY_VERSION),
             callback_url=extra_value("callback_url"),
             timeout=timeout,
+            allowed_media_hosts=_host_list(conn.conn_id, extra_value("allowed_media_hosts")),
         )
 
     @cached_property
@@ -870,6 +874,19 @@ def _mask(secret: str) -> None:
     from airflow.sdk.log import mask_secret
 
     mask_secret(secret)
+
+
+def _host_list(conn_id: str, value: Any) -> tuple[str, ...]:
+    """Extra ``allowed_media_hosts``: a JSON list, or names separated by commas."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+        raise RunwayConfigurationError(
+            f"Connection {conn_id!r}: extra `allowed_media_hosts` must be a list of host names, IPs or "
+            f"CIDRs, got {value!r:.80}."
+        )
+    return tuple(item.strip().lower() for item in items if item.strip())
 
 
 def _base_url(conn: Connection) -> str:

@@ -366,7 +366,8 @@ class Emulator:
         """The CDN: a real sample video, plus made-up ones for storage tests.
 
         ``size-<bytes>.mp4`` streams a video-signed file of that size, ``broken-<bytes>.mp4`` drops
-        the connection halfway, ``expired-<anything>`` answers 403 like an expired signed URL,
+        the connection halfway, ``redirect-<n>-<name>`` redirects n times, ``goto-<host>-<name>``
+        redirects to another host, ``tiny-first-chunk.mp4`` sends its first 4 bytes alone, ``expired-<anything>`` answers 403 like an expired signed URL,
         ``page-<anything>`` answers an HTML page and ``notvideo-<anything>`` text labelled video/mp4.
         Who asked, and with which Authorization header, is kept in ``media_requests``.
         """
@@ -374,6 +375,27 @@ class Emulator:
         self.media_requests.append({"name": name, "authorization": request.headers.get("Authorization")})
         if name.startswith("size-") or name.startswith("broken-"):
             return await self._stream_video(request, name)
+        if name.startswith("redirect-"):
+            # redirect-<n>-<name>: n redirects (relative Locations), then <name>.
+            _, hops, rest = name.split("-", 2)
+            target = f"redirect-{int(hops) - 1}-{rest}" if int(hops) > 1 else rest
+            raise web.HTTPFound(location=target)
+        if name.startswith("goto-"):
+            # goto-<host>-<name>: a redirect to another host on this port.
+            _, host, rest = name.split("-", 2)
+            raise web.HTTPFound(
+                location=f"{request.scheme}://{host}:{request.url.port}/_emulator/media/{rest}"
+            )
+        if name == "tiny-first-chunk.mp4":
+            # A CDN that sends the first few bytes alone: the signature spans two chunks.
+            response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            video = _asset("sample.mp4")
+            await response.write(video[:4])
+            await response.write(video[4:])
+            await response.write_eof()
+            return response
         if name.startswith("expired-"):
             raise web.HTTPForbidden(text="Request has expired")
         if name.startswith("page-"):
@@ -758,7 +780,11 @@ class EmulatorServer:
                 "conn_type": "runway",
                 "host": self.base_url,
                 "password": api_key or self.emulator.api_key,
-                "extra": {"callback_url": callback_url or f"{self.base_url}/_emulator/callback"},
+                "extra": {
+                    "callback_url": callback_url or f"{self.base_url}/_emulator/callback",
+                    # The emulator's CDN is on loopback, which the transfer refuses unless allowed.
+                    "allowed_media_hosts": [self.host],
+                },
             }
         )
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
+import re
+import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urljoin, urlsplit
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator, ObjectStoragePath
 
@@ -25,8 +29,15 @@ DEFAULT_ASSET_ALIAS = "runway-videos"
 DEFAULT_MAX_BYTES = 500 * 1024 * 1024
 CHUNK_BYTES = 1024 * 1024
 _ACCEPTED_CONTENT_TYPES = ("video/", "application/octet-stream", "binary/octet-stream")
+DEFAULT_DOWNLOAD_TIMEOUT = 1800.0
 # Result URLs are signed and expire: on these answers the task is fetched again for a fresh URL.
 _EXPIRED_URL_STATUSES = frozenset({401, 403, 404, 410})
+# A task id names a file: letters, digits, ".", "_", "-", not starting with a dot, nothing more.
+_SAFE_TASK_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
+_MAX_REDIRECTS = 3
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Enough bytes to tell an MP4/MOV (``ftyp`` at 4..8) or a WebM (EBML magic) from anything else.
+_SIGNATURE_BYTES = 12
 
 
 class RunwayTransferError(RunwayError):
@@ -57,13 +68,20 @@ class RunwayToObjectStorageOperator(BaseOperator):
 
     :param runway_task: The finished task (the sensor's return value, a dict) or a Runway task id,
         in which case the task is fetched for a fresh URL. Templated.
-    :param destination: Where to store: a path or URI, or an ``ObjectStoragePath``; one ending in
-        ``/`` gets ``<runway_task_id>.mp4``. Templated.
+    :param destination: Where to store: a path or URI, or an ``ObjectStoragePath``. A folder (see
+        ``destination_folder``) gets ``<runway_task_id>.mp4``, the task id checked first (letters,
+        digits, ``.``, ``_``, ``-``). Templated.
+    :param destination_folder: Whether ``destination`` is a folder. Default: a string ending in
+        ``/`` is one; an ``ObjectStoragePath`` (which drops a trailing slash) is one when it exists
+        as a folder. Pass True for a new folder given as an ``ObjectStoragePath``.
     :param destination_conn_id: Connection of the object store, unless given in the URI.
     :param overwrite: Replace different content already at the destination. Default False.
     :param max_bytes: Largest video accepted. Default 500 MB.
     :param asset_alias: Name of the ``AssetAlias`` that receives the asset event.
-    :param runway_conn_id: The ``runway`` connection, used only to fetch a fresh URL.
+    :param runway_conn_id: The ``runway`` connection, used to fetch a fresh URL and for its extra
+        ``allowed_media_hosts``: media hosts on loopback, private, link-local or metadata addresses
+        are refused unless listed there (host names, IPs or CIDRs).
+    :param download_timeout: Seconds the whole download may take. Default 1800.
     """
 
     template_fields: Sequence[str] = ("runway_task", "destination")
@@ -80,6 +98,8 @@ class RunwayToObjectStorageOperator(BaseOperator):
         max_bytes: int = DEFAULT_MAX_BYTES,
         asset_alias: str = DEFAULT_ASSET_ALIAS,
         runway_conn_id: str = RunwayHook.default_conn_name,
+        destination_folder: bool | None = None,
+        download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("outlets", [AssetAlias(asset_alias)])
@@ -91,6 +111,8 @@ class RunwayToObjectStorageOperator(BaseOperator):
         self.max_bytes = max_bytes
         self.asset_alias = asset_alias
         self.runway_conn_id = runway_conn_id
+        self.destination_folder = destination_folder
+        self.download_timeout = download_timeout
 
     def execute(self, context: Context) -> dict[str, Any]:
         task = self._resolve_task()
@@ -142,9 +164,21 @@ class RunwayToObjectStorageOperator(BaseOperator):
             raise RunwayInputError(
                 "destination", f"expected a path, a URI or an ObjectStoragePath, got {destination!r:.80}"
             )
-        if text.endswith("/"):
-            target = target / f"{runway_task_id}.mp4"
-        return target
+        is_folder = self.destination_folder
+        if is_folder is None:
+            is_folder = text.endswith("/") or (isinstance(destination, ObjectStoragePath) and target.is_dir())
+        if not is_folder:
+            return target
+        if not _SAFE_TASK_ID.match(runway_task_id):
+            raise RunwayTransferError(
+                f"Runway task id {runway_task_id!r:.80} cannot name a file: expected letters, digits, '.', '_' "
+                "and '-', not starting with a dot. Give destination a file name instead of a folder.",
+                runway_task_id=runway_task_id,
+            )
+        named = target / f"{runway_task_id}.mp4"
+        if os.path.dirname(named.path.rstrip("/")) != target.path.rstrip("/"):
+            raise RunwayTransferError(f"{named} is not inside {target}.", runway_task_id=runway_task_id)
+        return named
 
     def _download(self, task: RunwayTask) -> _Download:
         """Stream the video to a local temporary file; refuse what is not a video or too large."""
@@ -176,16 +210,22 @@ class RunwayToObjectStorageOperator(BaseOperator):
     def _open(self, task: RunwayTask) -> requests.Response:
         import requests
 
+        hook = RunwayHook(self.runway_conn_id)
+
+        def allowed() -> Sequence[str]:
+            # Read only for a host that is not public: a public URL needs no Runway connection.
+            return hook.settings.allowed_media_hosts
+
         # A bare session: the CometAPI key must never travel to the media host.
         with requests.Session() as session:
-            response = self._get(session, task.video_url or "", task)
+            response = self._get(session, task.video_url or "", task, allowed)
             if response.status_code in _EXPIRED_URL_STATUSES:
                 response.close()
-                fresh = RunwayHook(self.runway_conn_id).get_task(task.runway_task_id)
+                fresh = hook.get_task(task.runway_task_id)
                 self.log.info(
                     "The video URL of Runway task %s was refused; fetched a fresh one.", task.runway_task_id
                 )
-                response = self._get(session, fresh.video_url or "", task)
+                response = self._get(session, fresh.video_url or "", task, allowed)
         if response.status_code != 200:
             response.close()
             raise RunwayTransferError(
@@ -195,29 +235,49 @@ class RunwayToObjectStorageOperator(BaseOperator):
         return response
 
     @staticmethod
-    def _get(session: requests.Session, url: str, task: RunwayTask) -> requests.Response:
+    def _get(
+        session: requests.Session, url: str, task: RunwayTask, allowed: Callable[[], Sequence[str]]
+    ) -> requests.Response:
+        """GET the media, following at most a few redirects, each checked before it is followed."""
         import requests
 
-        try:
-            return session.get(url, stream=True, timeout=(10, 60))
-        except requests.exceptions.RequestException as err:
-            raise RunwayTransferError(
-                f"Downloading the video of Runway task {task.runway_task_id} failed: {type(err).__name__}: {err}",
-                runway_task_id=task.runway_task_id,
-            ) from None
+        for _ in range(_MAX_REDIRECTS + 1):
+            _check_media_url(url, allowed, task.runway_task_id)
+            try:
+                response = session.get(url, stream=True, timeout=(10, 60), allow_redirects=False)
+            except requests.exceptions.RequestException as err:
+                raise RunwayTransferError(
+                    f"Downloading the video of Runway task {task.runway_task_id} failed: {type(err).__name__}: {err}",
+                    runway_task_id=task.runway_task_id,
+                ) from None
+            if response.status_code not in _REDIRECT_STATUSES:
+                return response
+            location = response.headers.get("Location", "")
+            response.close()
+            url = _redirect_target(url, location, task.runway_task_id)
+        raise RunwayTransferError(
+            f"The media host of Runway task {task.runway_task_id} redirected more than {_MAX_REDIRECTS} times.",
+            runway_task_id=task.runway_task_id,
+        )
 
     def _stream_to_temp(self, task: RunwayTask, response: requests.Response, content_type: str) -> _Download:
         import requests
 
-        digest, size = hashlib.sha256(), 0
+        digest, size, head = hashlib.sha256(), 0, b""
+        deadline = time.monotonic() + self.download_timeout
         handle, local_path = tempfile.mkstemp(prefix="runway-", suffix=".part")
         try:
             with os.fdopen(handle, "wb") as local:
                 for chunk in response.iter_content(CHUNK_BYTES):
-                    if size == 0 and not _looks_like_video(chunk):
+                    if len(head) < _SIGNATURE_BYTES:
+                        # However the host splits the stream, judge the signature on enough bytes.
+                        head += chunk[: _SIGNATURE_BYTES - len(head)]
+                        if len(head) >= _SIGNATURE_BYTES:
+                            self._check_signature(task, head)
+                    if time.monotonic() > deadline:
                         raise RunwayTransferError(
-                            f"The download for Runway task {task.runway_task_id} does not start like an MP4, "
-                            "MOV or WebM file.",
+                            f"The download of Runway task {task.runway_task_id} took longer than "
+                            f"download_timeout={self.download_timeout:g}s.",
                             runway_task_id=task.runway_task_id,
                         )
                     size += len(chunk)
@@ -240,9 +300,20 @@ class RunwayToObjectStorageOperator(BaseOperator):
         if size == 0:
             os.unlink(local_path)
             raise RunwayTransferError(f"The video of Runway task {task.runway_task_id} is empty.")
+        if len(head) < _SIGNATURE_BYTES and not _looks_like_video(head):
+            os.unlink(local_path)
+            self._check_signature(task, head)
         return _Download(
             local_path=local_path, size=size, sha256=digest.hexdigest(), content_type=content_type
         )
+
+    @staticmethod
+    def _check_signature(task: RunwayTask, head: bytes) -> None:
+        if not _looks_like_video(head):
+            raise RunwayTransferError(
+                f"The download for Runway task {task.runway_task_id} does not start like an MP4, MOV or WebM file.",
+                runway_task_id=task.runway_task_id,
+            )
 
     def _store(self, download: _Download, target: ObjectStoragePath) -> str:
         """Put the verified file at ``target`` in one step; return what was done."""
@@ -272,6 +343,66 @@ class RunwayToObjectStorageOperator(BaseOperator):
             # Object stores have no rename: the object appears only when the one upload completes.
             target.fs.put_file(download.local_path, target.path)
         return "Stored"
+
+
+def _check_media_url(url: str, allowed: Callable[[], Sequence[str]], runway_task_id: str) -> None:
+    """Refuse a media URL that is not http(s), or whose host is on a loopback, private, link-local
+    or metadata address, unless the connection's ``allowed_media_hosts`` lists it."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RunwayTransferError(
+            f"Runway task {runway_task_id} has no http(s) media URL ({url[:80]!r}).",
+            runway_task_id=runway_task_id,
+        )
+    host = parts.hostname.lower()
+    try:
+        addresses = {
+            info[4][0] for info in socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)
+        }
+    except OSError as err:
+        raise RunwayTransferError(
+            f"The media host {host} of Runway task {runway_task_id} cannot be resolved: {err}",
+            runway_task_id=runway_task_id,
+        ) from None
+    ips = [ipaddress.ip_address(str(address).split("%")[0]) for address in sorted(addresses)]
+    if all(ip.is_global for ip in ips):
+        return
+    entries = allowed()
+    if host in entries:
+        return
+    networks = [network for network in map(_network, entries) if network is not None]
+    for ip in ips:
+        if ip.is_global or any(ip in network for network in networks):
+            continue
+        raise RunwayTransferError(
+            f"The media URL of Runway task {runway_task_id} points at {host} ({ip}), a loopback, private, "
+            "link-local or reserved address; list the host in the Runway connection's extra "
+            "`allowed_media_hosts` if it is yours.",
+            runway_task_id=runway_task_id,
+        )
+
+
+def _network(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return None  # a host name: matched by name above
+
+
+def _redirect_target(current: str, location: str, runway_task_id: str) -> str:
+    """Where a redirect leads; never from https down to http."""
+    if not location:
+        raise RunwayTransferError(
+            f"The media host of Runway task {runway_task_id} redirected without a Location.",
+            runway_task_id=runway_task_id,
+        )
+    target = urljoin(current, location)
+    if urlsplit(current).scheme == "https" and urlsplit(target).scheme != "https":
+        raise RunwayTransferError(
+            f"The media host of Runway task {runway_task_id} redirected from https to {urlsplit(target).scheme}.",
+            runway_task_id=runway_task_id,
+        )
+    return target
 
 
 def _looks_like_video(head: bytes) -> bool:

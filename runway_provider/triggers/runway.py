@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +18,8 @@ from runway_provider.watch import TaskWatch, error_event, unexpected_poll_error
 # triggers merely reassigned to another triggerer: a task still deferred was moved, not killed.
 # A task a user marked successful keeps its generation too.
 _STATES_THAT_KEEP_THE_GENERATION = frozenset({"deferred", "success"})
+# A poll started just before the deadline still gets this long to answer.
+_MIN_POLL_SECONDS = 1.0
 
 
 class RunwayTaskTrigger(BaseTrigger):
@@ -90,7 +93,10 @@ class RunwayTaskTrigger(BaseTrigger):
                 await asyncio.sleep(watch.first_delay())
                 while True:
                     try:
-                        event = watch.observe(await hook.aget_task(self.runway_task_id, self.route_family))
+                        # One poll (with its own retries) never outlives the wait's deadline.
+                        poll = hook.aget_task(self.runway_task_id, self.route_family)
+                        remaining = max(watch.end_time - time.time(), _MIN_POLL_SECONDS)
+                        event = watch.observe(await asyncio.wait_for(poll, remaining))
                     except RunwayError as err:
                         event = watch.observe_error(err)
                     except Exception as err:  # one odd answer must not end a wait that the deadline bounds

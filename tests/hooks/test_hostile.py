@@ -159,3 +159,11 @@ def test_a_poll_interval_must_be_positive(interval):
         RunwayGenerateOperator(task_id="g", prompt="p", image=IMAGE, poll_interval=interval)
     with pytest.raises(RunwayInputError, match="poll_interval"):
         RunwayTaskSensor(task_id="s", runway_task_id="t", poll_interval=interval)
+
+
+def test_a_data_uri_has_a_size_cap_named_in_the_error(runway_conn, emulator):
+    huge = "data:image/png;base64," + "A" * (17 * 1024 * 1024)
+    with pytest.raises(RunwayInputError, match="the limit is") as caught:
+        RunwayHook().submit_generate(prompt="A paper boat", image=huge)
+    assert caught.value.field == "image" and len(str(caught.value)) < 300
+    assert emulator.requests == []

@@ -294,3 +294,109 @@ def test_asset_alias_name_is_configurable(runway_conn, server, tmp_path):
         task_id="store", runway_task="t", destination="/tmp/", asset_alias="reviews"
     )
     assert operator.outlets == [AssetAlias("reviews")]
+
+
+# -- hostile names, hosts and streams --------------------------------------------------------
+
+
+@pytest.mark.parametrize("runway_task_id", ["../../escaped", ".hidden", "a/b", "a\\b", "x" * 200, ""])
+def test_a_hostile_task_id_never_names_a_file(runway_conn, server, emulator, tmp_path, runway_task_id):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    with pytest.raises((RunwayTransferError, RunwayInputError)):
+        run(runway_task=task_with_url(server, "x.mp4", runway_task_id), destination=f"{folder}/")
+    assert list(tmp_path.rglob("*")) == [folder]
+    assert emulator.media_requests == []  # refused before downloading
+
+
+def test_a_hostile_task_id_is_fine_with_a_file_destination(runway_conn, server, tmp_path):
+    target = tmp_path / "chosen.mp4"
+    run(runway_task=task_with_url(server, "x.mp4", "../../escaped"), destination=str(target))
+    assert target.read_bytes() == SAMPLE
+
+
+def test_redirects_are_followed_a_few_times_only(runway_conn, server, tmp_path):
+    result = run(runway_task=task_with_url(server, "redirect-2-x.mp4"), destination=str(tmp_path) + "/")
+    assert result["sha256"] == SAMPLE_SHA
+    with pytest.raises(RunwayTransferError, match="redirected more than 3 times"):
+        run(runway_task=task_with_url(server, "redirect-5-x.mp4"), destination=str(tmp_path / "b.mp4"))
+
+
+def test_a_redirect_to_a_loopback_host_not_allowed_is_refused(runway_conn, server, emulator, tmp_path):
+    with pytest.raises(RunwayTransferError, match="allowed_media_hosts"):
+        run(runway_task=task_with_url(server, "goto-127.0.0.2-x.mp4"), destination=str(tmp_path) + "/")
+    assert [r["name"] for r in emulator.media_requests] == ["goto-127.0.0.2-x.mp4"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_loopback_media_host_needs_the_connection_to_allow_it(monkeypatch, server, emulator, tmp_path):
+    conn = json.loads(server.connection_json())
+    conn["extra"].pop("allowed_media_hosts")
+    monkeypatch.setenv("AIRFLOW_CONN_RUNWAY_DEFAULT", json.dumps(conn))
+    with pytest.raises(RunwayTransferError, match=r"127\.0\.0\.1.*allowed_media_hosts"):
+        run(runway_task=task_with_url(server, "x.mp4"), destination=str(tmp_path) + "/")
+    assert emulator.media_requests == []
+    conn["extra"]["allowed_media_hosts"] = "127.0.0.0/8"  # a CIDR, as a comma-separated string
+    monkeypatch.setenv("AIRFLOW_CONN_RUNWAY_DEFAULT", json.dumps(conn))
+    assert run(runway_task=task_with_url(server, "x.mp4"), destination=str(tmp_path) + "/")["bytes"] == len(
+        SAMPLE
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.7/v.mp4",
+        "http://[::1]/v.mp4",
+        "ftp://cdn/v",
+    ],
+)
+def test_metadata_private_and_odd_urls_are_refused_without_a_request(url):
+    from runway_provider.transfers.runway_to_object_storage import _check_media_url
+
+    with pytest.raises(RunwayTransferError):
+        _check_media_url(url, lambda: (), "t")  # decided before any connection is opened
+
+
+def test_a_redirect_never_downgrades_to_http():
+    from runway_provider.transfers.runway_to_object_storage import _redirect_target
+
+    assert _redirect_target("https://cdn.example/a.mp4", "/b.mp4", "t") == "https://cdn.example/b.mp4"
+    with pytest.raises(RunwayTransferError, match="from https to http"):
+        _redirect_target("https://cdn.example/a.mp4", "http://cdn.example/b.mp4", "t")
+
+
+def test_the_signature_check_does_not_depend_on_chunking(runway_conn, server, tmp_path):
+    result = run(runway_task=task_with_url(server, "tiny-first-chunk.mp4"), destination=str(tmp_path) + "/")
+    assert result["sha256"] == SAMPLE_SHA
+
+
+def test_a_download_past_its_deadline_leaves_nothing(runway_conn, server, tmp_path):
+    with pytest.raises(RunwayTransferError, match="download_timeout"):
+        run(
+            runway_task=task_with_url(server, "size-25000000.mp4"),
+            destination=str(tmp_path) + "/",
+            download_timeout=0.000001,
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_object_storage_path_folder_keeps_each_video_apart(
+    runway_conn, server, s3_endpoint, bucket, tmp_path
+):
+    # ObjectStoragePath drops the trailing slash: destination_folder says what it names.
+    first, second = finished_task(server), finished_task(server)
+    for task in (first, second):
+        run(
+            runway_task=task,
+            destination=ObjectStoragePath(f"s3://{bucket}/videos/", conn_id="s3_test"),
+            destination_folder=True,
+        )
+    assert sorted(s3_keys(s3_endpoint, bucket)) == sorted(
+        f"videos/{task['runway_task_id']}.mp4" for task in (first, second)
+    )
+    local = tmp_path / "local-videos"
+    local.mkdir()  # an existing folder needs no flag
+    run(runway_task=first, destination=ObjectStoragePath(f"file://{local}/"))
+    assert [p.name for p in local.iterdir()] == [f"{first['runway_task_id']}.mp4"]
