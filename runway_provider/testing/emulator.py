@@ -529,7 +529,14 @@ class Emulator:
         return request.headers.get("Authorization", "") == f"Bearer {self.api_key}"
 
     def _record(self, request: web.Request) -> dict[str, Any]:
-        record: dict[str, Any] = {"time": time.time(), "method": request.method, "path": request.path}
+        record: dict[str, Any] = {
+            "time": time.time(),
+            "method": request.method,
+            "path": request.path,
+            # What every call must carry; whether the key matched, never the key itself.
+            "runway_version": request.headers.get("X-Runway-Version"),
+            "authorized": self._authorized(request),
+        }
         with self._lock:
             self.request_count += 1
             if self.keep_records:

@@ -10,7 +10,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from runway_provider import spend
-from runway_provider.exceptions import RunwayError
+from runway_provider.exceptions import RunwayError, RunwayTransientError
 from runway_provider.hooks.runway import REVERSE, RunwayHook
 from runway_provider.watch import TaskWatch, error_event, unexpected_poll_error
 
@@ -99,6 +99,10 @@ class RunwayTaskTrigger(BaseTrigger):
                         event = watch.observe(await asyncio.wait_for(poll, remaining))
                     except RunwayError as err:
                         event = watch.observe_error(err)
+                    except asyncio.TimeoutError:
+                        event = watch.observe_error(
+                            RunwayTransientError("the poll got no answer before the deadline")
+                        )
                     except Exception as err:  # one odd answer must not end a wait that the deadline bounds
                         event = watch.observe_error(unexpected_poll_error(err))
                     event = event or watch.check_deadline()
