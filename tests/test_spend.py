@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any
@@ -248,3 +249,27 @@ async def test_trigger_on_kill_cancels_only_a_task_a_user_stopped(
 async def test_trigger_without_cancel_on_kill_never_asks(runway_conn, emulator):
     await make_trigger("any", cancel_on_kill=False).on_kill()
     assert emulator.cancels() == []
+
+
+@pytest.mark.asyncio
+async def test_trigger_on_kill_cancels_even_when_airflow_cancels_on_kill_itself(
+    runway_conn, emulator, monkeypatch
+):
+    # Airflow 3.3 re-sends a trigger's cancel while on_kill runs; a slow state query must survive it.
+    emulator.scenario = SLOW
+    runway_task_id = image_to_video().hook.submit_image_to_video(prompt_image=IMAGE)
+    trigger = make_trigger(runway_task_id, cancel_on_kill=True)
+
+    async def slow_state() -> tuple[bool, str | None]:
+        await asyncio.sleep(0.5)
+        return True, "failed"
+
+    monkeypatch.setattr(trigger, "_task_instance_state", slow_state)
+    on_kill = asyncio.ensure_future(trigger.on_kill())
+    await asyncio.sleep(0.1)
+    on_kill.cancel()
+    deadline = time.monotonic() + 10
+    while not emulator.cancels() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert on_kill.cancelled()
+    assert [r["runway_task_id"] for r in emulator.cancels()] == [runway_task_id]

@@ -20,6 +20,10 @@ from runway_provider.watch import TaskWatch, error_event, unexpected_poll_error
 _STATES_THAT_KEEP_THE_GENERATION = frozenset({"deferred", "success"})
 # A poll started just before the deadline still gets this long to answer.
 _MIN_POLL_SECONDS = 1.0
+# on_kill's own bound (Airflow's [triggerer] on_kill_timeout is 30 s by default).
+_ON_KILL_SECONDS = 25.0
+# Cancels in flight, referenced so that the event loop does not drop them when on_kill returns.
+_ON_KILL_TASKS: set[asyncio.Future[None]] = set()
 
 
 class RunwayTaskTrigger(BaseTrigger):
@@ -122,6 +126,15 @@ class RunwayTaskTrigger(BaseTrigger):
         """A user stopped the deferred task: cancel its generation, unless it was only moved."""
         if not self.cancel_on_kill:
             return
+        # Airflow 3.3 may cancel on_kill() itself when it sends the trigger's cancel again, and the
+        # state query can be slow on a busy triggerer: the decision and the DELETE go on in a task
+        # of their own, bounded by their own timeout.
+        work = asyncio.ensure_future(asyncio.wait_for(self._cancel_unless_moved(), _ON_KILL_SECONDS))
+        _ON_KILL_TASKS.add(work)
+        work.add_done_callback(_ON_KILL_TASKS.discard)
+        await asyncio.shield(work)
+
+    async def _cancel_unless_moved(self) -> None:
         known, state = await self._task_instance_state()
         if not known or state in _STATES_THAT_KEEP_THE_GENERATION:
             self.log.info(
