@@ -12,6 +12,7 @@ from runway_provider.exceptions import (
     RunwayAuthenticationError,
     RunwayBusinessError,
     RunwayConfigurationError,
+    RunwayContentRejectedError,
     RunwayInputError,
     RunwayRateLimitError,
     RunwayRequestRefusedError,
@@ -271,9 +272,8 @@ def test_submit_to_closed_port_is_retried_then_transient(monkeypatch, closed_por
 def test_submit_business_error_in_2xx(hook, emulator, monkeypatch):
     # The emulator answers callback_url_empty like CometAPI when the body has no callback_url.
     monkeypatch.setattr(RunwayHook, "generate_payload", lambda self, **kw: {"prompt": "p", "image": IMAGE})
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(RunwayBusinessError) as caught:
         submit(hook)
-    assert type(caught.value).__name__ == "RunwayBusinessError"
     assert caught.value.code == "callback_url_empty"
     assert emulator.jobs == {}
 
@@ -283,10 +283,11 @@ def test_submit_business_error_in_2xx(hook, emulator, monkeypatch):
 
 @pytest.mark.parametrize("shape", ["wrapped", "legacy", "official"])
 def test_get_task_follows_the_timeline_in_every_shape(hook, shape):
-    runway_task_id = submit(hook, options=job_options(shape=shape, not_found_seconds=0.3))
+    # Long enough that the first poll comes before the task appears, even on a loaded machine.
+    runway_task_id = submit(hook, options=job_options(shape=shape, not_found_seconds=2))
     first = hook.get_task(runway_task_id)
     assert (first.visible, first.status) == (False, RunwayTaskStatus.PENDING)
-    task = hook.wait_for_task(runway_task_id, poll_interval=0.1, timeout=10, not_found_grace=5)
+    task = hook.wait_for_task(runway_task_id, poll_interval=0.1, timeout=30, not_found_grace=10)
     assert task.status is RunwayTaskStatus.SUCCEEDED
     assert task.video_url.endswith(f"/_emulator/media/{runway_task_id}.mp4")
 
@@ -313,7 +314,7 @@ def test_get_task_gives_up_after_poll_retries(hook, emulator):
     [
         (
             {"outcome": "failed", "failure_code": "SAFETY.INPUT.IMAGE"},
-            RunwayTaskFailedError,
+            RunwayContentRejectedError,
             "SAFETY.INPUT.IMAGE",
         ),
         ({"outcome": "cancelled", "shape": "official"}, RunwayTaskCancelledError, "cancelled"),
@@ -325,6 +326,7 @@ def test_wait_for_task_raises_typed_errors(hook, scenario, error, text):
     runway_task_id = submit(hook, options=job_options(**scenario))
     with pytest.raises(error, match=text) as caught:
         hook.wait_for_task(runway_task_id, poll_interval=0.1, timeout=10, not_found_grace=0.5)
+    assert type(caught.value) is error  # not merely a base class of it
     assert caught.value.runway_task_id == runway_task_id
     assert runway_task_id in str(caught.value)
 

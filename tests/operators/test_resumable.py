@@ -158,3 +158,21 @@ def test_without_task_state_store_warns_once(runway_conn, capsys):
     operator().execute({"ti": RecordingTaskInstance()})
     warnings = [line for line in capsys.readouterr().out.splitlines() if "no task_state_store" in line]
     assert len(warnings) == 1 and "pay for" in warnings[0]
+
+
+def test_an_official_retry_checks_its_task_on_the_official_route(runway_conn, emulator, store):
+    from runway_provider.operators.runway import RunwayImageToVideoOperator
+
+    def animate(**kwargs: Any) -> RunwayImageToVideoOperator:
+        return RunwayImageToVideoOperator(
+            task_id="animate", prompt_image=IMAGE, poll_interval=0.1, wait_for_completion=True, **kwargs
+        )
+
+    emulator.scenario = Scenario(not_found_seconds=0, queued_seconds=0.2, running_seconds=2)
+    with pytest.raises(RunwayTaskTimeoutError):
+        animate(timeout=0.3).execute({**new_try(store), "ti": RecordingTaskInstance(max_tries=1)})
+    [runway_task_id] = emulator.jobs
+    assert animate(timeout=30).execute(new_try(store)) == runway_task_id  # reconnected, not lost
+    assert len(emulator.create_requests()) == 1
+    polls = [r["path"] for r in emulator.requests if r["method"] != "POST" or r["path"] == "/runway/feed"]
+    assert polls and all(path == f"/runwayml/v1/tasks/{runway_task_id}" for path in polls)

@@ -7,7 +7,12 @@ import pytest
 from airflow.sdk import PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
 
-from runway_provider.exceptions import RunwayAuthenticationError, RunwayTaskFailedError, RunwayTaskLostError
+from runway_provider.exceptions import (
+    RunwayAuthenticationError,
+    RunwayError,
+    RunwayTaskFailedError,
+    RunwayTaskLostError,
+)
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.sensors.runway import RunwayTaskSensor
 from runway_provider.triggers.runway import RunwayTaskTrigger
@@ -125,9 +130,9 @@ def test_execute_complete_timeout_is_a_sensor_timeout(context):
     [None, {"status": "success"}, {"status": "done", "runway_task_id": "t", "task": None, "message": ""}],
 )
 def test_execute_complete_rejects_anything_but_success(context, event):
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(RunwayError) as caught:
         sensor("t-1").execute_complete(context, event)
-    assert type(caught.value).__name__ == "RunwayError"
+    assert type(caught.value) is RunwayError  # neither a success nor a typed task outcome
 
 
 def test_sensor_options_pass_through():

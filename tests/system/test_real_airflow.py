@@ -65,7 +65,11 @@ def test_killing_the_triggerer_mid_wait_loses_nothing(cluster, cluster_emulator)
     cluster_emulator.scenario = Scenario(not_found_seconds=1, queued_seconds=2, running_seconds=25)
     cluster.trigger(BATCH_DAG, "restart", {"count": 5, "label": "restart"})
     cluster.wait_for_tasks(BATCH_DAG, "restart", "generate", "deferred", 5, timeout=240)
-    time.sleep(3)  # the triggerer is polling
+    # The check before deferring is one poll; a second one comes from the triggerer.
+    restart_jobs = [job for job in cluster_emulator.jobs.values() if job.body["prompt"].startswith("restart")]
+    cluster._wait(
+        lambda: all(job.feed_requests >= 2 for job in restart_jobs), 120, "the triggerer to poll every task"
+    )
     cluster.kill_component("triggerer")
     time.sleep(3)
     cluster.start_component("triggerer")

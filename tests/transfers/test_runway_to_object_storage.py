@@ -400,3 +400,69 @@ def test_an_object_storage_path_folder_keeps_each_video_apart(
     local.mkdir()  # an existing folder needs no flag
     run(runway_task=first, destination=ObjectStoragePath(f"file://{local}/"))
     assert [p.name for p in local.iterdir()] == [f"{first['runway_task_id']}.mp4"]
+
+
+# -- staging: never a partial object, never a leftover ----------------------------------------
+
+
+@pytest.fixture
+def temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where the download's local temporary file goes, to look for leftovers."""
+    import tempfile
+
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_a_broken_download_leaves_no_temporary_file(runway_conn, server, tmp_path, temp_dir):
+    with pytest.raises(RunwayTransferError):
+        run(runway_task=task_with_url(server, "broken-3000000.mp4"), destination=str(tmp_path / "out") + "/")
+    assert list(temp_dir.iterdir()) == [] and not (tmp_path / "out").exists()
+
+
+def test_a_local_store_stages_beside_the_target_then_renames(
+    runway_conn, server, tmp_path, temp_dir, monkeypatch
+):
+    moves: list[tuple[str, str]] = []
+    replace = os.replace
+
+    def recording_replace(source: str, target: str) -> None:
+        assert not os.path.exists(target)  # nothing at the final path before the rename
+        moves.append((source, target))
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", recording_replace)
+    target = tmp_path / "videos" / "boat.mp4"
+    run(runway_task=task_with_url(server, "x.mp4"), destination=str(target))
+    [(staged, final)] = moves
+    assert final == str(target) and os.path.dirname(staged) == str(target.parent)
+    assert os.path.basename(staged).startswith(".boat.mp4.") and staged.endswith(".part")
+    assert target.read_bytes() == SAMPLE and list(temp_dir.iterdir()) == []
+
+
+def test_a_local_store_that_breaks_leaves_nothing(runway_conn, server, tmp_path, temp_dir, monkeypatch):
+    def broken_replace(source: str, target: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    folder = tmp_path / "videos"
+    with pytest.raises(OSError, match="disk full"):
+        run(runway_task=task_with_url(server, "x.mp4"), destination=f"{folder}/")
+    assert list(folder.iterdir()) == [] and list(temp_dir.iterdir()) == []
+
+
+def test_an_s3_store_that_breaks_leaves_no_object(
+    runway_conn, server, s3_endpoint, bucket, temp_dir, monkeypatch
+):
+    destination = f"s3://s3_test@{bucket}/runway/"
+
+    def broken_put(*args: Any, **kwargs: Any) -> None:
+        raise OSError("upload interrupted")
+
+    # The filesystem Airflow caches for this connection is the one the transfer uploads with.
+    monkeypatch.setattr(ObjectStoragePath(destination).fs, "put_file", broken_put)
+    with pytest.raises(OSError, match="upload interrupted"):
+        run(runway_task=finished_task(server), destination=destination)
+    assert s3_keys(s3_endpoint, bucket) == {} and list(temp_dir.iterdir()) == []

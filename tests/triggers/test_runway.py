@@ -164,8 +164,18 @@ async def test_run_closes_the_pooled_session_on_every_path(hook):
 
 
 @pytest.mark.asyncio
-async def test_many_triggers_share_one_session(hook, emulator):
+async def test_many_triggers_share_one_session(hook, emulator, monkeypatch):
+    sessions: list[int] = []
+    acquire = hook_module._SESSION_POOL.acquire
+
+    def recording_acquire(base_url: str) -> Any:
+        session = acquire(base_url)
+        sessions.append(id(session))
+        return session
+
+    monkeypatch.setattr(hook_module._SESSION_POOL, "acquire", recording_acquire)
     ids = [submit(hook) for _ in range(5)]
     events = await asyncio.gather(*(all_events(make_trigger(i)) for i in ids))
     assert [e["status"] for [e] in events] == ["success"] * 5
     assert sorted(e["runway_task_id"] for [e] in events) == sorted(ids)
+    assert len(sessions) == 5 and len(set(sessions)) == 1  # five waits, one pooled session
