@@ -8,7 +8,7 @@ VENV_LOWEST := .venv-lowest
 # ... on the lowest declared Python (pyproject: requires-python >=3.10), where the machine has it.
 PYTHON_LOWEST ?= $(firstword $(wildcard /root/.pyenv/versions/3.10*/bin/python3.10) $(shell command -v python3.10 2>/dev/null) $(PYTHON))
 
-.PHONY: venv chromium test test-lowest demo bench screenshots clean
+.PHONY: venv chromium test test-lowest demo bench mutation screenshots clean
 
 # The environment is rebuilt only when the project's dependencies change.
 $(STAMP): pyproject.toml
@@ -51,9 +51,17 @@ bench: venv
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/run_all.py
 
+# Mutation testing of the modules that decide outcomes, with their fast tests; prints the score
+# per module (docs/testing.md). Not part of make test: it takes about half an hour on 2 cores.
+mutation: venv
+	$(BIN)/python -m pip install --quiet -e '.[mutation]'
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2 || true
+	$(BIN)/python scripts/mutation_report.py
+
 # Retakes the UI screenshots in docs/img/ui/ with the browser test (about a minute).
 screenshots: venv chromium
 	RUNWAY_SCREENSHOTS=docs/img/ui $(BIN)/python -m pytest -q tests/system/test_airflow_ui_browser.py
 
 clean:
-	rm -rf $(VENV) $(VENV_LOWEST) .airflow-demo .pytest_cache dist
+	rm -rf $(VENV) $(VENV_LOWEST) .airflow-demo .pytest_cache dist mutants

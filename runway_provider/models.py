@@ -218,6 +218,8 @@ def is_retryable_answer(http_status: int, body: Any) -> bool:
     """The one retry rule of a poll's answer: a retryable status, unless the body says the request
     itself is wrong (``invalid_request``), which no retry can fix."""
     code, _ = _error_code_and_message(body)
+    if _is_task_not_exist(body):
+        return False  # read as "not visible yet" by normalize_task, whatever the status
     return http_status in RETRYABLE_HTTP_STATUSES and code != "invalid_request"
 
 

@@ -479,8 +479,15 @@ class RunwayHook(BaseHook):
             (created on ``/runwayml/v1/*``).
         """
         method, path, payload = _task_request(runway_task_id, route_family)
-        status, body = self._request(method, path, payload, runway_task_id=runway_task_id)
-        return _normalize(body, status, runway_task_id, route_family)
+        try:
+            status, body = self._request(method, path, payload, runway_task_id=runway_task_id)
+            return _normalize(body, status, runway_task_id, route_family)
+        except RunwayAuthenticationError:
+            # As on the async path: the key may have been rotated during a long wait; read it once more.
+            self.__dict__.pop("settings", None)
+            self.__dict__.pop("session", None)
+            status, body = self._request(method, path, payload, runway_task_id=runway_task_id)
+            return _normalize(body, status, runway_task_id, route_family)
 
     def wait_for_task(
         self,

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import random
+import re
 import threading
 import time
 import uuid
@@ -95,7 +96,7 @@ class Scenario:
         if merged.shape not in SHAPES:
             raise ValueError(f"shape must be one of {SHAPES}, got {merged.shape!r}")
         for fault in [*merged.feed_faults, *merged.create_faults]:
-            if fault not in FAULTS:
+            if not _known_fault(fault):
                 raise ValueError(f"faults must be among {FAULTS}, got {fault!r}")
         return merged
 
@@ -148,7 +149,7 @@ class Emulator:
         keep_records: bool = True,
     ) -> None:
         for kind in (*fault_kinds, *(create_fault_kinds or ())):
-            if kind not in FAULTS:
+            if not _known_fault(kind):
                 raise ValueError(f"fault kinds must be among {FAULTS}, got {kind!r}")
         self.api_key = api_key
         self.scenario = scenario or Scenario()
@@ -504,7 +505,7 @@ class Emulator:
                 self.fault_rate = float(body["fault_rate"])
             if "fault_kinds" in body:
                 kinds = tuple(body["fault_kinds"])
-                if not set(kinds) <= set(FAULTS):
+                if not all(_known_fault(kind) for kind in kinds):
                     raise ValueError(f"fault_kinds must be among {FAULTS}")
                 self.fault_kinds = kinds
             if "seed" in body:
@@ -593,6 +594,9 @@ class Emulator:
                     content_type="text/html",
                 ),
             )
+        if fault.startswith("http"):
+            status, _, code = fault.removeprefix("http").partition(":")
+            return self._finish(record, _error(int(status), f"an answer with HTTP {status}", code))
         if fault == "binary":
             return self._finish(
                 record, web.Response(body=b"\xff\xfe\x00garbage\x80", content_type="application/json")
@@ -610,6 +614,11 @@ class Emulator:
         if fault == "429":
             response.headers["Retry-After"] = "1"
         return self._finish(record, response)
+
+
+def _known_fault(fault: str) -> bool:
+    """A named fault, or ``http<status>[:<code>]``: that status with CometAPI's error and that code."""
+    return fault in FAULTS or re.fullmatch(r"http[1-5]\d\d(:[\w.-]+)?", fault) is not None
 
 
 class _ConnectionReset(Exception):

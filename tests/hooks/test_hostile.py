@@ -167,3 +167,27 @@ def test_a_data_uri_has_a_size_cap_named_in_the_error(runway_conn, emulator):
         RunwayHook().submit_generate(prompt="A paper boat", image=huge)
     assert caught.value.field == "image" and len(str(caught.value)) < 300
     assert emulator.requests == []
+
+
+@pytest.mark.parametrize("code", ["", "invalid_request", "task_not_exist", "insufficient_user_quota"])
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 408, 409, 429, 500, 502, 503, 504])
+@pytest.mark.parametrize("family", ["reverse", "official"])
+def test_every_status_and_code_means_the_same_on_both_paths(hook, emulator, status, code, family):
+    """The one retry rule: a blocking and a deferred poll end (or go on) alike for every answer."""
+    if family == "official":
+        runway_task_id = hook.submit_image_to_video(prompt_image=IMAGE)
+    else:
+        runway_task_id = hook.submit_generate(prompt="A paper boat", image=IMAGE)
+    fault = f"http{status}:{code}" if code else f"http{status}"
+
+    def outcome(poll: Any) -> str:
+        emulator.jobs[runway_task_id].pending_faults = [fault]
+        try:
+            task = poll()
+        except Exception as err:  # the outcome's class is what is compared
+            return type(err).__name__
+        return "not visible" if not task.visible else "visible"
+
+    sync = outcome(lambda: RunwayHook(poll_retries=0).get_task(runway_task_id, family))
+    deferred = outcome(lambda: asyncio.run(RunwayHook(poll_retries=0).aget_task(runway_task_id, family)))
+    assert sync == deferred, (status, code)
