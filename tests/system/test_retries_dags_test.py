@@ -116,3 +116,28 @@ def test_an_official_wait_that_times_out_with_a_retry_left_is_reconnected(sandbo
     assert len(emulator.create_requests()) == 1 and emulator.cancels() == []
     assert tries(sandbox, "runway_spend_official_timeout_retried") == [("success", 2)]
     assert "Leaving Runway task" in result.output
+
+
+def test_a_sensor_in_reschedule_mode_waits_across_reschedules(sandbox, retry_server):
+    retry_server.emulator.reset()
+    dag_id = "runway_sensor_reschedule"
+    result = sandbox.dags_test(dag_id)
+    assert result.returncode == 0, result.output[-4000:]
+    [task] = sandbox.xcom(dag_id, "wait_for_video")
+    [job] = retry_server.emulator.jobs.values()
+    assert task["status"] == "SUCCEEDED" and task["runway_task_id"] == job.runway_task_id
+    with sqlite3.connect(sandbox.home / "airflow.db") as db:
+        [(reschedules,)] = db.execute(
+            "SELECT COUNT(*) FROM task_reschedule JOIN task_instance ON task_reschedule.ti_id = task_instance.id "
+            "WHERE task_instance.dag_id = ? AND task_instance.task_id = 'wait_for_video'",
+            (dag_id,),
+        ).fetchall()
+    assert reschedules >= 2  # the slot was given back between pokes
+    assert job.feed_requests == reschedules + 1  # one poke per try, the first clock kept
+
+
+def test_a_rescheduled_sensor_keeps_its_first_check_clock(sandbox, retry_server):
+    retry_server.emulator.reset()
+    result = sandbox.dags_test("runway_sensor_reschedule_lost")
+    assert result.returncode != 0
+    assert "RunwayTaskLostError" in result.output and "AirflowSensorTimeout" not in result.output
