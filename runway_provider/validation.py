@@ -7,12 +7,15 @@ the value (a ``data:`` URI can be megabytes).
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from runway_provider.exceptions import RunwayInputError
+
+log = logging.getLogger(__name__)
 
 MAX_PROMPT_CHARS = 1000
 # Runway takes data: URIs of a few megabytes; larger ones belong behind a URL.
@@ -111,9 +114,17 @@ def _show(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + "…'"
 
 
-# Official Runway models (``/runwayml/v1/image_to_video``): ratios and durations per model,
-# from Runway's API reference and SDK. ``gen3a_turbo`` was retired by Runway on 2026-07-30.
+# Known models of ``/runwayml/v1/image_to_video``: ratios and durations per model, from Runway's
+# API reference and SDK and CometAPI's pages. Model names are advice, not a gate: CometAPI's and
+# Runway's catalogs move independently (CometAPI validates gen3a_turbo, which Runway's SDK retired),
+# so an unknown name is sent as given and the service decides.
 IMAGE_TO_VIDEO_MODELS: dict[str, dict[str, Any]] = {
+    "gen3a_turbo": {
+        "ratios": ("1280:768", "768:1280"),
+        "durations": (5, 10),
+        "duration_required": False,
+        "prompt_text_required": False,
+    },
     "gen4_turbo": {
         "ratios": ("1280:720", "720:1280", "1104:832", "832:1104", "960:960", "1584:672"),
         "durations": range(2, 11),
@@ -139,7 +150,6 @@ IMAGE_TO_VIDEO_MODELS: dict[str, dict[str, Any]] = {
         "prompt_text_required": False,
     },
 }
-RETIRED_MODELS = {"gen3a_turbo": "Runway retired Gen-3 Alpha Turbo on 2026-07-30; use gen4_turbo"}
 MAX_SEED = 4_294_967_295
 
 
@@ -150,11 +160,17 @@ def require_choice(value: Any, field: str, choices: Sequence[str]) -> str:
     return str(value)
 
 
-def require_model(value: Any, field: str, models: Mapping[str, Any]) -> str:
-    """A known model of the route; a retired one says what to use instead."""
-    if isinstance(value, str) and value in RETIRED_MODELS:
-        raise RunwayInputError(field, RETIRED_MODELS[value])
-    return require_choice(value, field, tuple(models))
+def require_model(value: Any, field: str, known: Sequence[str] | Mapping[str, Any]) -> str:
+    """A model name: a known one of the route, or any other name with one warning (the service decides)."""
+    model = require_text(value, field)
+    if model not in known:
+        log.warning(
+            "Model %r is not one this provider knows for this route (%s); sending it as given, the "
+            "service decides. Its ratio and duration are not checked here.",
+            model,
+            ", ".join(known),
+        )
+    return model
 
 
 def require_int(value: Any, field: str, *, allowed: Sequence[int] | range) -> int:
@@ -191,8 +207,8 @@ def require_prompt_image(value: Any, field: str = "prompt_image") -> str | list[
     )
 
 
-VIDEO_TO_VIDEO_MODELS = ("gen4_aleph",)
-UPSCALE_MODELS = ("upscale_v1",)
+VIDEO_TO_VIDEO_MODELS = ("gen4_aleph", "aleph2")
+UPSCALE_MODELS = ("upscale_v1", "magnific_video_upscaler_creative")
 CHARACTER_PERFORMANCE_MODELS = ("act_two",)
 
 

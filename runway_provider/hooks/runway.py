@@ -348,19 +348,22 @@ class RunwayHook(BaseHook):
     ) -> dict[str, Any]:
         """Check the arguments of :meth:`submit_image_to_video` and build its body; sends nothing."""
         model = require_model(model, "model", IMAGE_TO_VIDEO_MODELS)
-        rules = IMAGE_TO_VIDEO_MODELS[model]
+        # A known model's ratios and durations are checked; an unknown one's only for their form.
+        rules = IMAGE_TO_VIDEO_MODELS.get(model)
         payload: dict[str, Any] = {
             "model": model,
             "promptImage": require_prompt_image(prompt_image),
-            "ratio": require_choice(ratio, "ratio", rules["ratios"]),
+            "ratio": require_choice(ratio, "ratio", rules["ratios"]) if rules else require_ratio(ratio),
         }
         if prompt_text not in (None, ""):
             payload["promptText"] = require_prompt(prompt_text, "prompt_text")
-        elif rules["prompt_text_required"]:
+        elif rules and rules["prompt_text_required"]:
             raise RunwayInputError("prompt_text", f"is required for model {model}")
         if duration not in (None, ""):
-            payload["duration"] = require_int(duration, "duration", allowed=rules["durations"])
-        elif rules["duration_required"]:
+            payload["duration"] = require_int(
+                duration, "duration", allowed=rules["durations"] if rules else range(1, 61)
+            )
+        elif rules and rules["duration_required"]:
             raise RunwayInputError("duration", f"is required for model {model}")
         _add_common(payload, seed=seed, content_moderation=content_moderation)
         return payload
@@ -378,7 +381,7 @@ class RunwayHook(BaseHook):
     ) -> dict[str, Any]:
         """Body of ``POST /runwayml/v1/video_to_video`` (restyle a video from a prompt)."""
         payload: dict[str, Any] = {
-            "model": require_choice(model, "model", VIDEO_TO_VIDEO_MODELS),
+            "model": require_model(model, "model", VIDEO_TO_VIDEO_MODELS),
             "videoUri": require_media_uri(video, "video"),
             "promptText": require_prompt(prompt_text, "prompt_text"),
             "ratio": require_ratio(ratio),
@@ -396,7 +399,7 @@ class RunwayHook(BaseHook):
     def upscale_video_payload(self, *, video: Any, model: Any = "upscale_v1") -> dict[str, Any]:
         """Body of ``POST /runwayml/v1/video_upscale`` (4× upscale, up to 4096 px)."""
         return {
-            "model": require_choice(model, "model", UPSCALE_MODELS),
+            "model": require_model(model, "model", UPSCALE_MODELS),
             "videoUri": require_media_uri(video, "video"),
         }
 
@@ -415,7 +418,7 @@ class RunwayHook(BaseHook):
     ) -> dict[str, Any]:
         """Body of ``POST /runwayml/v1/character_performance`` (Act-Two: animate a character)."""
         payload: dict[str, Any] = {
-            "model": require_choice(model, "model", CHARACTER_PERFORMANCE_MODELS),
+            "model": require_model(model, "model", CHARACTER_PERFORMANCE_MODELS),
             "character": {
                 "type": require_choice(character_type, "character_type", ("image", "video")),
                 "uri": require_media_uri(character, "character"),

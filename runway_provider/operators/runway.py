@@ -241,7 +241,8 @@ class RunwayImageToVideoOperator(BaseRunwaySubmitOperator):
 
     :param prompt_image: The first frame: an https URL or a ``data:`` URI, or first/last frames as
         ``[{"uri": ..., "position": "first"}, {"uri": ..., "position": "last"}]``. Templated.
-    :param model: ``gen4_turbo`` (default), ``gen4.5``, ``veo3.1`` or ``veo3.1_fast``. Templated.
+    :param model: Default ``gen4_turbo``; known: ``gen3a_turbo``, ``gen4_turbo``, ``gen4.5``,
+        ``veo3.1``, ``veo3.1_fast``. Any other name is sent as given with a warning. Templated.
     :param prompt_text: What happens in the video; at most 1000 characters (required for
         ``gen4.5``). Templated.
     :param ratio: Output size, one of the model's ratios. Templated.
@@ -299,11 +300,11 @@ class RunwayImageToVideoOperator(BaseRunwaySubmitOperator):
 
 
 class RunwayVideoToVideoOperator(BaseRunwaySubmitOperator):
-    """Restyle a video from a prompt (``POST /runwayml/v1/video_to_video``, model ``gen4_aleph``).
+    """Restyle a video from a prompt (``POST /runwayml/v1/video_to_video``, e.g. model ``gen4_aleph``).
 
     :param video: The source video, an https URL or a ``data:`` URI. Templated.
     :param prompt_text: The transformation; at most 1000 characters. Templated.
-    :param model: ``gen4_aleph``. Templated.
+    :param model: Default ``gen4_aleph`` (also known: ``aleph2``; others are sent with a warning). Templated.
     :param ratio: ``W:H`` of the output. Templated.
     :param references: Optional image URIs to guide the style. Templated.
     :param seed: Seed for reproducible results, 0–4294967295. Templated.
@@ -357,10 +358,11 @@ class RunwayVideoToVideoOperator(BaseRunwaySubmitOperator):
 
 
 class RunwayUpscaleVideoOperator(BaseRunwaySubmitOperator):
-    """Upscale a video 4× (``POST /runwayml/v1/video_upscale``, model ``upscale_v1``).
+    """Upscale a video (``POST /runwayml/v1/video_upscale``, e.g. model ``upscale_v1``).
 
     :param video: The video to upscale, an https URL or a ``data:`` URI. Templated.
-    :param model: ``upscale_v1``. Templated.
+    :param model: Default ``upscale_v1`` (also known: ``magnific_video_upscaler_creative``; others
+        are sent with a warning). Templated.
     :param kwargs: See :class:`BaseRunwaySubmitOperator` and ``BaseOperator``.
     """
 

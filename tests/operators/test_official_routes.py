@@ -143,15 +143,6 @@ BAD = [
     ),
     pytest.param(
         RunwayImageToVideoOperator,
-        {"prompt_image": IMAGE, "model": "gen3a_turbo"},
-        "model",
-        id="retired-model",
-    ),
-    pytest.param(
-        RunwayImageToVideoOperator, {"prompt_image": IMAGE, "model": "gen9"}, "model", id="unknown-model"
-    ),
-    pytest.param(
-        RunwayImageToVideoOperator,
         {"prompt_image": [{"uri": IMAGE, "position": "middle"}]},
         "prompt_image[0].position",
         id="frame-position",
@@ -190,9 +181,6 @@ BAD = [
         "references",
         id="v2v-references",
     ),
-    pytest.param(
-        RunwayUpscaleVideoOperator, {"video": VIDEO, "model": "upscale_v9"}, "model", id="upscale-model"
-    ),
     pytest.param(RunwayUpscaleVideoOperator, {"video": "clip.mp4"}, "video", id="upscale-relative"),
     pytest.param(
         RunwayCharacterPerformanceOperator,
@@ -227,9 +215,33 @@ def test_bad_input_is_refused_before_any_request(runway_conn, emulator, operator
     assert emulator.requests == []
 
 
-def test_retired_model_says_what_to_use(runway_conn):
-    with pytest.raises(RunwayInputError, match="gen4_turbo"):
-        run(RunwayImageToVideoOperator, prompt_image=IMAGE, model="gen3a_turbo")
+@pytest.mark.parametrize(
+    ("operator_class", "kwargs"),
+    [
+        (RunwayImageToVideoOperator, {"prompt_image": IMAGE, "model": "gen3a_turbo", "ratio": "1280:768"}),
+        (RunwayVideoToVideoOperator, {"video": VIDEO, "prompt_text": "Snow", "model": "aleph2"}),
+        (RunwayUpscaleVideoOperator, {"video": VIDEO, "model": "magnific_video_upscaler_creative"}),
+    ],
+)
+def test_models_cometapi_or_runway_serve_are_sent(runway_conn, emulator, caplog, operator_class, kwargs):
+    run(operator_class, **kwargs)
+    [job] = emulator.jobs.values()
+    assert job.body["model"] == kwargs["model"]
+    assert "not one this provider knows" not in caplog.text
+
+
+def test_a_known_model_keeps_its_rules(runway_conn, emulator):
+    with pytest.raises(RunwayInputError, match="ratio"):
+        run(RunwayImageToVideoOperator, prompt_image=IMAGE, model="gen3a_turbo", ratio="1280:720")
+    assert emulator.requests == []
+
+
+def test_an_unknown_model_is_sent_as_given_with_one_warning(runway_conn, emulator, caplog):
+    run(RunwayImageToVideoOperator, prompt_image=IMAGE, model="gen9_future", ratio="2048:1152", duration=12)
+    [job] = emulator.jobs.values()
+    assert (job.body["model"], job.body["ratio"], job.body["duration"]) == ("gen9_future", "2048:1152", 12)
+    warnings = [r.getMessage() for r in caplog.records if "not one this provider knows" in r.getMessage()]
+    assert len(warnings) == 1 and "gen4_turbo" in warnings[0] and "gen9_future" in warnings[0]
 
 
 @pytest.mark.parametrize(
