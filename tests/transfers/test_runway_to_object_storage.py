@@ -229,6 +229,10 @@ def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     )
     name = f"videos-{os.urandom(4).hex()}"
     client.create_bucket(Bucket=name)
+    # Airflow caches a filesystem per connection: one from an earlier run would reach an old server.
+    from airflow.sdk.io import store
+
+    store._STORE_CACHE.clear()
     yield name
 
 
