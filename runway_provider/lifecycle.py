@@ -16,7 +16,7 @@ from airflow.sdk.exceptions import AirflowTaskTimeout
 
 from runway_provider import spend
 from runway_provider.exceptions import RunwayError, RunwayTaskTimeoutError
-from runway_provider.hooks.runway import RunwayHook
+from runway_provider.hooks.runway import ROUTE_FAMILIES, RunwayHook
 from runway_provider.models import RunwayTask
 from runway_provider.watch import TaskWatch, resolve_event
 
@@ -26,6 +26,19 @@ DEFAULT_NOT_FOUND_GRACE = 180.0
 # The trigger enforces the deadline itself; Airflow's defer timeout is only the backstop for a
 # triggerer that never comes back, so it fires a little after the trigger's own timeout event.
 _DEFER_TIMEOUT_MARGIN = 120.0
+
+
+def upstream_route_family(value: Any) -> str | None:
+    """The route family of the Runway operator whose output ``value`` is, read when the DAG is parsed.
+
+    ``RunwayTaskSensor(runway_task_id=animate.output)`` then needs no ``route_family``: the
+    XComArg knows its operator, and the operator class knows its family (mapped ones too).
+    """
+    operator = getattr(value, "operator", None)
+    family = getattr(operator, "route_family", None) or getattr(
+        getattr(operator, "operator_class", None), "route_family", None
+    )
+    return family if family in ROUTE_FAMILIES else None
 
 
 class RunwayTaskWaiter:

@@ -35,6 +35,14 @@ _SUCCESS_CODES = frozenset({"200", "success", "0"})
 MAX_RAW_CHARS = 4096
 
 
+class RouteFamily(str, Enum):
+    """How a task is looked up: reverse-format tasks (``/runway/pro/*``) through the feed,
+    official-format ones (``/runwayml/v1/*``) by id. Each family knows only its own tasks."""
+
+    REVERSE = "reverse"
+    OFFICIAL = "official"
+
+
 class RunwayTaskStatus(str, Enum):
     """Normalized status of a Runway task."""
 
@@ -96,6 +104,8 @@ class RunwayTask:
     :param failure_code: Runway's ``failureCode``, if any (e.g. ``SAFETY.INPUT.TEXT``).
     :param service_status: The status string as the service sent it, for diagnostics.
     :param raw: The answer's task object, for diagnostics.
+    :param route_family: ``reverse`` or ``official``: where the task came from, so that every
+        consumer (sensor, transfer) looks it up on the right route. None when unknown.
     """
 
     runway_task_id: str
@@ -107,6 +117,7 @@ class RunwayTask:
     failure_code: str | None = None
     service_status: str | None = None
     raw: Mapping[str, Any] | None = field(default=None, compare=False)
+    route_family: str | None = None
 
     @property
     def video_url(self) -> str | None:
@@ -135,6 +146,7 @@ class RunwayTask:
             "failure_code": self.failure_code,
             "service_status": self.service_status,
             "raw": raw,
+            "route_family": self.route_family,
         }
 
     @classmethod
@@ -149,6 +161,7 @@ class RunwayTask:
             failure_code=value.get("failure_code"),
             service_status=value.get("service_status"),
             raw=value.get("raw"),
+            route_family=value.get("route_family"),
         )
 
 
@@ -286,7 +299,12 @@ def read_cancel_answer(body: Any, http_status: int, *, runway_task_id: str) -> C
 
 
 def normalize_task(
-    body: Any, http_status: int, *, runway_task_id: str, not_found_statuses: frozenset[int] = frozenset()
+    body: Any,
+    http_status: int,
+    *,
+    runway_task_id: str,
+    not_found_statuses: frozenset[int] = frozenset(),
+    route_family: str | None = None,
 ) -> RunwayTask:
     """Turn any known task answer into a :class:`RunwayTask`, or raise the error it stands for.
 
@@ -295,6 +313,7 @@ def normalize_task(
     :param runway_task_id: The id that was asked for; used when the answer does not repeat it.
     :param not_found_statuses: HTTP statuses that mean "not visible yet" on this route (404 on
         Runway's own task route), besides ``task_not_exist``.
+    :param route_family: The family the task was looked up in, kept on the task.
     """
     if _is_task_not_exist(body) or http_status in not_found_statuses:
         return RunwayTask(
@@ -303,6 +322,7 @@ def normalize_task(
             visible=False,
             service_status=TASK_NOT_EXIST,
             raw=body if isinstance(body, Mapping) else None,
+            route_family=route_family,
         )
     raise_for_error(body, http_status, runway_task_id=runway_task_id)
     outer = body.get("data") if "code" in body or "msg" in body else body
@@ -332,6 +352,7 @@ def normalize_task(
         failure_code=failure_code,
         service_status=service_status,
         raw=outer,
+        route_family=route_family,
     )
 
 

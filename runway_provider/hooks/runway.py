@@ -33,6 +33,7 @@ from runway_provider.exceptions import (
 from runway_provider.models import (
     RETRYABLE_HTTP_STATUSES,
     CancelOutcome,
+    RouteFamily,
     RunwayTask,
     decode_body,
     is_retryable_answer,
@@ -80,9 +81,9 @@ VIDEO_TO_VIDEO_PATH = "/runwayml/v1/video_to_video"
 VIDEO_UPSCALE_PATH = "/runwayml/v1/video_upscale"
 CHARACTER_PERFORMANCE_PATH = "/runwayml/v1/character_performance"
 OFFICIAL_TASKS_PATH = "/runwayml/v1/tasks"
-# Route families: reverse-format tasks are polled through the feed, official-format ones by id.
-REVERSE = "reverse"
-OFFICIAL = "official"
+# Route families (models.RouteFamily): reverse-format tasks are polled through the feed, official ones by id.
+REVERSE = RouteFamily.REVERSE.value
+OFFICIAL = RouteFamily.OFFICIAL.value
 ROUTE_FAMILIES = (REVERSE, OFFICIAL)
 USER_AGENT = f"airflow-provider-runway/{__version__}"
 # A Retry-After longer than this is not honoured as given: the wait loop polls again later anyway.
@@ -95,6 +96,7 @@ _CONNECTION_TEST_TASK_ID = "airflow-connection-test"
 # A task answer is a few kilobytes: anything much larger is not read into memory.
 MAX_ANSWER_BYTES = 1024 * 1024
 _READ_CHUNK = 64 * 1024
+_MIN_REQUEST_SECONDS = 1.0
 _BEARER = re.compile(r"Bearer\s+\S+", re.IGNORECASE)
 
 
@@ -576,20 +578,26 @@ class RunwayHook(BaseHook):
 
     # -- async API (triggers) ----------------------------------------------------------------
 
-    async def aget_task(self, runway_task_id: str, route_family: str = REVERSE) -> RunwayTask:
-        """Async :meth:`get_task`. Uses the pooled session held by :meth:`async_client`, if any."""
+    async def aget_task(
+        self, runway_task_id: str, route_family: str = REVERSE, *, deadline: float | None = None
+    ) -> RunwayTask:
+        """Async :meth:`get_task`. Uses the pooled session held by :meth:`async_client`, if any.
+
+        :param deadline: Epoch seconds the poll, its retries included, must not outlive (a wait's
+            deadline); each request gets at least one second.
+        """
         if self._async_session is None:
             async with self.async_client():
-                return await self.aget_task(runway_task_id, route_family)
+                return await self.aget_task(runway_task_id, route_family, deadline=deadline)
         method, path, payload = _task_request(runway_task_id, route_family)
         try:
-            status, body = await self._arequest(method, path, payload)
+            status, body = await self._arequest(method, path, payload, deadline)
             return _normalize(body, status, runway_task_id, route_family)
         except RunwayAuthenticationError:
             # The key may have been rotated since this hook read the connection: read it once more.
             self._async_settings = None
             _SETTINGS_READS.forget(self.runway_conn_id)
-            status, body = await self._arequest(method, path, payload)
+            status, body = await self._arequest(method, path, payload, deadline)
             return _normalize(body, status, runway_task_id, route_family)
 
     def async_client(self) -> _AsyncClient:
@@ -691,29 +699,35 @@ class RunwayHook(BaseHook):
             )
         return self._async_settings
 
-    async def _arequest(self, method: str, path: str, payload: Mapping[str, Any] | None) -> tuple[int, Any]:
+    async def _arequest(
+        self, method: str, path: str, payload: Mapping[str, Any] | None, deadline: float | None = None
+    ) -> tuple[int, Any]:
         # Most polls succeed at once: only a failed first attempt pays for tenacity's machinery.
         try:
-            return await self._arequest_once(method, path, payload)
+            return await self._arequest_once(method, path, payload, deadline)
         except RunwayTransientError as first_error:
-            if self.poll_retries < 1:
+            first_wait = max(self._backoff(1), first_error.retry_after or 0.0)
+            if self.poll_retries < 1 or (deadline is not None and time.time() + first_wait >= deadline):
                 raise
-            retry_after = first_error.retry_after
-        from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+        from tenacity import AsyncRetrying, retry_if_exception_type
 
-        await asyncio.sleep(max(self._backoff(1), retry_after or 0.0))
+        await asyncio.sleep(first_wait)
         async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(self.poll_retries),
+            # No retry past the wait's deadline: the wait decides what happens then.
+            stop=lambda state: (
+                state.attempt_number >= self.poll_retries
+                or (deadline is not None and time.time() >= deadline)
+            ),
             wait=lambda state: self._backoff(state.attempt_number + 1, state),
             retry=retry_if_exception_type(RunwayTransientError),
             reraise=True,
         ):
             with attempt:
-                return await self._arequest_once(method, path, payload)
+                return await self._arequest_once(method, path, payload, deadline)
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
     async def _arequest_once(
-        self, method: str, path: str, payload: Mapping[str, Any] | None
+        self, method: str, path: str, payload: Mapping[str, Any] | None, deadline: float | None = None
     ) -> tuple[int, Any]:
         import aiohttp
 
@@ -728,7 +742,7 @@ class RunwayHook(BaseHook):
                 url,
                 json=payload,
                 headers=settings.headers,
-                timeout=self._async_timeout,
+                timeout=self._async_timeout if deadline is None else _bounded(settings, deadline),
                 allow_redirects=False,
             ) as response:
                 answer = bytearray()
@@ -874,6 +888,14 @@ async def _read_settings(hook: RunwayHook) -> RunwayConnectionSettings:
     return _checked_settings(await hook.aget_connection(hook.runway_conn_id))
 
 
+def _bounded(settings: RunwayConnectionSettings, deadline: float) -> aiohttp.ClientTimeout:
+    """A request timeout that ends by ``deadline``, yet gives a late request a second to answer."""
+    import aiohttp
+
+    total = max(min(settings.timeout, deadline - time.time()), _MIN_REQUEST_SECONDS)
+    return aiohttp.ClientTimeout(total=total, sock_connect=min(CONNECT_TIMEOUT, total))
+
+
 def _checked_settings(conn: Connection) -> RunwayConnectionSettings:
     settings = RunwayConnectionSettings.from_connection(conn)
     _mask(settings.api_key)
@@ -926,7 +948,9 @@ def _task_request(runway_task_id: str, route_family: str) -> tuple[str, str, dic
 def _normalize(body: Any, status: int, runway_task_id: str, route_family: str) -> RunwayTask:
     # Runway answers 404 for a task it does not know (yet); the wrapper answers task_not_exist.
     not_found = frozenset({404}) if route_family == OFFICIAL else frozenset()
-    return normalize_task(body, status, runway_task_id=runway_task_id, not_found_statuses=not_found)
+    return normalize_task(
+        body, status, runway_task_id=runway_task_id, not_found_statuses=not_found, route_family=route_family
+    )
 
 
 def _add_options(payload: dict[str, Any], options: Any) -> None:

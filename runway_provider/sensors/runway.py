@@ -17,6 +17,7 @@ from runway_provider.lifecycle import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT,
     RunwayTaskWaiter,
+    upstream_route_family,
 )
 from runway_provider.links.runway import RunwayVideoLink
 from runway_provider.validation import require_positive_seconds
@@ -34,8 +35,9 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
 
     :param runway_task_id: The Runway task to wait on, e.g. ``generate.output``. Templated.
     :param runway_conn_id: The ``runway`` connection. Default ``runway_default``.
-    :param route_family: ``reverse`` (default: tasks created on ``/runway/pro/*``, polled through
-        the feed) or ``official`` (tasks created on ``/runwayml/v1/*``).
+    :param route_family: ``reverse`` (tasks created on ``/runway/pro/*``, polled through the feed)
+        or ``official`` (tasks created on ``/runwayml/v1/*``). Default: the family of the Runway
+        operator whose output ``runway_task_id`` is (``animate.output``), else ``reverse``.
     :param poll_interval: Seconds between polls (also the ``poke_interval``). Default 10.
     :param timeout: Seconds to wait at most from the first check. Default 3600.
     :param not_found_grace: Seconds from the first check during which ``task_not_exist`` is normal.
@@ -56,7 +58,7 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         *,
         runway_task_id: str,
         runway_conn_id: str = RunwayHook.default_conn_name,
-        route_family: str = REVERSE,
+        route_family: str | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         timeout: float = DEFAULT_TIMEOUT,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
@@ -69,8 +71,9 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         kwargs.setdefault("poke_interval", poll_interval)
         super().__init__(timeout=timeout, **kwargs)
         self.runway_task_id = runway_task_id
-        if route_family not in ROUTE_FAMILIES:
+        if route_family is not None and route_family not in ROUTE_FAMILIES:
             raise ValueError(f"route_family must be one of {ROUTE_FAMILIES}, got {route_family!r}")
+        route_family = route_family or upstream_route_family(runway_task_id) or REVERSE
         self.runway_conn_id = runway_conn_id
         self.route_family = route_family
         self.poll_interval = poll_interval

@@ -68,6 +68,8 @@ class Scenario:
     :param create_faults: Faults answered, in order, to the first create requests with this body;
         ``<fault>_after_create`` ones make the job first.
     :param delay_seconds: Extra latency of every answer about this job.
+    :param expired_urls: How many answers of the finished job give an output URL that has already
+        expired (the CDN answers 403), before fresh ones.
     """
 
     outcome: str = "succeeded"
@@ -81,6 +83,7 @@ class Scenario:
     feed_faults: list[str] = field(default_factory=list)
     create_faults: list[str] = field(default_factory=list)
     delay_seconds: float = 0.0
+    expired_urls: int = 0
 
     def updated(self, overrides: Any) -> Scenario:
         """A copy with ``overrides`` applied; raises ValueError naming any bad key or value."""
@@ -112,6 +115,7 @@ class Job:
     created_at: float = field(default_factory=time.time)
     official: bool = False
     cancelled_at: float | None = None
+    expired_left: int = 0
 
     @property
     def finishes_at(self) -> float:
@@ -310,6 +314,7 @@ class Emulator:
     ) -> Job:
         job = Job(runway_task_id=str(uuid.uuid4()), created=time.monotonic(), body=body, scenario=scenario)
         job.pending_faults = list(scenario.feed_faults)
+        job.expired_left = scenario.expired_urls
         job.official = official
         with self._lock:
             self.jobs[job.runway_task_id] = job
@@ -361,6 +366,16 @@ class Emulator:
             )
         assert job is not None  # a view exists only for a known job
         record["task_status"] = view["state"]
+        if view.get("urls") and job.expired_left > 0:
+            job.expired_left -= 1
+            media = f"/_emulator/media/{job.runway_task_id}"
+            view = {
+                **view,
+                "urls": [
+                    url.replace(media, f"/_emulator/media/expired-{job.runway_task_id}")
+                    for url in view["urls"]
+                ],
+            }
         return self._finish(record, web.json_response(_render(job, view, shape)))
 
     async def _media(self, request: web.Request) -> web.StreamResponse:

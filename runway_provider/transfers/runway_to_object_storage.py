@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 import os
@@ -18,7 +19,8 @@ from urllib.parse import urljoin, urlsplit
 from airflow.sdk import Asset, AssetAlias, BaseOperator, ObjectStoragePath
 
 from runway_provider.exceptions import RunwayError, RunwayInputError
-from runway_provider.hooks.runway import RunwayHook
+from runway_provider.hooks.runway import REVERSE, RunwayHook
+from runway_provider.lifecycle import upstream_route_family
 from runway_provider.models import RunwayTask
 
 if TYPE_CHECKING:
@@ -82,6 +84,9 @@ class RunwayToObjectStorageOperator(BaseOperator):
         ``allowed_media_hosts``: media hosts on loopback, private, link-local or metadata addresses
         are refused unless listed there (host names, IPs or CIDRs).
     :param download_timeout: Seconds the whole download may take. Default 1800.
+    :param route_family: Where to look the task up for a fresh URL. Default: the task dict's own
+        ``route_family``, else the family of the Runway operator whose output ``runway_task`` is,
+        else ``reverse``.
     """
 
     template_fields: Sequence[str] = ("runway_task", "destination")
@@ -100,6 +105,7 @@ class RunwayToObjectStorageOperator(BaseOperator):
         runway_conn_id: str = RunwayHook.default_conn_name,
         destination_folder: bool | None = None,
         download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT,
+        route_family: str | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("outlets", [AssetAlias(asset_alias)])
@@ -113,6 +119,7 @@ class RunwayToObjectStorageOperator(BaseOperator):
         self.runway_conn_id = runway_conn_id
         self.destination_folder = destination_folder
         self.download_timeout = download_timeout
+        self.route_family = route_family or upstream_route_family(runway_task)
 
     def execute(self, context: Context) -> dict[str, Any]:
         task = self._resolve_task()
@@ -144,12 +151,14 @@ class RunwayToObjectStorageOperator(BaseOperator):
     def _resolve_task(self) -> RunwayTask:
         value = self.runway_task
         if isinstance(value, str) and value.strip():
-            return RunwayHook(self.runway_conn_id).get_task(value.strip())
+            return RunwayHook(self.runway_conn_id).get_task(value.strip(), self.route_family or REVERSE)
         if isinstance(value, Mapping):
             try:
-                return RunwayTask.from_dict(value)
+                task = RunwayTask.from_dict(value)
             except (KeyError, TypeError, ValueError) as err:
                 raise RunwayInputError("runway_task", f"is not a Runway task dict ({err!r})") from None
+            # The explicit argument wins; else the task says where it came from.
+            return dataclasses.replace(task, route_family=self.route_family or task.route_family or REVERSE)
         raise RunwayInputError("runway_task", f"expected a task dict or a Runway task id, got {value!r:.80}")
 
     def _target(self, runway_task_id: str) -> ObjectStoragePath:
@@ -221,7 +230,7 @@ class RunwayToObjectStorageOperator(BaseOperator):
             response = self._get(session, task.video_url or "", task, allowed)
             if response.status_code in _EXPIRED_URL_STATUSES:
                 response.close()
-                fresh = hook.get_task(task.runway_task_id)
+                fresh = hook.get_task(task.runway_task_id, task.route_family or REVERSE)
                 self.log.info(
                     "The video URL of Runway task %s was refused; fetched a fresh one.", task.runway_task_id
                 )

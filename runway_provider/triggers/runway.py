@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from runway_provider import spend
-from runway_provider.exceptions import RunwayError, RunwayTransientError
+from runway_provider.exceptions import RunwayError
 from runway_provider.hooks.runway import REVERSE, RunwayHook
 from runway_provider.watch import TaskWatch, error_event, unexpected_poll_error
 
@@ -18,8 +17,6 @@ from runway_provider.watch import TaskWatch, error_event, unexpected_poll_error
 # triggers merely reassigned to another triggerer: a task still deferred was moved, not killed.
 # A task a user marked successful keeps its generation too.
 _STATES_THAT_KEEP_THE_GENERATION = frozenset({"deferred", "success"})
-# A poll started just before the deadline still gets this long to answer.
-_MIN_POLL_SECONDS = 1.0
 # on_kill's own bound (Airflow's [triggerer] on_kill_timeout is 30 s by default).
 _ON_KILL_SECONDS = 25.0
 # Cancels in flight, referenced so that the event loop does not drop them when on_kill returns.
@@ -98,15 +95,12 @@ class RunwayTaskTrigger(BaseTrigger):
                 while True:
                     try:
                         # One poll (with its own retries) never outlives the wait's deadline.
-                        poll = hook.aget_task(self.runway_task_id, self.route_family)
-                        remaining = max(watch.end_time - time.time(), _MIN_POLL_SECONDS)
-                        event = watch.observe(await asyncio.wait_for(poll, remaining))
+                        task = await hook.aget_task(
+                            self.runway_task_id, self.route_family, deadline=watch.end_time
+                        )
+                        event = watch.observe(task)
                     except RunwayError as err:
                         event = watch.observe_error(err)
-                    except asyncio.TimeoutError:
-                        event = watch.observe_error(
-                            RunwayTransientError("the poll got no answer before the deadline")
-                        )
                     except Exception as err:  # one odd answer must not end a wait that the deadline bounds
                         event = watch.observe_error(unexpected_poll_error(err))
                     event = event or watch.check_deadline()

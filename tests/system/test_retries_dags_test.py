@@ -5,6 +5,7 @@ Every count comes from the emulator's own record of requests.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,3 +142,41 @@ def test_a_rescheduled_sensor_keeps_its_first_check_clock(sandbox, retry_server)
     result = sandbox.dags_test("runway_sensor_reschedule_lost")
     assert result.returncode != 0
     assert "RunwayTaskLostError" in result.output and "AirflowSensorTimeout" not in result.output
+
+
+def test_every_route_family_chains_operator_sensor_transfer_with_an_expired_url(
+    sandbox, retry_server, tmp_path
+):
+    emulator = retry_server.emulator
+    emulator.reset()
+    emulator.scenario = Scenario(not_found_seconds=0.5, queued_seconds=0.5, running_seconds=1, expired_urls=1)
+    try:
+        result = sandbox.dags_test("runway_chain_every_family", "-c", json.dumps({"folder": str(tmp_path)}))
+    finally:
+        emulator.scenario = Scenario()
+    assert result.returncode == 0, result.output[-4000:]
+    jobs = {("official" if job.official else "reverse"): job for job in emulator.jobs.values()}
+    assert set(jobs) == {"reverse", "official"}
+    for source, family in (("generate", "reverse"), ("animate", "official")):
+        runway_task_id = jobs[family].runway_task_id
+        [task] = sandbox.xcom("runway_chain_every_family", f"wait_{source}")
+        assert (task["runway_task_id"], task["route_family"]) == (runway_task_id, family)
+        for folder in (source, f"{source}-by-id"):
+            assert (tmp_path / folder / f"{runway_task_id}.mp4").stat().st_size > 0
+    # Each task was looked up only on its own family's route, and the expired URL was refreshed.
+    lookups = [
+        (r["path"], r.get("runway_task_id"))
+        for r in emulator.requests
+        if r["method"] != "POST" or r["path"] == "/runway/feed"
+    ]
+    assert all(
+        path == "/runway/feed" for path, task_id in lookups if task_id == jobs["reverse"].runway_task_id
+    )
+    assert all(
+        path.startswith("/runwayml/v1/tasks/")
+        for path, task_id in lookups
+        if task_id == jobs["official"].runway_task_id
+    )
+    assert {r["name"] for r in emulator.media_requests} >= {
+        f"expired-{job.runway_task_id}.mp4" for job in jobs.values()
+    }
