@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
 
-# The generate operator pushes the finished task under this key; the sensor returns it.
+# Where the finished task is, when the operator does not say (an operator this link was attached to by hand).
 _TASK_XCOM_KEYS = ("runway_task", "return_value")
 
 
@@ -22,7 +22,10 @@ class RunwayVideoLink(BaseOperatorLink):
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         from airflow.sdk.bases.xcom import BaseXCom
 
-        for key in _TASK_XCOM_KEYS:
+        # Ask only for the key the operator writes: Airflow logs an error for every missing XCom,
+        # and it resolves links on the worker at the end of every successful task.
+        keys = getattr(operator, "runway_task_xcom_keys", _TASK_XCOM_KEYS)
+        for key in keys:
             # Airflow's own TaskInstanceKey and TIKeyProtocol disagree on attribute mutability.
             value: Any = BaseXCom.get_value(ti_key=ti_key, key=key)  # type: ignore[arg-type]
             if isinstance(value, dict) and value.get("video_url"):

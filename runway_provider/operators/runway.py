@@ -100,6 +100,11 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         self.cancel_on_kill = cancel_on_kill
         self.cancel_on_timeout = cancel_on_timeout
 
+    @property
+    def runway_task_xcom_keys(self) -> tuple[str, ...]:
+        """Where the finished task is in XCom, for the "Runway video" link: nowhere without a wait."""
+        return (XCOM_RUNWAY_TASK,) if self.wait_for_completion else ()
+
     def build_payload(self) -> dict[str, Any]:
         """Check the rendered arguments and build the create request body; sends nothing."""
         raise NotImplementedError

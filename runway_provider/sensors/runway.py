@@ -50,6 +50,8 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = ("runway_task_id",)
+    # The finished task is the sensor's return value (for the "Runway video" link).
+    runway_task_xcom_keys = ("return_value",)
     operator_extra_links = (RunwayVideoLink(),)
     ui_color = "#e8e1fb"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +40,12 @@ def fresh_emulator(dag_server: EmulatorServer) -> None:
     dag_server.emulator.scenario = Scenario(not_found_seconds=1, queued_seconds=1, running_seconds=2)
 
 
+def assert_no_error_lines(output: str) -> None:
+    """A successful run logs no ERROR line (Airflow's own "XCom not found" included)."""
+    errors = [line for line in output.splitlines() if re.search(r"\[error\s*\]|\bERROR\b", line)]
+    assert errors == [], errors[:5]
+
+
 def assert_no_key_anywhere(sandbox: AirflowSandbox, output: str) -> None:
     assert TEST_API_KEY not in output
     for table in ("xcom", "rendered_task_instance_fields", "trigger", "task_instance", "log"):
@@ -52,6 +59,7 @@ def test_generate_then_deferrable_sensor(sandbox, dag_server):
     dag_id = "example_runway_generate_and_sense"
     result = sandbox.dags_test(dag_id)
     assert result.returncode == 0, result.output[-4000:]
+    assert_no_error_lines(result.output)
     [runway_task_id] = sandbox.xcom(dag_id, "generate")
     assert sandbox.xcom(dag_id, "generate", "runway_task_id") == [runway_task_id]
     [runway_task] = sandbox.xcom(dag_id, "wait_for_video")
@@ -71,6 +79,7 @@ def test_generate_and_wait_in_one_deferrable_task(sandbox, dag_server):
     dag_id = "example_runway_generate_deferrable"
     result = sandbox.dags_test(dag_id)
     assert result.returncode == 0, result.output[-4000:]
+    assert_no_error_lines(result.output)
     [runway_task_id] = sandbox.xcom(dag_id, "generate_and_wait")
     [runway_task] = sandbox.xcom(dag_id, "generate_and_wait", "runway_task")
     assert runway_task["status"] == "SUCCEEDED" and runway_task["runway_task_id"] == runway_task_id
@@ -84,6 +93,7 @@ def test_mapped_batch(sandbox, dag_server):
     dag_id = "example_runway_mapped_batch"
     result = sandbox.dags_test(dag_id)
     assert result.returncode == 0, result.output[-4000:]
+    assert_no_error_lines(result.output)
     ids = sandbox.xcom(dag_id, "generate")
     assert len(ids) == 3 and len(set(ids)) == 3
     prompts = sorted(job.body["prompt"] for job in dag_server.emulator.jobs.values())
@@ -127,6 +137,7 @@ def test_official_routes(sandbox, dag_server):
     dag_id = "example_runway_official_routes"
     result = sandbox.dags_test(dag_id)
     assert result.returncode == 0, result.output[-4000:]
+    assert_no_error_lines(result.output)
     states = sandbox.task_states(dag_id)
     assert set(states.values()) == {"success"}, states
     [source] = sandbox.xcom(dag_id, "wait_image_to_video")
@@ -147,6 +158,7 @@ def test_reverse_routes(sandbox, dag_server):
     dag_id = "example_runway_reverse_routes"
     result = sandbox.dags_test(dag_id)
     assert result.returncode == 0, result.output[-4000:]
+    assert_no_error_lines(result.output)
     paths = sorted(r["path"] for r in dag_server.emulator.submissions())
     assert paths == ["/runway/pro/act_one", "/runway/pro/video2video"]
     for task_id in ("video2video", "act_one"):
