@@ -17,9 +17,11 @@ from airflow.sdk.exceptions import AirflowTaskTimeout
 from runway_provider import spend
 from runway_provider.exceptions import RunwayError, RunwayTaskTimeoutError
 from runway_provider.hooks.runway import ROUTE_FAMILIES, RunwayHook
-from runway_provider.models import RunwayTask
+from runway_provider.models import RunwayTask, RunwayTaskStatus
 from runway_provider.watch import TaskWatch, resolve_event
 
+# XCom key of the latest known state of the task waited on, then of the finished task.
+XCOM_RUNWAY_TASK = "runway_task"
 DEFAULT_POLL_INTERVAL = 10.0
 DEFAULT_TIMEOUT = 3600.0
 DEFAULT_NOT_FOUND_GRACE = 180.0
@@ -71,10 +73,11 @@ class RunwayTaskWaiter:
         )
 
     def defer_unless_finished(
-        self, *, runway_task_id: str, submitted_at: float, end_time: float
+        self, context: Any, *, runway_task_id: str, submitted_at: float, end_time: float
     ) -> RunwayTask:
         """Return the succeeded task or raise its error if it has ended; otherwise defer.
 
+        :param context: The Airflow context (the task's state so far is pushed to XCom before deferring).
         :param runway_task_id: The task to wait on.
         :param submitted_at: When it was submitted (or first watched), epoch seconds.
         :param end_time: The wall-clock deadline, epoch seconds.
@@ -90,6 +93,8 @@ class RunwayTaskWaiter:
 
         from runway_provider.triggers.runway import RunwayTaskTrigger
 
+        # Airflow resolves the "Runway video" link when the task defers, too: give it the state so far.
+        self.push_state(context, watch.last_task or RunwayTask(runway_task_id, RunwayTaskStatus.UNKNOWN))
         self.log.info("Runway task %s is not finished; deferring to the triggerer.", runway_task_id)
         self.defer(  # type: ignore[attr-defined]
             trigger=RunwayTaskTrigger(
@@ -106,6 +111,11 @@ class RunwayTaskWaiter:
             timeout=timedelta(seconds=max(end_time - time.time(), 0.0) + _DEFER_TIMEOUT_MARGIN),
         )
         raise AssertionError("unreachable: defer() raises TaskDeferred")
+
+    @staticmethod
+    def push_state(context: Any, task: RunwayTask) -> None:
+        """Push the task's latest known state (the finished task at the end) to XCom ``runway_task``."""
+        context["ti"].xcom_push(key=XCOM_RUNWAY_TASK, value=task.to_dict())
 
     def settle_timeout(self, error: RunwayTaskTimeoutError, *, will_retry: bool) -> None:
         """Keep a timed-out task for the retry, or cancel it (see :func:`runway_provider.spend.on_wait_timeout`)."""

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
 
-# Where the finished task is, when the operator does not say (an operator this link was attached to by hand).
+# Where the task is, when the operator does not say (an operator this link was attached to by hand).
 _TASK_XCOM_KEYS = ("runway_task", "return_value")
 
 

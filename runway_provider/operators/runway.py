@@ -27,6 +27,7 @@ from runway_provider.lifecycle import (
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT,
+    XCOM_RUNWAY_TASK,
     RunwayTaskWaiter,
 )
 from runway_provider.links.runway import RunwayVideoLink
@@ -40,8 +41,6 @@ from runway_provider.watch import resolve_event
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-XCOM_RUNWAY_TASK = "runway_task"
 
 
 class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
@@ -128,7 +127,10 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         try:
             if self.deferrable:
                 task = self.defer_unless_finished(
-                    runway_task_id=runway_task_id, submitted_at=submission.submitted_at, end_time=end_time
+                    context,
+                    runway_task_id=runway_task_id,
+                    submitted_at=submission.submitted_at,
+                    end_time=end_time,
                 )
             else:
                 self._waiting_on, self._waiting_ti = runway_task_id, context["ti"]
@@ -158,7 +160,7 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         return self._finish(context, task)
 
     def _finish(self, context: Context, task: RunwayTask) -> str:
-        context["ti"].xcom_push(key=XCOM_RUNWAY_TASK, value=task.to_dict())
+        self.push_state(context, task)
         spend.forget(context)
         self.log.info("Runway task %s succeeded: %s", task.runway_task_id, task.video_url)
         return task.runway_task_id

@@ -16,6 +16,7 @@ from runway_provider.lifecycle import (
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT,
+    XCOM_RUNWAY_TASK,
     RunwayTaskWaiter,
     upstream_route_family,
 )
@@ -50,8 +51,8 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = ("runway_task_id",)
-    # The finished task is the sensor's return value (for the "Runway video" link).
-    runway_task_xcom_keys = ("return_value",)
+    # The latest known state of the task, for the "Runway video" link (the finished one is also the return value).
+    runway_task_xcom_keys = (XCOM_RUNWAY_TASK,)
     operator_extra_links = (RunwayVideoLink(),)
     ui_color = "#e8e1fb"
 
@@ -90,6 +91,7 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         if self.deferrable:
             try:
                 task = self.defer_unless_finished(
+                    context,
                     runway_task_id=self.runway_task_id,
                     submitted_at=started_at,
                     end_time=started_at + self.timeout,
@@ -97,6 +99,7 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
             except RunwayTaskTimeoutError as err:
                 self.settle_timeout(err, will_retry=False)
                 raise AirflowSensorTimeout(str(err)) from err
+            self.push_state(context, task)
             return task.to_dict()
         self._watch = self.watch(
             runway_task_id=self.runway_task_id, submitted_at=started_at, end_time=started_at + self.timeout
@@ -131,16 +134,23 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         except RunwayTransientError as err:
             event = watch.observe_error(err)
         if event is None:
+            # A reschedule ends this try, and Airflow resolves the link then.
+            if watch.last_task is not None:
+                self.push_state(context, watch.last_task)
             return False
-        return PokeReturnValue(is_done=True, xcom_value=resolve_event(event).to_dict())
+        task = resolve_event(event)
+        self.push_state(context, task)
+        return PokeReturnValue(is_done=True, xcom_value=task.to_dict())
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger: return the task dict on an explicit success event only."""
         try:
-            return resolve_event(event).to_dict()
+            task = resolve_event(event)
         except RunwayTaskTimeoutError as err:
             self.settle_timeout(err, will_retry=False)
             raise AirflowSensorTimeout(str(err)) from err
+        self.push_state(context, task)
+        return task.to_dict()
 
     def _first_check_time(self, context: Context) -> float:
         if self.reschedule and not self.deferrable:
