@@ -39,7 +39,9 @@ with DAG(
 
     @task
     def collect(runway_tasks: list[dict]) -> list[str]:
-        urls = [runway_task["video_url"] for runway_task in runway_tasks]
+        # A slice reads every mapped result in one request; iterating asks for one more until it is
+        # missing, which Airflow logs as an error.
+        urls = [runway_task["video_url"] for runway_task in runway_tasks[:]]
         print(f"{len(urls)} videos ready: {urls}")
         return urls
 
