@@ -95,7 +95,8 @@ with DAG(
                     "seconds_to_stored": round(video["stored_at"] - submitted_at, 1),
                 }
             )
-            for row, video, submitted_at in zip(rows, stored, submitted, strict=True)
+            # Slices read every mapped result in one request (iterating logs a spurious "not found").
+            for row, video, submitted_at in zip(rows[:], stored[:], submitted[:], strict=True)
         ]
         manifest = ObjectStoragePath(params["destination"]) / "manifest.jsonl"
         manifest.write_text("\n".join(lines) + "\n")
