@@ -2,13 +2,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The demo needs only the provider and Airflow: no browser driver, S3 server or docs builder.
+DEMO_STAMP := $(VENV)/.demo-stamp
 # The lowest Airflow this provider declares (pyproject: apache-airflow>=3.3.0); CI runs the unit suite on it.
 LOWEST_AIRFLOW := 3.3.0
 VENV_LOWEST := .venv-lowest
 # ... on the lowest declared Python (pyproject: requires-python >=3.10), where the machine has it.
 PYTHON_LOWEST ?= $(firstword $(wildcard /root/.pyenv/versions/3.10*/bin/python3.10) $(shell command -v python3.10 2>/dev/null) $(PYTHON))
 
-.PHONY: venv chromium test test-lowest demo bench mutation screenshots clean
+.PHONY: venv chromium test check test-lowest demo bench mutation screenshots clean
 
 # The environment is rebuilt only when the project's dependencies change.
 $(STAMP): pyproject.toml
@@ -18,6 +20,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+$(DEMO_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
 
 # The browser test drives Debian's Chromium: installed here when missing (as root, or with sudo).
 chromium:
@@ -43,8 +51,15 @@ test-lowest: $(VENV_LOWEST)/.installed-stamp
 	@$(VENV_LOWEST)/bin/python -c 'import sys, airflow; print(f"Unit suite on Python {sys.version.split()[0]}, Airflow {airflow.__version__}")'
 	$(VENV_LOWEST)/bin/python -m pytest -q --ignore=tests/system
 
-demo: venv
+demo: $(DEMO_STAMP)
 	$(BIN)/python scripts/demo.py
+
+# The inner loop: lint, types and the unit tests (no real Airflow, browser, soak or docs build).
+check: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy runway_provider
+	$(BIN)/python -m pytest -q -x --ignore=tests/system --ignore=tests/test_docs.py --ignore=tests/test_soak.py
 
 # Regenerates docs/performance.md and docs/img/triggerer-scaling.png (about 8 minutes).
 bench: venv

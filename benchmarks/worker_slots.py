@@ -17,12 +17,16 @@ import datetime
 import json
 import re
 import socket
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+# The real-Airflow harness is test code (tests/cluster.py), not part of the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from runway_provider.testing import Emulator, EmulatorServer, Scenario
-from runway_provider.testing.cluster import AirflowCluster
+from tests.cluster import AirflowCluster
 
 DAG_ID = "runway_worker_slots"
 MODES = ("poke", "reschedule", "deferrable")

@@ -221,10 +221,6 @@ class RunwayHook(BaseHook):
     def get_conn(self) -> requests.Session:
         return self.session
 
-    @property
-    def default_callback_url(self) -> str | None:
-        return self.settings.callback_url
-
     # -- sync API ----------------------------------------------------------------------------
 
     def submit_generate(

@@ -194,8 +194,9 @@ class Emulator:
             self.media_requests.clear()
             self._create_faults_used.clear()
 
-    def make_app(self) -> web.Application:
-        app = web.Application(client_max_size=32 * 1024 * 1024)
+    def build_app(self) -> web.Application:
+        """The aiohttp application serving this emulator."""
+        app = web.Application(client_max_size=32 * 1024 * 1024, middlewares=[_reset_middleware])
         app.add_routes(
             [
                 web.post("/runway/pro/generate", self._generate),
@@ -772,12 +773,6 @@ def _asset(name: str) -> bytes:
     return _ASSETS[name]
 
 
-def build_app(emulator: Emulator) -> web.Application:
-    app = emulator.make_app()
-    app.middlewares.append(_reset_middleware)
-    return app
-
-
 class EmulatorServer:
     """Run an :class:`Emulator` on a background thread, for pytest or scripts.
 
@@ -824,7 +819,7 @@ class EmulatorServer:
         self._loop = asyncio.new_event_loop()
 
         async def serve() -> None:
-            self._runner = web.AppRunner(build_app(self.emulator), access_log=None)
+            self._runner = web.AppRunner(self.emulator.build_app(), access_log=None)
             await self._runner.setup()
             site = web.TCPSite(self._runner, self.host, self.port)
             await site.start()
@@ -910,7 +905,7 @@ def main(argv: list[str] | None = None) -> None:
         print(banner, flush=True)
 
     web.run_app(
-        build_app(emulator),
+        emulator.build_app(),
         host=args.host,
         port=args.port,
         ssl_context=ssl_context,

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from runway_provider.testing import Emulator, EmulatorServer, Scenario
-from runway_provider.testing.cluster import AirflowCluster
+from tests.cluster import AirflowCluster
 from tests.helpers import ADMIN_PASSWORD, EXAMPLE_DAG, TEST_API_KEY, free_port
 
 ROOT = Path(__file__).resolve().parents[2]

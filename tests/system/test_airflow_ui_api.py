@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from runway_provider.testing import Emulator, EmulatorServer
-from runway_provider.testing.cluster import AirflowCluster
+from tests.cluster import AirflowCluster
 from tests.helpers import EXAMPLE_DAG, TEST_API_KEY, free_port
 
 pytestmark = pytest.mark.system

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from runway_provider.testing import EmulatorServer
-from runway_provider.testing.cluster import AirflowCluster
+from tests.cluster import AirflowCluster
 from tests.helpers import ADMIN_PASSWORD, EXAMPLE_DAG, TEST_API_KEY
 
 if TYPE_CHECKING:

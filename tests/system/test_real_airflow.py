@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from runway_provider.testing import Emulator, Scenario
-from runway_provider.testing.cluster import AirflowCluster
+from tests.cluster import AirflowCluster
 
 pytestmark = pytest.mark.system
 BATCH_DAG = "runway_system_deferred_batch"
