@@ -60,22 +60,10 @@ class RunwayApiError(RunwayError):
         self.code = code
 
 
-class RunwayRequestRefusedError(AirflowFailException, RunwayApiError):
+class RunwayRequestRefusedError(RunwayApiError, AirflowFailException):
     """CometAPI refused the request for a reason that will not change by itself: HTTP 4xx other
     than 408, 409 and 429, a redirect, a 500 with ``invalid_request``, or an error code in a
     successful answer. Not retried by Airflow; the request was not processed, so nothing was billed."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        http_status: int | None = None,
-        code: str | None = None,
-        runway_task_id: str | None = None,
-    ) -> None:
-        RunwayApiError.__init__(
-            self, message, http_status=http_status, code=code, runway_task_id=runway_task_id
-        )
 
 
 class RunwayAuthenticationError(RunwayRequestRefusedError):

@@ -377,15 +377,9 @@ def cancel_abandoned(
 ) -> None:
     """Cancel a task nobody will collect, best effort: never raises, always says what happened."""
     try:
-        outcome = hook.cancel_task(runway_task_id, route_family)
+        outcome: CancelOutcome | RunwayError = hook.cancel_task(runway_task_id, route_family)
     except RunwayError as err:
-        log.warning(
-            "Could not cancel Runway task %s (%s): %s. It may still finish and bill.",
-            runway_task_id,
-            reason,
-            err,
-        )
-        return
+        outcome = err
     _log_cancel(outcome, runway_task_id, reason, log)
 
 
@@ -394,20 +388,21 @@ async def acancel_abandoned(
 ) -> None:
     """Async :func:`cancel_abandoned`, for a trigger's ``on_kill``."""
     try:
-        outcome = await hook.acancel_task(runway_task_id, route_family)
+        outcome: CancelOutcome | RunwayError = await hook.acancel_task(runway_task_id, route_family)
     except RunwayError as err:
+        outcome = err
+    _log_cancel(outcome, runway_task_id, reason, log)
+
+
+def _log_cancel(outcome: CancelOutcome | RunwayError, runway_task_id: str, reason: str, log: Any) -> None:
+    if isinstance(outcome, RunwayError):
         log.warning(
             "Could not cancel Runway task %s (%s): %s. It may still finish and bill.",
             runway_task_id,
             reason,
-            err,
+            outcome,
         )
-        return
-    _log_cancel(outcome, runway_task_id, reason, log)
-
-
-def _log_cancel(outcome: CancelOutcome, runway_task_id: str, reason: str, log: Any) -> None:
-    if outcome is CancelOutcome.CANCELLED:
+    elif outcome is CancelOutcome.CANCELLED:
         log.info("Cancelled Runway task %s: %s.", runway_task_id, reason)
     elif outcome is CancelOutcome.UNSUPPORTED:
         log.warning(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from typing import Any
 
 import pytest
 
 from runway_provider.testing import EmulatorServer, Scenario
+from runway_provider.triggers.runway import RunwayTaskTrigger
 
 # Distinctive so that a leak is easy to grep for; never a real key.
 TEST_API_KEY = "sk-test-4f9c2e71b8d35a60"
@@ -62,6 +64,21 @@ class MemoryTaskStateStore:
 
     def delete(self, key: str) -> None:
         self.values.pop(key, None)
+
+
+def make_trigger(runway_task_id: str, **overrides: Any) -> RunwayTaskTrigger:
+    """A trigger on ``runway_default`` polling every 0.1 s, due in 15 s, submitted now."""
+    now = time.time()
+    kwargs = {
+        "runway_task_id": runway_task_id,
+        "runway_conn_id": "runway_default",
+        "poll_interval": 0.1,
+        "end_time": now + 15,
+        "not_found_grace": 5.0,
+        "submitted_at": now,
+        **overrides,
+    }
+    return RunwayTaskTrigger(**kwargs)
 
 
 def free_port() -> int:

@@ -14,25 +14,10 @@ from runway_provider.hooks.runway import RunwayHook
 from runway_provider.operators.runway import RunwayGenerateOperator
 from runway_provider.testing import Scenario
 from runway_provider.triggers.runway import RunwayTaskTrigger
-from tests.helpers import FAST, MemoryTaskStateStore, RecordingTaskInstance, job_options
+from tests.helpers import FAST, MemoryTaskStateStore, RecordingTaskInstance, job_options, make_trigger
 
 IMAGE = "https://example.com/first.jpg"
 VIDEO = "https://example.com/source.mp4"
-
-
-def trigger_for(runway_task_id: str, **overrides: Any) -> RunwayTaskTrigger:
-    now = time.time()
-    return RunwayTaskTrigger(
-        **{
-            "runway_task_id": runway_task_id,
-            "runway_conn_id": "runway_default",
-            "poll_interval": 0.1,
-            "end_time": now + 15,
-            "not_found_grace": 5.0,
-            "submitted_at": now,
-            **overrides,
-        }
-    )
 
 
 async def events_of(trigger: RunwayTaskTrigger) -> list[dict[str, Any]]:
@@ -59,7 +44,7 @@ async def test_a_trigger_whose_every_poll_fails_ends_at_its_deadline(hook, emula
     runway_task_id = hook.submit_generate(prompt="A paper boat", image=IMAGE)
     emulator.jobs[runway_task_id].pending_faults = ["503"] * 10_000
     started = time.monotonic()
-    [event] = await asyncio.wait_for(events_of(trigger_for(runway_task_id, end_time=time.time() + 1.5)), 30)
+    [event] = await asyncio.wait_for(events_of(make_trigger(runway_task_id, end_time=time.time() + 1.5)), 30)
     assert event["status"] == "timeout" and "last poll error" in event["message"]
     assert time.monotonic() - started < 20  # the deadline ended it, not a hang
 
@@ -77,7 +62,7 @@ async def test_the_grace_counts_from_submission_across_a_triggerer_restart(hook,
         prompt="A paper boat", image=IMAGE, options=job_options(outcome="never_appears")
     )
     # A trigger started again 10 s after submission, with a 5 s grace: the task is lost at once.
-    trigger = trigger_for(runway_task_id, submitted_at=time.time() - 10, end_time=time.time() + 60)
+    trigger = make_trigger(runway_task_id, submitted_at=time.time() - 10, end_time=time.time() + 60)
     started = time.monotonic()
     [event] = await asyncio.wait_for(events_of(trigger), 30)
     assert event["status"] == "failed" and "task_not_exist" in event["message"]

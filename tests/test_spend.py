@@ -27,6 +27,7 @@ from tests.helpers import (
     MemoryTaskStateStore,
     RecordingTaskInstance,
     job_options,
+    make_trigger,
     set_connection,
 )
 
@@ -204,17 +205,8 @@ def test_killing_without_cancel_on_kill_leaves_the_task(runway_conn, emulator):
     assert emulator.cancels() == []
 
 
-def make_trigger(runway_task_id: str, **kwargs: Any) -> RunwayTaskTrigger:
-    return RunwayTaskTrigger(
-        runway_task_id=runway_task_id,
-        runway_conn_id="runway_default",
-        poll_interval=0.1,
-        end_time=time.time() + 60,
-        not_found_grace=5,
-        submitted_at=time.time(),
-        route_family="official",
-        **kwargs,
-    )
+def official_trigger(runway_task_id: str, **kwargs: Any) -> RunwayTaskTrigger:
+    return make_trigger(runway_task_id, route_family="official", end_time=time.time() + 60, **kwargs)
 
 
 @pytest.mark.asyncio
@@ -234,7 +226,7 @@ async def test_trigger_on_kill_cancels_only_a_task_a_user_stopped(
 ):
     emulator.scenario = SLOW
     runway_task_id = image_to_video().hook.submit_image_to_video(prompt_image=IMAGE)
-    trigger = make_trigger(runway_task_id, cancel_on_kill=True)
+    trigger = official_trigger(runway_task_id, cancel_on_kill=True)
 
     async def task_instance_state() -> tuple[bool, str | None]:
         return known, state
@@ -247,7 +239,7 @@ async def test_trigger_on_kill_cancels_only_a_task_a_user_stopped(
 
 @pytest.mark.asyncio
 async def test_trigger_without_cancel_on_kill_never_asks(runway_conn, emulator):
-    await make_trigger("any", cancel_on_kill=False).on_kill()
+    await official_trigger("any", cancel_on_kill=False).on_kill()
     assert emulator.cancels() == []
 
 
@@ -258,7 +250,7 @@ async def test_trigger_on_kill_cancels_even_when_airflow_cancels_on_kill_itself(
     # Airflow 3.3 re-sends a trigger's cancel while on_kill runs; a slow state query must survive it.
     emulator.scenario = SLOW
     runway_task_id = image_to_video().hook.submit_image_to_video(prompt_image=IMAGE)
-    trigger = make_trigger(runway_task_id, cancel_on_kill=True)
+    trigger = official_trigger(runway_task_id, cancel_on_kill=True)
 
     async def slow_state() -> tuple[bool, str | None]:
         await asyncio.sleep(0.5)

@@ -9,23 +9,9 @@ import pytest
 from runway_provider.hooks import runway as hook_module
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.triggers.runway import RunwayTaskTrigger
-from tests.helpers import job_options, set_connection
+from tests.helpers import job_options, make_trigger, set_connection
 
 IMAGE = "https://example.com/first.jpg"
-
-
-def make_trigger(runway_task_id: str, **overrides: Any) -> RunwayTaskTrigger:
-    now = time.time()
-    kwargs = {
-        "runway_task_id": runway_task_id,
-        "runway_conn_id": "runway_default",
-        "poll_interval": 0.1,
-        "end_time": now + 15,
-        "not_found_grace": 5.0,
-        "submitted_at": now,
-        **overrides,
-    }
-    return RunwayTaskTrigger(**kwargs)
 
 
 async def all_events(trigger: RunwayTaskTrigger) -> list[dict[str, Any]]:
