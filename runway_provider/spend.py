@@ -372,6 +372,22 @@ def on_wait_timeout(
         cancel_abandoned(hook, runway_task_id, route_family, reason="the last try's wait timed out", log=log)
 
 
+# Airflow 3.3's triggerer runs a trigger's on_kill() for every trigger it stops on a "user action",
+# including triggers merely reassigned to another triggerer: a task still deferred was moved, not
+# killed. A task a user marked successful keeps its generation too.
+_STATES_THAT_KEEP_THE_GENERATION = frozenset({"deferred", "success"})
+
+
+def kill_cancels(state_known: bool, state: str | None) -> bool:
+    """Whether a deferred wait that Airflow stopped should cancel its task.
+
+    :param state_known: Whether the task instance's state could be read; not knowing, the task is
+        kept (cancelling a moved task would make its retry pay again).
+    :param state: The task instance's state now; None after a clear.
+    """
+    return state_known and state not in _STATES_THAT_KEEP_THE_GENERATION
+
+
 def cancel_abandoned(
     hook: RunwayHook, runway_task_id: str, route_family: str, *, reason: str, log: Any
 ) -> None:

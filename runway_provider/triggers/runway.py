@@ -13,10 +13,6 @@ from runway_provider.exceptions import RunwayError
 from runway_provider.hooks.runway import REVERSE, RunwayHook
 from runway_provider.watch import TaskWatch, error_event, unexpected_poll_error
 
-# Airflow 3.3's triggerer runs on_kill() for every trigger it stops on a "user action", including
-# triggers merely reassigned to another triggerer: a task still deferred was moved, not killed.
-# A task a user marked successful keeps its generation too.
-_STATES_THAT_KEEP_THE_GENERATION = frozenset({"deferred", "success"})
 # on_kill's own bound (Airflow's [triggerer] on_kill_timeout is 30 s by default).
 _ON_KILL_SECONDS = 25.0
 # Cancels in flight, referenced so that the event loop does not drop them when on_kill returns.
@@ -130,7 +126,7 @@ class RunwayTaskTrigger(BaseTrigger):
 
     async def _cancel_unless_moved(self) -> None:
         known, state = await self._task_instance_state()
-        if not known or state in _STATES_THAT_KEEP_THE_GENERATION:
+        if not spend.kill_cancels(known, state):
             self.log.info(
                 "Not cancelling Runway task %s: its Airflow task is %s.",
                 self.runway_task_id,
