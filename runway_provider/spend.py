@@ -43,9 +43,11 @@ a retry or clear with a different request   submits the new request; the earlier
 ==========================================  ================================================  ======
 
 Cancelling (``DELETE /runwayml/v1/tasks/{id}``, official family only; reverse-format tasks
-cannot be cancelled and say so) is decided by :func:`cancel_abandoned` and its async twin: on a
-user's kill (``cancel_on_kill``) and on the last try's timeout (``cancel_on_timeout``). A try that
-Airflow will retry leaves its task running, so the retry reconnects instead of paying again.
+cannot be cancelled and say so) happens on a user's kill (``cancel_on_kill``; in the triggerer only
+when :func:`kill_cancels` says the task instance was stopped, not moved) and on the last try's
+timeout (:func:`on_wait_timeout`, ``cancel_on_timeout``). A try that Airflow will retry leaves its
+task running, so the retry reconnects instead of paying again. :func:`cancel_abandoned` and its
+async twin send it and say what happened; they never raise.
 """
 
 from __future__ import annotations
@@ -90,14 +92,10 @@ class Submission:
 
     :param runway_task_id: The task.
     :param submitted_at: When it was submitted, epoch seconds (an earlier try's time on a resume).
-    :param fingerprint: sha256 of the request that made it.
-    :param resumed: True when an earlier try made it.
     """
 
     runway_task_id: str
     submitted_at: float
-    fingerprint: str
-    resumed: bool
 
 
 def request_fingerprint(route: str, payload: Mapping[str, Any]) -> str:
@@ -203,7 +201,7 @@ def _create(
                 f"RunwayTaskSensor(runway_task_id={runway_task_id!r}, route_family={route_family!r}).",
                 runway_task_id=runway_task_id,
             ) from err
-    return Submission(runway_task_id, submitted_at, fingerprint, resumed=False)
+    return Submission(runway_task_id, submitted_at)
 
 
 def _resume(
@@ -252,7 +250,7 @@ def _resume(
             "an earlier try sent this request and never recorded an answer",
         )
     runway_task_id, submitted_at = str(runway_task_id), float(saved["submitted_at"])
-    submission = Submission(runway_task_id, submitted_at, fingerprint, resumed=True)
+    submission = Submission(runway_task_id, submitted_at)
     try:
         task = hook.get_task(runway_task_id, saved_family or "reverse")
     except RunwayTransientError as err:
