@@ -109,6 +109,30 @@ def require_options(value: Any, field: str = "options") -> dict[str, Any] | None
     return dict(value)
 
 
+_MOTION_VECTOR_KEYS = ("x", "y", "z", "r", "bg_x_pan", "bg_y_pan")
+
+
+def require_text_only_options(options: Mapping[str, Any] | None) -> None:
+    """A video made from the prompt alone needs ``options.seconds`` and ``options.motion_vector``."""
+    options = options or {}
+    seconds = options.get("seconds")
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0:
+        raise RunwayInputError(
+            "options.seconds",
+            f"is required without an image: a positive whole number of seconds, got {_show(seconds)}",
+        )
+    vector = options.get("motion_vector")
+    if not isinstance(vector, Mapping):
+        raise RunwayInputError(
+            "options.motion_vector",
+            f"is required without an image: {{{', '.join(_MOTION_VECTOR_KEYS)}}} as numbers, got {_show(vector)}",
+        )
+    for key in _MOTION_VECTOR_KEYS:
+        value = vector.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RunwayInputError(f"options.motion_vector.{key}", f"expected a number, got {_show(value)}")
+
+
 def _show(value: Any, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "…'"

@@ -60,6 +60,7 @@ from runway_provider.validation import (
     require_ratio,
     require_seed,
     require_text,
+    require_text_only_options,
 )
 from runway_provider.watch import TaskWatch, resolve_event, unexpected_poll_error
 
@@ -227,7 +228,7 @@ class RunwayHook(BaseHook):
         self,
         *,
         prompt: str,
-        image: str,
+        image: str | None = None,
         ratio: str = "1280:720",
         model: str = "gen4",
         callback_url: str | None = None,
@@ -240,7 +241,8 @@ class RunwayHook(BaseHook):
         Every argument is checked before the request is sent.
 
         :param prompt: What the video shows; at most 1000 characters.
-        :param image: The source image: an http(s) URL or a ``data:`` URI.
+        :param image: The source image: an http(s) URL or a ``data:`` URI. Without one the video is
+            made from the prompt alone, and ``options`` must give ``seconds`` and ``motion_vector``.
         :param ratio: ``W:H``, e.g. ``1280:720``.
         :param model: Runway model, e.g. ``gen4``.
         :param callback_url: Webhook for the result; defaults to the connection's ``callback_url``.
@@ -308,7 +310,7 @@ class RunwayHook(BaseHook):
         self,
         *,
         prompt: Any,
-        image: Any,
+        image: Any = None,
         ratio: Any = "1280:720",
         model: Any = "gen4",
         callback_url: Any = None,
@@ -317,9 +319,10 @@ class RunwayHook(BaseHook):
         last_image: Any = None,
     ) -> dict[str, Any]:
         """Check the arguments of :meth:`submit_generate` and build its request body; sends nothing."""
-        payload: dict[str, Any] = {
-            "prompt": require_prompt(prompt),
-            "image": require_media_uri(image, "image"),
+        payload: dict[str, Any] = {"prompt": require_prompt(prompt)}
+        if image not in (None, ""):
+            payload["image"] = require_media_uri(image, "image")
+        payload |= {
             "ratio": require_ratio(ratio),
             "model": require_text(model, "model"),
             "callback_url": self._callback_url(callback_url),
@@ -327,6 +330,9 @@ class RunwayHook(BaseHook):
         if style not in (None, ""):
             payload["style"] = require_text(style, "style")
         _add_options(payload, options)
+        if "image" not in payload:
+            # CometAPI's text-only video requires both (its wrapper schema marks them required).
+            require_text_only_options(payload.get("options"))
         if last_image not in (None, ""):
             payload["last_image"] = require_media_uri(last_image, "last_image")
         return payload

@@ -167,7 +167,8 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
 
 
 class RunwayGenerateOperator(BaseRunwaySubmitOperator):
-    """Submit a Runway gen4 image-to-video generation (``POST /runway/pro/generate``).
+    """Submit a Runway video generation (``POST /runway/pro/generate``): from an image, or from the
+    prompt alone.
 
     Every argument is checked before anything is sent. Right after submission the Runway task id
     is pushed to XCom key ``runway_task_id``; it is also the return value, so
@@ -176,7 +177,9 @@ class RunwayGenerateOperator(BaseRunwaySubmitOperator):
     :class:`BaseRunwaySubmitOperator`).
 
     :param prompt: What the video shows; at most 1000 characters. Templated.
-    :param image: Source image, an http(s) URL or a ``data:`` URI. Templated.
+    :param image: Source image, an http(s) URL or a ``data:`` URI. Optional: without it the video is
+        made from the prompt alone, and ``options`` must give ``seconds`` and ``motion_vector``
+        (``{x, y, z, r, bg_x_pan, bg_y_pan}``), checked before sending. Templated.
     :param ratio: ``W:H``, default ``1280:720``. Templated.
     :param model: Runway model, default ``gen4``. Templated.
     :param callback_url: Webhook CometAPI requires; defaults to the connection's extra
@@ -207,7 +210,7 @@ class RunwayGenerateOperator(BaseRunwaySubmitOperator):
         self,
         *,
         prompt: str,
-        image: str,
+        image: str | None = None,
         ratio: str = "1280:720",
         model: str = "gen4",
         callback_url: str | None = None,

@@ -222,7 +222,8 @@ class Emulator:
     # -- service routes ----------------------------------------------------------------------
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
-        return await self._reverse_create(request, ("prompt", "image", "model", "ratio"))
+        # Text-only video: CometAPI's wrapper schema then requires options.seconds and motion_vector.
+        return await self._reverse_create(request, ("prompt", "model", "ratio"), text_only_needs_options=True)
 
     async def _reverse_video2video(self, request: web.Request) -> web.StreamResponse:
         return await self._reverse_create(request, ("video", "prompt"))
@@ -230,7 +231,9 @@ class Emulator:
     async def _act_one(self, request: web.Request) -> web.StreamResponse:
         return await self._reverse_create(request, ("video", "image"))
 
-    async def _reverse_create(self, request: web.Request, required: tuple[str, ...]) -> web.StreamResponse:
+    async def _reverse_create(
+        self, request: web.Request, required: tuple[str, ...], *, text_only_needs_options: bool = False
+    ) -> web.StreamResponse:
         record = self._record(request)
         if not self._authorized(request):
             return self._finish(record, _error(401, "Invalid token", ""))
@@ -253,6 +256,11 @@ class Emulator:
         for name in required:
             if not isinstance(body.get(name), str) or not body[name].strip():
                 return self._finish(record, _error(400, f"{name} is required", "invalid_request"))
+        options: dict[str, Any] = body["options"] if isinstance(body.get("options"), dict) else {}
+        if text_only_needs_options and not body.get("image"):
+            for name in ("seconds", "motion_vector"):
+                if name not in options:
+                    return self._finish(record, _error(400, f"options.{name} is required", "invalid_request"))
         job = self._new_job(body, scenario, record)
         if fault:
             return await self._fault(record, fault.removesuffix(_AFTER_CREATE))

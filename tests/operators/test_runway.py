@@ -59,7 +59,7 @@ BAD_INPUTS = [
     pytest.param({"image": "ftp://example.com/a.jpg"}, "image", "http", id="ftp-image"),
     pytest.param({"image": "example.com/a.jpg"}, "image", "http", id="relative-image"),
     pytest.param({"image": "data:image/png;base64"}, "image", "data: URI", id="empty-data-uri"),
-    pytest.param({"image": ""}, "image", "URL", id="empty-image"),
+    pytest.param({"image": ""}, "options.seconds", "without an image", id="empty-image-is-text-only"),
     pytest.param({"last_image": "not a url"}, "last_image", "http", id="bad-last-image"),
     pytest.param({"ratio": "16x9"}, "ratio", "W:H", id="ratio-x"),
     pytest.param({"ratio": "0:720"}, "ratio", "positive", id="ratio-zero"),
@@ -196,3 +196,48 @@ def test_template_fields_cover_every_request_argument():
 def test_constructor_is_keyword_only():
     with pytest.raises(TypeError):
         RunwayGenerateOperator("generate", "prompt", IMAGE)  # type: ignore[misc]
+
+
+# -- a video from the prompt alone -----------------------------------------------------------
+
+MOTION = {"x": 0, "y": 0.4, "z": 0, "r": -6, "bg_x_pan": 0, "bg_y_pan": 0}
+
+
+def test_a_video_from_the_prompt_alone(runway_conn, emulator, context):
+    op = RunwayGenerateOperator(
+        task_id="generate", prompt="A lighthouse at dusk", options={"seconds": 5, "motion_vector": MOTION}
+    )
+    runway_task_id = op.execute(context)
+    body = emulator.jobs[runway_task_id].body
+    assert "image" not in body and body["options"] == {"seconds": 5, "motion_vector": MOTION}
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        (None, "options.seconds"),
+        ({"motion_vector": MOTION}, "options.seconds"),
+        ({"seconds": 0, "motion_vector": MOTION}, "options.seconds"),
+        ({"seconds": 5}, "options.motion_vector"),
+        ({"seconds": 5, "motion_vector": {**MOTION, "z": "fast"}}, "options.motion_vector.z"),
+    ],
+)
+def test_a_video_from_the_prompt_alone_is_checked_before_sending(
+    runway_conn, emulator, context, options, field
+):
+    with pytest.raises(RunwayInputError) as caught:
+        RunwayGenerateOperator(task_id="generate", prompt="A lighthouse", options=options).execute(context)
+    assert caught.value.field == field
+    assert emulator.requests == []
+
+
+def test_the_emulator_refuses_a_text_only_create_without_its_options(server):
+    import requests
+
+    answer = requests.post(
+        f"{server.base_url}/runway/pro/generate",
+        json={"prompt": "p", "model": "gen4", "ratio": "16:9", "callback_url": "https://hooks.example/cb"},
+        headers={"Authorization": f"Bearer {TEST_API_KEY}"},
+        timeout=10,
+    )
+    assert answer.status_code == 400 and "options.seconds" in answer.text

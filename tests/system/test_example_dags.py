@@ -160,7 +160,9 @@ def test_reverse_routes(sandbox, dag_server):
     assert result.returncode == 0, result.output[-4000:]
     assert_no_error_lines(result.output)
     paths = sorted(r["path"] for r in dag_server.emulator.submissions())
-    assert paths == ["/runway/pro/act_one", "/runway/pro/video2video"]
-    for task_id in ("video2video", "act_one"):
+    assert paths == ["/runway/pro/act_one", "/runway/pro/generate", "/runway/pro/video2video"]
+    [text_only] = [job for job in dag_server.emulator.jobs.values() if "image" not in job.body]
+    assert text_only.body["options"]["seconds"] == 5 and text_only.body["ratio"] == "16:9"
+    for task_id in ("text_to_video", "video2video", "act_one"):
         [task] = sandbox.xcom(dag_id, task_id, "runway_task")
         assert task["status"] == "SUCCEEDED"
