@@ -232,8 +232,36 @@ def require_prompt_image(value: Any, field: str = "prompt_image") -> str | list[
 
 
 VIDEO_TO_VIDEO_MODELS = ("gen4_aleph", "aleph2")
+TEXT_TO_IMAGE_MODELS = ("gen4_image", "gen4_image_turbo")
+TEXT_TO_IMAGE_RATIOS = (
+    *("1920:1080", "1080:1920", "1024:1024", "1360:768", "1080:1080", "1168:880", "1440:1080", "1080:1440"),
+    *("1808:768", "2112:912", "1280:720", "720:1280", "720:720", "960:720", "720:960", "1680:720"),
+)
+# Runway: a tag names a reference in the prompt (@tag): 3-16 letters, digits or "_", a letter first.
+_REFERENCE_TAG = re.compile(r"^[A-Za-z][A-Za-z0-9_]{2,15}$")
 UPSCALE_MODELS = ("upscale_v1", "magnific_video_upscaler_creative")
 CHARACTER_PERFORMANCE_MODELS = ("act_two",)
+
+
+def require_reference_images(value: Any, field: str = "reference_images") -> list[dict[str, str]]:
+    """1 to 3 ``{"uri": ..., "tag": ...}`` (CometAPI refuses text-to-image without a reference)."""
+    if not isinstance(value, Sequence) or isinstance(value, str) or not 1 <= len(value) <= 3:
+        raise RunwayInputError(field, f'expected 1 to 3 {{"uri", "tag"}} references, got {_show(value)}')
+    references = []
+    for index, item in enumerate(value):
+        if not isinstance(item, Mapping) or set(item) - {"uri", "tag"}:
+            raise RunwayInputError(f"{field}[{index}]", f'expected {{"uri", "tag"}}, got {_show(item)}')
+        reference = {"uri": require_media_uri(item.get("uri"), f"{field}[{index}].uri")}
+        if item.get("tag") not in (None, ""):
+            tag = item["tag"]
+            if not isinstance(tag, str) or not _REFERENCE_TAG.match(tag):
+                raise RunwayInputError(
+                    f"{field}[{index}].tag",
+                    f"expected 3-16 letters, digits or _, a letter first, got {_show(tag)}",
+                )
+            reference["tag"] = tag
+        references.append(reference)
+    return references
 
 
 def require_seed(value: Any, field: str = "seed") -> int:

@@ -45,6 +45,8 @@ from runway_provider.models import (
 from runway_provider.validation import (
     CHARACTER_PERFORMANCE_MODELS,
     IMAGE_TO_VIDEO_MODELS,
+    TEXT_TO_IMAGE_MODELS,
+    TEXT_TO_IMAGE_RATIOS,
     UPSCALE_MODELS,
     VIDEO_TO_VIDEO_MODELS,
     require_choice,
@@ -58,6 +60,7 @@ from runway_provider.validation import (
     require_prompt,
     require_prompt_image,
     require_ratio,
+    require_reference_images,
     require_seed,
     require_text,
     require_text_only_options,
@@ -81,6 +84,7 @@ IMAGE_TO_VIDEO_PATH = "/runwayml/v1/image_to_video"
 VIDEO_TO_VIDEO_PATH = "/runwayml/v1/video_to_video"
 VIDEO_UPSCALE_PATH = "/runwayml/v1/video_upscale"
 CHARACTER_PERFORMANCE_PATH = "/runwayml/v1/character_performance"
+TEXT_TO_IMAGE_PATH = "/runwayml/v1/text_to_image"
 OFFICIAL_TASKS_PATH = "/runwayml/v1/tasks"
 # Route families (models.RouteFamily): reverse-format tasks are polled through the feed, official ones by id.
 REVERSE = RouteFamily.REVERSE.value
@@ -275,6 +279,10 @@ class RunwayHook(BaseHook):
         """``POST /runwayml/v1/video_upscale``; see :meth:`upscale_video_payload`."""
         return self.submit_payload(VIDEO_UPSCALE_PATH, self.upscale_video_payload(**kwargs))
 
+    def submit_text_to_image(self, **kwargs: Any) -> str:
+        """``POST /runwayml/v1/text_to_image``; see :meth:`text_to_image_payload`. The output is an image."""
+        return self.submit_payload(TEXT_TO_IMAGE_PATH, self.text_to_image_payload(**kwargs))
+
     def submit_character_performance(self, **kwargs: Any) -> str:
         """``POST /runwayml/v1/character_performance``; see :meth:`character_performance_payload`."""
         return self.submit_payload(CHARACTER_PERFORMANCE_PATH, self.character_performance_payload(**kwargs))
@@ -406,6 +414,29 @@ class RunwayHook(BaseHook):
             "model": require_model(model, "model", UPSCALE_MODELS),
             "videoUri": require_media_uri(video, "video"),
         }
+
+    def text_to_image_payload(
+        self,
+        *,
+        prompt_text: Any,
+        reference_images: Any,
+        model: Any = "gen4_image",
+        ratio: Any = "1920:1080",
+        seed: Any = None,
+        content_moderation: Any = None,
+    ) -> dict[str, Any]:
+        """Body of ``POST /runwayml/v1/text_to_image`` (storyboards, first frames); sends nothing."""
+        model = require_model(model, "model", TEXT_TO_IMAGE_MODELS)
+        payload: dict[str, Any] = {
+            "model": model,
+            "promptText": require_prompt(prompt_text, "prompt_text"),
+            "ratio": require_choice(ratio, "ratio", TEXT_TO_IMAGE_RATIOS)
+            if model in TEXT_TO_IMAGE_MODELS
+            else require_ratio(ratio),
+            "referenceImages": require_reference_images(reference_images),
+        }
+        _add_common(payload, seed=seed, content_moderation=content_moderation)
+        return payload
 
     def character_performance_payload(
         self,

@@ -19,6 +19,7 @@ from runway_provider.hooks.runway import (
     OFFICIAL,
     REVERSE,
     REVERSE_VIDEO_TO_VIDEO_PATH,
+    TEXT_TO_IMAGE_PATH,
     VIDEO_TO_VIDEO_PATH,
     VIDEO_UPSCALE_PATH,
     RunwayHook,
@@ -387,6 +388,69 @@ class RunwayUpscaleVideoOperator(BaseRunwaySubmitOperator):
 
     def build_payload(self) -> dict[str, Any]:
         return self.hook.upscale_video_payload(video=self.video, model=self.model)
+
+
+class RunwayTextToImageOperator(BaseRunwaySubmitOperator):
+    """Make an image from a prompt and reference images (``POST /runwayml/v1/text_to_image``):
+    storyboards, or first frames for :class:`RunwayImageToVideoOperator`.
+
+    The task's output URL is an image (PNG or JPEG); the sensor and
+    :class:`~runway_provider.transfers.runway_to_object_storage.RunwayToObjectStorageOperator`
+    handle it like a video.
+
+    :param prompt_text: What the image shows; at most 1000 characters; a reference can be named in
+        it as ``@tag``. Templated.
+    :param reference_images: 1 to 3 ``{"uri": ..., "tag": ...}`` (CometAPI requires at least one);
+        ``uri`` an https URL or a ``data:`` URI, ``tag`` 3-16 letters, digits or ``_``. Templated.
+    :param ratio: Output size, default ``1920:1080`` (known: 1920:1080, 1080:1920, 1024:1024,
+        1360:768, 1080:1080, 1168:880, 1440:1080, 1080:1440, 1808:768, 2112:912, 1280:720,
+        720:1280, 720:720, 960:720, 720:960, 1680:720). Templated.
+    :param model: Default ``gen4_image`` (also known: ``gen4_image_turbo``; others are sent with a
+        warning). Templated.
+    :param seed: Seed for reproducible results, 0–4294967295. Templated.
+    :param content_moderation: ``{"publicFigureThreshold": "auto" | "low"}``. Templated.
+    :param kwargs: See :class:`BaseRunwaySubmitOperator` and ``BaseOperator``.
+    """
+
+    route = TEXT_TO_IMAGE_PATH
+    route_family = OFFICIAL
+    template_fields: Sequence[str] = (
+        "prompt_text",
+        "reference_images",
+        "ratio",
+        "model",
+        "seed",
+        "content_moderation",
+    )
+
+    def __init__(
+        self,
+        *,
+        prompt_text: str,
+        reference_images: list[dict[str, str]],
+        ratio: str = "1920:1080",
+        model: str = "gen4_image",
+        seed: int | None = None,
+        content_moderation: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.prompt_text = prompt_text
+        self.reference_images = reference_images
+        self.ratio = ratio
+        self.model = model
+        self.seed = seed
+        self.content_moderation = content_moderation
+
+    def build_payload(self) -> dict[str, Any]:
+        return self.hook.text_to_image_payload(
+            prompt_text=self.prompt_text,
+            reference_images=self.reference_images,
+            ratio=self.ratio,
+            model=self.model,
+            seed=self.seed,
+            content_moderation=self.content_moderation,
+        )
 
 
 class RunwayCharacterPerformanceOperator(BaseRunwaySubmitOperator):

@@ -43,6 +43,8 @@ _OFFICIAL_REQUIRED = {
     "video_to_video": ("model", "videoUri", "promptText"),
     "video_upscale": ("model", "videoUri"),
     "character_performance": ("model", "character", "reference"),
+    # CometAPI refuses text-to-image without references (reference_images_empty).
+    "text_to_image": ("model", "promptText", "referenceImages"),
 }
 _ERROR_STATUS = {"429": 429, "500": 500, "502": 502, "503": 503, "504": 504, "html": 502}
 _CREATE_PATHS = frozenset(
@@ -116,6 +118,7 @@ class Job:
     official: bool = False
     cancelled_at: float | None = None
     expired_left: int = 0
+    output_extension: str = "mp4"
 
     @property
     def finishes_at(self) -> float:
@@ -294,6 +297,7 @@ class Emulator:
             if body.get(name) in (None, "", [], {}):
                 return self._finish(record, _error(400, f"{name} is required", "invalid_request"))
         job = self._new_job(body, self.scenario, record, official=True)
+        job.output_extension = "png" if route == "text_to_image" else "mp4"
         if fault:
             return await self._fault(record, fault.removesuffix(_AFTER_CREATE))
         return self._finish(record, web.json_response({"id": job.runway_task_id}))
@@ -678,7 +682,7 @@ def _job_view(job: Job, request: web.Request) -> dict[str, Any] | None:
     state = {"succeeded": "succeeded", "no_output": "succeeded", "failed": "failed"}.get(
         scenario.outcome, "cancelled"
     )
-    urls = [f"{base}.mp4"] if scenario.outcome == "succeeded" else []
+    urls = [f"{base}.{job.output_extension}"] if scenario.outcome == "succeeded" else []
     return {"state": state, "progress": 1.0, "urls": urls, "poster": f"{base}.png"}
 
 

@@ -1,4 +1,4 @@
-"""Copy a generated Runway video into the team's own storage, and announce it as an Airflow asset."""
+"""Copy a generated Runway video or image into the team's own storage, and announce it as an Airflow asset."""
 
 from __future__ import annotations
 
@@ -30,7 +30,10 @@ if TYPE_CHECKING:
 DEFAULT_ASSET_ALIAS = "runway-videos"
 DEFAULT_MAX_BYTES = 500 * 1024 * 1024
 CHUNK_BYTES = 1024 * 1024
-_ACCEPTED_CONTENT_TYPES = ("video/", "application/octet-stream", "binary/octet-stream")
+_ACCEPTED_CONTENT_TYPES = (
+    *("video/", "image/png", "image/jpeg", "image/webp"),
+    *("application/octet-stream", "binary/octet-stream"),
+)
 DEFAULT_DOWNLOAD_TIMEOUT = 1800.0
 # Result URLs are signed and expire: on these answers the task is fetched again for a fresh URL.
 _EXPIRED_URL_STATUSES = frozenset({401, 403, 404, 410})
@@ -52,13 +55,15 @@ class _Download:
     size: int
     sha256: str
     content_type: str
+    extension: str
 
 
 class RunwayToObjectStorageOperator(BaseOperator):
-    """Stream a Runway video to any Airflow object storage (``file://``, ``s3://conn_id@bucket/key``...).
+    """Stream a Runway video or image to any Airflow object storage (``file://``, ``s3://conn_id@bucket/key``...).
 
     The download streams in 1 MiB chunks (memory stays flat whatever the size), checks the content
-    type and the file signature, and computes the SHA-256 on the way. The destination never holds a
+    type and the file signature (MP4, MOV, WebM; PNG, JPEG, WebP from text-to-image), and computes
+    the SHA-256 on the way. The destination never holds a
     partial object: the stream lands in a temporary file first, then a local destination gets it by
     an atomic rename and an object store gets it in one upload. The CometAPI key is never sent to
     the media host. An existing object with the same SHA-256 makes the task a no-op, so retries are
@@ -71,14 +76,15 @@ class RunwayToObjectStorageOperator(BaseOperator):
     :param runway_task: The finished task (the sensor's return value, a dict) or a Runway task id,
         in which case the task is fetched for a fresh URL. Templated.
     :param destination: Where to store: a path or URI, or an ``ObjectStoragePath``. A folder (see
-        ``destination_folder``) gets ``<runway_task_id>.mp4``, the task id checked first (letters,
+        ``destination_folder``) gets ``<runway_task_id>`` with the extension of the content
+        (``.mp4``, ``.webm``, ``.png``, ``.jpg``, ``.webp``), the task id checked first (letters,
         digits, ``.``, ``_``, ``-``). Templated.
     :param destination_folder: Whether ``destination`` is a folder. Default: a string ending in
         ``/`` is one; an ``ObjectStoragePath`` (which drops a trailing slash) is one when it exists
         as a folder. Pass True for a new folder given as an ``ObjectStoragePath``.
     :param destination_conn_id: Connection of the object store, unless given in the URI.
     :param overwrite: Replace different content already at the destination. Default False.
-    :param max_bytes: Largest video accepted. Default 500 MB.
+    :param max_bytes: Largest file accepted. Default 500 MB.
     :param asset_alias: Name of the ``AssetAlias`` that receives the asset event.
     :param runway_conn_id: The ``runway`` connection, used to fetch a fresh URL and for its extra
         ``allowed_media_hosts``: media hosts on loopback, private, link-local or metadata addresses
@@ -123,9 +129,11 @@ class RunwayToObjectStorageOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         task = self._resolve_task()
-        target = self._target(task.runway_task_id)
+        destination, is_folder = self._destination(task.runway_task_id)
         download = self._download(task)
         try:
+            # A folder gets <runway_task_id> with the extension the content has (.mp4, .png, ...).
+            target = self._named(destination, task.runway_task_id, download) if is_folder else destination
             stored = self._store(download, target)
         finally:
             if os.path.exists(download.local_path):
@@ -161,7 +169,8 @@ class RunwayToObjectStorageOperator(BaseOperator):
             return dataclasses.replace(task, route_family=self.route_family or task.route_family or REVERSE)
         raise RunwayInputError("runway_task", f"expected a task dict or a Runway task id, got {value!r:.80}")
 
-    def _target(self, runway_task_id: str) -> ObjectStoragePath:
+    def _destination(self, runway_task_id: str) -> tuple[ObjectStoragePath, bool]:
+        """Where to store and whether it is a folder; a folder's file name is checked before downloading."""
         destination = self.destination
         if isinstance(destination, ObjectStoragePath):
             target = destination
@@ -176,17 +185,19 @@ class RunwayToObjectStorageOperator(BaseOperator):
         is_folder = self.destination_folder
         if is_folder is None:
             is_folder = text.endswith("/") or (isinstance(destination, ObjectStoragePath) and target.is_dir())
-        if not is_folder:
-            return target
-        if not _SAFE_TASK_ID.match(runway_task_id):
+        if is_folder and not _SAFE_TASK_ID.match(runway_task_id):
             raise RunwayTransferError(
                 f"Runway task id {runway_task_id!r:.80} cannot name a file: expected letters, digits, '.', '_' "
                 "and '-', not starting with a dot. Give destination a file name instead of a folder.",
                 runway_task_id=runway_task_id,
             )
-        named = target / f"{runway_task_id}.mp4"
-        if os.path.dirname(named.path.rstrip("/")) != target.path.rstrip("/"):
-            raise RunwayTransferError(f"{named} is not inside {target}.", runway_task_id=runway_task_id)
+        return target, is_folder
+
+    @staticmethod
+    def _named(folder: ObjectStoragePath, runway_task_id: str, download: _Download) -> ObjectStoragePath:
+        named = folder / f"{runway_task_id}{download.extension}"
+        if os.path.dirname(named.path.rstrip("/")) != folder.path.rstrip("/"):
+            raise RunwayTransferError(f"{named} is not inside {folder}.", runway_task_id=runway_task_id)
         return named
 
     def _download(self, task: RunwayTask) -> _Download:
@@ -202,7 +213,7 @@ class RunwayToObjectStorageOperator(BaseOperator):
             if not content_type.startswith(_ACCEPTED_CONTENT_TYPES):
                 raise RunwayTransferError(
                     f"The media host answered {content_type or 'no content type'} for Runway task "
-                    f"{task.runway_task_id}, not a video.",
+                    f"{task.runway_task_id}, not a video or an image.",
                     runway_task_id=task.runway_task_id,
                 )
             declared = response.headers.get("Content-Length")
@@ -309,18 +320,23 @@ class RunwayToObjectStorageOperator(BaseOperator):
         if size == 0:
             os.unlink(local_path)
             raise RunwayTransferError(f"The video of Runway task {task.runway_task_id} is empty.")
-        if len(head) < _SIGNATURE_BYTES and not _looks_like_video(head):
+        if len(head) < _SIGNATURE_BYTES and _media_extension(head) is None:
             os.unlink(local_path)
             self._check_signature(task, head)
         return _Download(
-            local_path=local_path, size=size, sha256=digest.hexdigest(), content_type=content_type
+            local_path=local_path,
+            size=size,
+            sha256=digest.hexdigest(),
+            content_type=content_type,
+            extension=_media_extension(head) or ".mp4",
         )
 
     @staticmethod
     def _check_signature(task: RunwayTask, head: bytes) -> None:
-        if not _looks_like_video(head):
+        if _media_extension(head) is None:
             raise RunwayTransferError(
-                f"The download for Runway task {task.runway_task_id} does not start like an MP4, MOV or WebM file.",
+                f"The download for Runway task {task.runway_task_id} does not start like a video (MP4, MOV, "
+                "WebM) or an image (PNG, JPEG, WebP).",
                 runway_task_id=task.runway_task_id,
             )
 
@@ -414,8 +430,19 @@ def _redirect_target(current: str, location: str, runway_task_id: str) -> str:
     return target
 
 
-def _looks_like_video(head: bytes) -> bool:
-    return head[4:8] == b"ftyp" or head[:4] == b"\x1a\x45\xdf\xa3"
+def _media_extension(head: bytes) -> str | None:
+    """The file extension the first bytes stand for, or None when they are no video or image."""
+    if head[4:8] == b"ftyp":
+        return ".mp4"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return ".webm"
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return ".png"
+    if head[:3] == b"\xff\xd8\xff":
+        return ".jpg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ".webp"
+    return None
 
 
 def _sha256_of(path: ObjectStoragePath) -> str:

@@ -350,3 +350,47 @@ async def test_trigger_waits_on_an_official_task(runway_conn, emulator):
     )
     [event] = [event.payload async for event in trigger.run()]
     assert event["status"] == "success" and event["task"]["runway_task_id"] == runway_task_id
+
+
+# -- text to image ---------------------------------------------------------------------------
+
+
+def test_text_to_image_sends_its_references_and_gives_an_image(runway_conn, emulator):
+    from runway_provider.operators.runway import RunwayTextToImageOperator
+
+    references = [{"uri": IMAGE, "tag": "harbour"}]
+    runway_task_id = run(
+        RunwayTextToImageOperator,
+        prompt_text="@harbour at dawn, a storyboard frame",
+        reference_images=references,
+        ratio="1360:768",
+        seed=3,
+        wait_for_completion=True,
+    )
+    job = emulator.jobs[runway_task_id]
+    assert job.body == {
+        "model": "gen4_image",
+        "promptText": "@harbour at dawn, a storyboard frame",
+        "ratio": "1360:768",
+        "referenceImages": references,
+        "seed": 3,
+    }
+    assert [r["path"] for r in emulator.create_requests()] == ["/runwayml/v1/text_to_image"]
+
+
+@pytest.mark.parametrize(
+    ("references", "field"),
+    [
+        ([], "reference_images"),
+        ([{"uri": IMAGE}] * 4, "reference_images"),
+        ([{"uri": "ftp://x/a.png"}], "reference_images[0].uri"),
+        ([{"uri": IMAGE, "tag": "a b"}], "reference_images[0].tag"),
+        ([{"uri": IMAGE, "weight": 1}], "reference_images[0]"),
+    ],
+)
+def test_text_to_image_checks_its_references_before_sending(runway_conn, emulator, references, field):
+    from runway_provider.operators.runway import RunwayTextToImageOperator
+
+    with pytest.raises(RunwayInputError) as caught:
+        run(RunwayTextToImageOperator, prompt_text="x", reference_images=references)
+    assert caught.value.field == field and emulator.requests == []

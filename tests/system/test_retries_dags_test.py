@@ -155,28 +155,20 @@ def test_every_route_family_chains_operator_sensor_transfer_with_an_expired_url(
     finally:
         emulator.scenario = Scenario()
     assert result.returncode == 0, result.output[-4000:]
-    jobs = {("official" if job.official else "reverse"): job for job in emulator.jobs.values()}
-    assert set(jobs) == {"reverse", "official"}
-    for source, family in (("generate", "reverse"), ("animate", "official")):
-        runway_task_id = jobs[family].runway_task_id
+    by_route = {r["path"].rsplit("/", 1)[-1]: r["runway_task_id"] for r in emulator.create_requests()}
+    chains = (("generate", "generate", "reverse", ".mp4"), ("animate", "image_to_video", "official", ".mp4"))
+    for source, route, family, extension in (*chains, ("storyboard", "text_to_image", "official", ".png")):
+        runway_task_id = by_route[route]
         [task] = sandbox.xcom("runway_chain_every_family", f"wait_{source}")
         assert (task["runway_task_id"], task["route_family"]) == (runway_task_id, family)
         for folder in (source, f"{source}-by-id"):
-            assert (tmp_path / folder / f"{runway_task_id}.mp4").stat().st_size > 0
-    # Each task was looked up only on its own family's route, and the expired URL was refreshed.
-    lookups = [
-        (r["path"], r.get("runway_task_id"))
-        for r in emulator.requests
-        if r["method"] != "POST" or r["path"] == "/runway/feed"
-    ]
-    assert all(
-        path == "/runway/feed" for path, task_id in lookups if task_id == jobs["reverse"].runway_task_id
-    )
-    assert all(
-        path.startswith("/runwayml/v1/tasks/")
-        for path, task_id in lookups
-        if task_id == jobs["official"].runway_task_id
-    )
-    assert {r["name"] for r in emulator.media_requests} >= {
-        f"expired-{job.runway_task_id}.mp4" for job in jobs.values()
-    }
+            assert (tmp_path / folder / f"{runway_task_id}{extension}").stat().st_size > 0
+        # Looked up only on its own family's route; its first, expired URL was refreshed.
+        lookups = {r["path"] for r in emulator.requests if r.get("runway_task_id") == runway_task_id} - {
+            f"/runway/pro/{route}",
+            f"/runwayml/v1/{route}",
+        }
+        assert lookups == (
+            {"/runway/feed"} if family == "reverse" else {f"/runwayml/v1/tasks/{runway_task_id}"}
+        )
+        assert any(r["name"].startswith(f"expired-{runway_task_id}") for r in emulator.media_requests)

@@ -470,3 +470,10 @@ def test_an_s3_store_that_breaks_leaves_no_object(
     with pytest.raises(OSError, match="upload interrupted"):
         run(runway_task=finished_task(server), destination=destination)
     assert s3_keys(s3_endpoint, bucket) == {} and list(temp_dir.iterdir()) == []
+
+
+def test_an_image_is_stored_with_the_extension_of_its_content(runway_conn, server, tmp_path):
+    result = run(runway_task=task_with_url(server, "x.png"), destination=str(tmp_path) + "/")
+    stored = tmp_path / "made-up-task.png"
+    assert stored.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert result["content_type"] == "image/png" and result["uri"] == f"file://{stored}"

@@ -5,7 +5,11 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG
 
-from runway_provider.operators.runway import RunwayGenerateOperator, RunwayImageToVideoOperator
+from runway_provider.operators.runway import (
+    RunwayGenerateOperator,
+    RunwayImageToVideoOperator,
+    RunwayTextToImageOperator,
+)
 from runway_provider.sensors.runway import RunwayTaskSensor
 from runway_provider.transfers.runway_to_object_storage import RunwayToObjectStorageOperator
 
@@ -22,6 +26,11 @@ with DAG(
     for source in (
         RunwayGenerateOperator(task_id="generate", prompt="A paper boat", image=IMAGE),
         RunwayImageToVideoOperator(task_id="animate", prompt_image=IMAGE, prompt_text="Waves roll in"),
+        RunwayTextToImageOperator(
+            task_id="storyboard",
+            prompt_text="@boat on a calm sea",
+            reference_images=[{"uri": IMAGE, "tag": "boat"}],
+        ),
     ):
         wait = RunwayTaskSensor(
             task_id=f"wait_{source.task_id}", runway_task_id=source.output, poll_interval=1, timeout=120
