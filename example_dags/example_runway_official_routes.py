@@ -1,8 +1,9 @@
-"""Runway's official-format jobs through CometAPI (``/runwayml/v1``): image to video with first and
-last frames, then the same clip restyled, upscaled, and a character animated from it.
+"""Runway's official-format jobs through CometAPI (``/runwayml/v1``): a storyboard image from a
+prompt, image to video with first and last frames, then the same clip restyled, upscaled, and a
+character animated from it.
 
-Official-format tasks are looked up by id (``GET /runwayml/v1/tasks/{id}``): sensors waiting on
-them take ``route_family="official"``.
+Official-format tasks are looked up by id (``GET /runwayml/v1/tasks/{id}``); a sensor given an
+operator's output finds that family by itself.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from airflow.sdk import DAG
 from runway_provider.operators.runway import (
     RunwayCharacterPerformanceOperator,
     RunwayImageToVideoOperator,
+    RunwayTextToImageOperator,
     RunwayUpscaleVideoOperator,
     RunwayVideoToVideoOperator,
 )
@@ -46,11 +48,22 @@ with DAG(
     wait_image_to_video = RunwayTaskSensor(
         task_id="wait_image_to_video",
         runway_task_id=image_to_video.output,
-        route_family="official",
         deferrable=True,
         poll_interval=5,
     )
     # --8<-- [end:image_to_video]
+
+    # --8<-- [start:text_to_image]
+    storyboard = RunwayTextToImageOperator(
+        task_id="storyboard",
+        prompt_text="@valley at sunrise, wide shot, storyboard frame",
+        reference_images=[{"uri": "{{ params.first_frame }}", "tag": "valley"}],
+        ratio="1920:1080",
+        wait_for_completion=True,
+        deferrable=True,
+        poll_interval=5,
+    )
+    # --8<-- [end:text_to_image]
 
     # --8<-- [start:video_to_video]
     restyle = RunwayVideoToVideoOperator(

@@ -146,12 +146,15 @@ def test_official_routes(sandbox, dag_server):
     )
     assert restyle.body["videoUri"] == source["video_url"] and restyle.official
     assert {job.body["model"] for job in dag_server.emulator.jobs.values()} == {
+        "gen4_image",
         "gen4_turbo",
         "gen4_aleph",
         "upscale_v1",
         "act_two",
     }
-    assert len(dag_server.emulator.submissions()) == 4
+    assert len(dag_server.emulator.submissions()) == 5
+    [storyboard] = sandbox.xcom(dag_id, "storyboard", "runway_task")
+    assert storyboard["video_url"].endswith(".png") and storyboard["route_family"] == "official"
 
 
 def test_reverse_routes(sandbox, dag_server):
