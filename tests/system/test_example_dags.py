@@ -164,7 +164,10 @@ def test_reverse_routes(sandbox, dag_server):
     assert_no_error_lines(result.output)
     paths = sorted(r["path"] for r in dag_server.emulator.submissions())
     assert paths == ["/runway/pro/act_one", "/runway/pro/generate", "/runway/pro/video2video"]
-    [text_only] = [job for job in dag_server.emulator.jobs.values() if "image" not in job.body]
+    [text_only] = [
+        job for job in dag_server.emulator.jobs.values() if job.body["prompt"].startswith("A lighthouse")
+    ]
+    assert "image" not in text_only.body
     assert text_only.body["options"]["seconds"] == 5 and text_only.body["ratio"] == "16:9"
     for task_id in ("text_to_video", "video2video", "act_one"):
         [task] = sandbox.xcom(dag_id, task_id, "runway_task")
