@@ -165,7 +165,9 @@ def test_reverse_routes(sandbox, dag_server):
     paths = sorted(r["path"] for r in dag_server.emulator.submissions())
     assert paths == ["/runway/pro/act_one", "/runway/pro/generate", "/runway/pro/video2video"]
     [text_only] = [
-        job for job in dag_server.emulator.jobs.values() if job.body["prompt"].startswith("A lighthouse")
+        job
+        for job in dag_server.emulator.jobs.values()
+        if job.body.get("prompt", "").startswith("A lighthouse")
     ]
     assert "image" not in text_only.body
     assert text_only.body["options"]["seconds"] == 5 and text_only.body["ratio"] == "16:9"
