@@ -39,10 +39,11 @@ def job_options(**scenario: Any) -> dict[str, Any]:
 class RecordingTaskInstance:
     """The part of a task instance the operators use: XCom pushes, kept for assertions."""
 
-    def __init__(self, *, try_number: int = 1, max_tries: int = 0) -> None:
+    def __init__(self, *, try_number: int = 1, max_tries: int = 0, map_index: int = -1) -> None:
         self.xcom: dict[str, Any] = {}
         self.try_number = try_number
         self.max_tries = max_tries
+        self.dag_id, self.run_id, self.task_id, self.map_index = "videos", "nightly", "generate", map_index
 
     def xcom_push(self, key: str, value: Any) -> None:
         json.dumps(value)  # XCom values must be JSON-serializable

@@ -76,8 +76,14 @@ def test_a_lost_answer_is_never_sent_again_by_any_later_try(runway_conn, emulato
     assert isinstance(first.value, AirflowFailException)  # Airflow does not retry it
     message = str(first.value)
     fingerprint = spend.request_fingerprint(op.route, op.build_payload())
-    assert "/runway/pro/generate" in message and fingerprint[:12] in message
-    assert f"/state-store/{spend.STATE_KEY}" in message  # how to submit again deliberately
+    assert first.value.route == "/runway/pro/generate" and first.value.fingerprint == fingerprint
+    assert f"on /runway/pro/generate (request fingerprint {fingerprint[:12]}, sent 20" in message
+    assert " UTC) may have been processed without its answer reaching Airflow" in message
+    assert "is not sent again, by this try, by Airflow's retries or by a clear" in message
+    assert "Look for it in your CometAPI dashboard: if it exists, collect it with RunwayTaskSensor" in message
+    # How to pay for a new one deliberately: the exact REST call for this task instance.
+    marker = "DELETE /api/v2/dags/videos/dagRuns/nightly/taskInstances/generate/state-store/runway_submission?map_index=-1"
+    assert f"{marker} on Airflow's REST API) and clear the task, or change the request." in message
     assert store.values[spend.STATE_KEY]["phase"] == "submitting"
 
     for _ in range(2):  # a retry, then a clear: the same request is refused locally
