@@ -58,7 +58,11 @@ def cluster(
 @pytest.fixture(scope="session")
 def finished_example_run(cluster: AirflowCluster, cluster_emulator: Emulator) -> str:
     """The run id of one finished run of the quick-start example DAG, on the real scheduler."""
-    cluster_emulator.scenario = Scenario()
+    # Long enough that the trigger fires well after the deferral's own executor event: Airflow 3.3's
+    # scheduler fails a task whose resume is queued before that event arrives ("reported that the
+    # task instance finished with state success, but the task instance's state attribute is
+    # queued"), seen once when the video was ready 2 s after deferring.
+    cluster_emulator.scenario = Scenario(not_found_seconds=1, queued_seconds=2, running_seconds=8)
     cluster.wait_for_dag(EXAMPLE_DAG)
     cluster.trigger(EXAMPLE_DAG, "ui_example")
     assert cluster.wait_for_run(EXAMPLE_DAG, "ui_example", timeout=300) == "success"
