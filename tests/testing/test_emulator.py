@@ -44,11 +44,16 @@ def test_refuses_a_missing_callback_like_cometapi(server):
     assert answer.json() == {"code": "callback_url_empty", "msg": "callback_url_empty", "data": None}
 
 
-@pytest.mark.parametrize("field", ["prompt", "image", "model", "ratio"])
-def test_refuses_missing_required_fields(server, field):
+@pytest.mark.parametrize(
+    ("field", "named"),
+    # Without an image the create is a text-only video, which needs options.seconds (and motion_vector).
+    [("prompt", "prompt"), ("image", "options.seconds"), ("model", "model"), ("ratio", "ratio")],
+)
+def test_refuses_missing_required_fields(server, field, named):
     answer = post(server, "/runway/pro/generate", {k: v for k, v in BODY.items() if k != field})
     assert answer.status_code == 400
-    assert field in answer.json()["error"]["message"]
+    assert named in answer.json()["error"]["message"]
+    assert server.emulator.jobs == {}
 
 
 def test_rejects_unknown_scenario_keys_by_name(server):
