@@ -46,7 +46,8 @@ _OFFICIAL_REQUIRED = {
     # CometAPI refuses text-to-image without references (reference_images_empty).
     "text_to_image": ("model", "promptText", "referenceImages"),
 }
-_ERROR_STATUS = {"429": 429, "500": 500, "502": 502, "503": 503, "504": 504, "html": 502}
+_ERROR_STATUS = {"429": 429, "500": 500, "502": 502, "503": 503, "504": 504}
+_HTML_PAGES = {"html": (502, "502 Bad Gateway"), "proxy503": (503, "503 Service Unavailable")}
 _CREATE_PATHS = frozenset(
     {"/runway/pro/generate", "/runway/pro/video2video", "/runway/pro/act_one"}
     | {f"/runwayml/v1/{route}" for route in _OFFICIAL_REQUIRED}
@@ -604,21 +605,14 @@ class Emulator:
             return self._finish(
                 record, web.Response(text='{"code": "success", "data": {', content_type="application/json")
             )
-        if fault == "proxy503":
+        if fault in _HTML_PAGES:
+            # A proxy's own page: not CometAPI's JSON error.
+            page_status, title = _HTML_PAGES[fault]
             return self._finish(
                 record,
                 web.Response(
-                    status=503,
-                    text="<html><body>503 Service Unavailable</body></html>",
-                    content_type="text/html",
-                ),
-            )
-        if fault == "html":
-            return self._finish(
-                record,
-                web.Response(
-                    status=502,
-                    text="<html><body><h1>502 Bad Gateway</h1></body></html>",
+                    status=page_status,
+                    text=f"<html><body><h1>{title}</h1></body></html>",
                     content_type="text/html",
                 ),
             )
