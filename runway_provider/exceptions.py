@@ -21,8 +21,10 @@ class RunwayError(AirflowException):
         self.runway_task_id = runway_task_id
 
 
-class RunwayInputError(AirflowFailException, RunwayError):
+class RunwayInputError(AirflowFailException, RunwayError, ValueError):
     """An operator argument is invalid; raised before any request is sent, and never retried.
+
+    Also a :class:`ValueError`, as Python code that checks arguments expects.
 
     :param field: The argument at fault.
     :param problem: What is wrong with it.

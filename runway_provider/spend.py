@@ -69,10 +69,11 @@ from runway_provider.exceptions import (
     RunwayTransientError,
 )
 from runway_provider.models import CancelOutcome, RunwayTaskStatus
-from runway_provider.watch import EVENT_SUCCESS, TaskWatch
+from runway_provider.waiting import OutcomeStatus, TaskWatch
 
 if TYPE_CHECKING:
     from runway_provider.hooks.runway import RunwayHook
+    from runway_provider.routes import Route
 
 # task_state_store key of the record above, kept across the tries (and clears) of a task instance.
 STATE_KEY = "runway_submission"
@@ -98,18 +99,17 @@ class Submission:
     submitted_at: float
 
 
-def request_fingerprint(route: str, payload: Mapping[str, Any]) -> str:
-    """sha256 of the route and the canonical JSON body: equal for equal requests, whatever the key order."""
+def request_fingerprint(route: Route[...], payload: Mapping[str, Any]) -> str:
+    """sha256 of the route's path and the canonical JSON body: equal for equal requests, whatever the key order."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(f"{route}\n{canonical}".encode()).hexdigest()
+    return hashlib.sha256(f"{route.path}\n{canonical}".encode()).hexdigest()
 
 
 def submit_or_resume(
     *,
     hook: RunwayHook,
     context: Mapping[str, Any],
-    route: str,
-    route_family: str,
+    route: Route[...],
     payload: Mapping[str, Any],
     not_found_grace: float,
     log: Any,
@@ -120,8 +120,7 @@ def submit_or_resume(
 
     :param hook: The hook that sends the requests.
     :param context: The Airflow context (``ti``, and ``task_state_store`` on Airflow 3.3+).
-    :param route: The create route.
-    :param route_family: ``reverse`` or ``official``.
+    :param route: The create route (its path and family).
     :param payload: The checked request body.
     :param not_found_grace: Seconds after submission during which ``task_not_exist`` is normal.
     :param log: The operator's logger.
@@ -137,9 +136,9 @@ def submit_or_resume(
     saved = store.get(STATE_KEY) if store is not None else None
     submission = None
     if isinstance(saved, Mapping):
-        submission = _resume(hook, context, saved, route, fingerprint, not_found_grace, log)
+        submission = _resume(hook, context, saved, route.path, fingerprint, not_found_grace, log)
     if submission is None:
-        submission = _create(hook, context, store, route, route_family, payload, fingerprint, log)
+        submission = _create(hook, context, store, route, payload, fingerprint, log)
     ti = context["ti"]
     ti.xcom_push(key=XCOM_RUNWAY_TASK_ID, value=submission.runway_task_id)
     ti.xcom_push(key=XCOM_SUBMITTED_AT, value=submission.submitted_at)
@@ -157,8 +156,7 @@ def _create(
     hook: RunwayHook,
     context: Mapping[str, Any],
     store: Any,
-    route: str,
-    route_family: str,
+    route: Route[...],
     payload: Mapping[str, Any],
     fingerprint: str,
     log: Any,
@@ -167,25 +165,25 @@ def _create(
     record: dict[str, Any] = {
         "phase": SUBMITTING,
         "fingerprint": fingerprint,
-        "route": route,
-        "route_family": route_family,
+        "route": route.path,
+        "route_family": route.family.value,
         "started_at": started_at,
     }
     if store is not None:
         store.set(STATE_KEY, record)
     try:
-        runway_task_id = hook.submit_payload(route, payload)
+        runway_task_id = hook.submit(route, payload)
     except _NOT_PROCESSED:
         if store is not None:
             store.delete(STATE_KEY)
         raise
     except RunwaySubmissionUncertainError as err:
-        raise _uncertain_error(context, route, fingerprint, started_at, str(err)) from None
+        raise _uncertain_error(context, route.path, fingerprint, started_at, str(err)) from None
     submitted_at = time.time()
     log.info(
         "Submitted Runway task %s on %s (request fingerprint %s).",
         runway_task_id,
-        route,
+        route.path,
         fingerprint[:_SHOWN_FINGERPRINT],
     )
     record.update(phase=SUBMITTED, runway_task_id=runway_task_id, submitted_at=submitted_at)
@@ -195,10 +193,10 @@ def _create(
         except Exception as err:  # any failure of the Execution API call: the id must not be lost
             context["ti"].xcom_push(key=XCOM_RUNWAY_TASK_ID, value=runway_task_id)
             raise RunwayStateNotSavedError(
-                f"Runway task {runway_task_id} was created on {route} but saving its id for later tries "
+                f"Runway task {runway_task_id} was created on {route.path} but saving its id for later tries "
                 f"failed ({type(err).__name__}: {err}). Not retrying, since a retry would not know the id "
                 f"and would pay for a new generation. Collect this one with "
-                f"RunwayTaskSensor(runway_task_id={runway_task_id!r}, route_family={route_family!r}).",
+                f"RunwayTaskSensor(runway_task_id={runway_task_id!r}, route_family={route.family.value!r}).",
                 runway_task_id=runway_task_id,
             ) from err
     return Submission(runway_task_id, submitted_at)
@@ -269,15 +267,15 @@ def _resume(
         submitted_at=submitted_at,
         log=log,
     )
-    event = watch.observe(task)
-    if event is None:
+    outcome = watch.observe(task)
+    if outcome is None:
         log.info(
             "Reconnecting to Runway task %s submitted by an earlier try (status %s); not submitting again.",
             runway_task_id,
             task.status.value,
         )
         return submission
-    if event["status"] == EVENT_SUCCESS:
+    if outcome.status is OutcomeStatus.SUCCESS:
         log.info(
             "Runway task %s from an earlier try already succeeded; not submitting again.", runway_task_id
         )
@@ -285,7 +283,7 @@ def _resume(
     log.warning(
         "Runway task %s from an earlier try ended without a video (%s); submitting a new generation.",
         runway_task_id,
-        event["message"],
+        outcome.message,
     )
     return None
 

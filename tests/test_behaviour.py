@@ -94,73 +94,99 @@ def test_a_lost_task_is_lost_after_its_grace_not_before(hook, emulator):
     assert 1 <= time.monotonic() - started < 20
 
 
-@pytest.mark.parametrize(
-    ("method", "kwargs", "path", "body"),
-    [
-        (
-            "submit_image_to_video",
-            {"prompt_image": IMAGE, "prompt_text": "waves", "duration": 5, "seed": 7},
-            "/runwayml/v1/image_to_video",
-            {
-                "model": "gen4_turbo",
-                "promptImage": IMAGE,
-                "ratio": "1280:720",
-                "promptText": "waves",
-                "duration": 5,
-                "seed": 7,
-            },
-        ),
-        (
-            "submit_video_to_video",
-            {
-                "video": VIDEO,
-                "prompt_text": "make it snow",
-                "references": [IMAGE],
-                "content_moderation": {"publicFigureThreshold": "low"},
-            },
-            "/runwayml/v1/video_to_video",
-            {
-                "model": "gen4_aleph",
-                "videoUri": VIDEO,
-                "promptText": "make it snow",
-                "ratio": "1280:720",
-                "references": [{"type": "image", "uri": IMAGE}],
-                "contentModeration": {"publicFigureThreshold": "low"},
-            },
-        ),
-        (
-            "submit_upscale_video",
-            {"video": VIDEO},
-            "/runwayml/v1/video_upscale",
-            {"model": "upscale_v1", "videoUri": VIDEO},
-        ),
-        (
-            "submit_character_performance",
-            {"character": IMAGE, "reference_video": VIDEO, "body_control": True, "expression_intensity": 4},
-            "/runwayml/v1/character_performance",
-            {
-                "model": "act_two",
-                "character": {"type": "image", "uri": IMAGE},
-                "reference": {"type": "video", "uri": VIDEO},
-                "ratio": "1280:720",
-                "bodyControl": True,
-                "expressionIntensity": 4,
-            },
-        ),
-        (
-            "submit_reverse_video_to_video",
-            {"video": VIDEO, "prompt": "a watercolour", "options": {"seconds": 5}},
-            "/runway/pro/video2video",
-            {"video": VIDEO, "prompt": "a watercolour", "model": "gen4", "options": {"seconds": 5}},
-        ),
-        (
-            "submit_act_one",
-            {"video": VIDEO, "image": IMAGE},
-            "/runway/pro/act_one",
-            {"video": VIDEO, "image": IMAGE},
-        ),
-    ],
-)
+# One case per route of runway_provider.routes (tests/test_routes.py checks that none is missing).
+SUBMIT_CASES = [
+    (
+        "submit_generate",
+        {"prompt": "a paper boat", "image": IMAGE, "style": "cinematic", "last_image": IMAGE},
+        "/runway/pro/generate",
+        {
+            "prompt": "a paper boat",
+            "image": IMAGE,
+            "ratio": "1280:720",
+            "model": "gen4",
+            "style": "cinematic",
+            "last_image": IMAGE,
+        },
+    ),
+    (
+        "submit_text_to_image",
+        {"prompt_text": "@hero on a pier", "reference_images": [{"uri": IMAGE, "tag": "hero"}], "seed": 3},
+        "/runwayml/v1/text_to_image",
+        {
+            "model": "gen4_image",
+            "promptText": "@hero on a pier",
+            "ratio": "1920:1080",
+            "referenceImages": [{"uri": IMAGE, "tag": "hero"}],
+            "seed": 3,
+        },
+    ),
+    (
+        "submit_image_to_video",
+        {"prompt_image": IMAGE, "prompt_text": "waves", "duration": 5, "seed": 7},
+        "/runwayml/v1/image_to_video",
+        {
+            "model": "gen4_turbo",
+            "promptImage": IMAGE,
+            "ratio": "1280:720",
+            "promptText": "waves",
+            "duration": 5,
+            "seed": 7,
+        },
+    ),
+    (
+        "submit_video_to_video",
+        {
+            "video": VIDEO,
+            "prompt_text": "make it snow",
+            "references": [IMAGE],
+            "content_moderation": {"publicFigureThreshold": "low"},
+        },
+        "/runwayml/v1/video_to_video",
+        {
+            "model": "gen4_aleph",
+            "videoUri": VIDEO,
+            "promptText": "make it snow",
+            "ratio": "1280:720",
+            "references": [{"type": "image", "uri": IMAGE}],
+            "contentModeration": {"publicFigureThreshold": "low"},
+        },
+    ),
+    (
+        "submit_upscale_video",
+        {"video": VIDEO},
+        "/runwayml/v1/video_upscale",
+        {"model": "upscale_v1", "videoUri": VIDEO},
+    ),
+    (
+        "submit_character_performance",
+        {"character": IMAGE, "reference_video": VIDEO, "body_control": True, "expression_intensity": 4},
+        "/runwayml/v1/character_performance",
+        {
+            "model": "act_two",
+            "character": {"type": "image", "uri": IMAGE},
+            "reference": {"type": "video", "uri": VIDEO},
+            "ratio": "1280:720",
+            "bodyControl": True,
+            "expressionIntensity": 4,
+        },
+    ),
+    (
+        "submit_reverse_video_to_video",
+        {"video": VIDEO, "prompt": "a watercolour", "options": {"seconds": 5}},
+        "/runway/pro/video2video",
+        {"video": VIDEO, "prompt": "a watercolour", "model": "gen4", "options": {"seconds": 5}},
+    ),
+    (
+        "submit_act_one",
+        {"video": VIDEO, "image": IMAGE},
+        "/runway/pro/act_one",
+        {"video": VIDEO, "image": IMAGE},
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "kwargs", "path", "body"), SUBMIT_CASES)
 def test_every_submit_method_posts_its_route_and_body(hook, server, emulator, method, kwargs, path, body):
     runway_task_id = getattr(hook, method)(**kwargs)
     [request] = emulator.create_requests()
@@ -175,7 +201,7 @@ def test_every_submit_method_posts_its_route_and_body(hook, server, emulator, me
 def test_an_http_date_retry_after_is_honoured():
     from email.utils import formatdate
 
-    from runway_provider.hooks.runway import _parse_retry_after
+    from runway_provider.hooks._http import parse_retry_after
 
-    assert 5 <= (_parse_retry_after(formatdate(time.time() + 8, usegmt=True)) or 0) <= 8
-    assert _parse_retry_after("3") == 3.0 and _parse_retry_after("soon") is None
+    assert 5 <= (parse_retry_after(formatdate(time.time() + 8, usegmt=True)) or 0) <= 8
+    assert parse_retry_after("3") == 3.0 and parse_retry_after("soon") is None

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from runway_provider import spend
+from runway_provider import routes, spend
 from runway_provider.exceptions import (
     RunwayRequestRefusedError,
     RunwayStateNotSavedError,
@@ -61,10 +61,10 @@ def image_to_video(**kwargs: Any) -> RunwayImageToVideoOperator:
 
 
 def test_fingerprint_ignores_key_order_and_tells_requests_apart():
-    one = spend.request_fingerprint("/r", {"prompt": "a", "options": {"x": 1, "y": 2}})
-    assert one == spend.request_fingerprint("/r", {"options": {"y": 2, "x": 1}, "prompt": "a"})
-    assert one != spend.request_fingerprint("/r", {"prompt": "b", "options": {"x": 1, "y": 2}})
-    assert one != spend.request_fingerprint("/other", {"prompt": "a", "options": {"x": 1, "y": 2}})
+    one = spend.request_fingerprint(routes.GENERATE, {"prompt": "a", "options": {"x": 1, "y": 2}})
+    assert one == spend.request_fingerprint(routes.GENERATE, {"options": {"y": 2, "x": 1}, "prompt": "a"})
+    assert one != spend.request_fingerprint(routes.GENERATE, {"prompt": "b", "options": {"x": 1, "y": 2}})
+    assert one != spend.request_fingerprint(routes.ACT_ONE, {"prompt": "a", "options": {"x": 1, "y": 2}})
     assert len(one) == 64
 
 

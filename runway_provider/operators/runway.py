@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -9,36 +10,25 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
 
-from runway_provider import spend
+from runway_provider import routes, spend
 from runway_provider.exceptions import RunwayTaskTimeoutError
-from runway_provider.hooks.runway import (
-    ACT_ONE_PATH,
-    CHARACTER_PERFORMANCE_PATH,
-    GENERATE_PATH,
-    IMAGE_TO_VIDEO_PATH,
-    OFFICIAL,
-    REVERSE,
-    REVERSE_VIDEO_TO_VIDEO_PATH,
-    TEXT_TO_IMAGE_PATH,
-    VIDEO_TO_VIDEO_PATH,
-    VIDEO_UPSCALE_PATH,
-    RunwayHook,
-)
-from runway_provider.lifecycle import (
+from runway_provider.hooks.runway import RunwayHook
+from runway_provider.links.runway import RunwayVideoLink
+from runway_provider.models import RouteFamily, RunwayTask
+from runway_provider.routes import Route
+
+# Re-exported: users read the submitted task's XCom keys from the operator module.
+from runway_provider.spend import XCOM_RUNWAY_TASK_ID as XCOM_RUNWAY_TASK_ID
+from runway_provider.spend import XCOM_SUBMITTED_AT as XCOM_SUBMITTED_AT
+from runway_provider.validation import require_positive_seconds
+from runway_provider.waiter import (
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT,
     XCOM_RUNWAY_TASK,
     RunwayTaskWaiter,
 )
-from runway_provider.links.runway import RunwayVideoLink
-from runway_provider.models import RunwayTask
-
-# Re-exported: users read the submitted task's XCom keys from the operator module.
-from runway_provider.spend import XCOM_RUNWAY_TASK_ID as XCOM_RUNWAY_TASK_ID
-from runway_provider.spend import XCOM_SUBMITTED_AT as XCOM_SUBMITTED_AT
-from runway_provider.validation import require_positive_seconds
-from runway_provider.watch import resolve_event
+from runway_provider.waiting import resolve_event
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -73,8 +63,8 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         Only official-format tasks can be cancelled; reverse-format ones are logged as such.
     """
 
-    route: str
-    route_family: str = REVERSE
+    # The create route: its path, family and builder (runway_provider.routes).
+    route: ClassVar[Route[...]]
     operator_extra_links = (RunwayVideoLink(),)
 
     def __init__(
@@ -99,6 +89,7 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         self.not_found_grace = not_found_grace
         self.cancel_on_kill = cancel_on_kill
         self.cancel_on_timeout = cancel_on_timeout
+        self.route_family: RouteFamily = self.route.family
 
     @property
     def runway_task_xcom_keys(self) -> tuple[str, ...]:
@@ -106,8 +97,12 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         return (XCOM_RUNWAY_TASK,) if self.wait_for_completion else ()
 
     def build_payload(self) -> dict[str, Any]:
-        """Check the rendered arguments and build the create request body; sends nothing."""
-        raise NotImplementedError
+        """Check the rendered arguments and build the create request body; sends nothing.
+
+        The route's builder names the fields; the operator holds each under the same name.
+        """
+        fields = inspect.signature(self.route.build).parameters
+        return self.hook.payload(self.route, **{name: getattr(self, name) for name in fields})
 
     def execute(self, context: Context) -> str:
         payload = self.build_payload()
@@ -115,7 +110,6 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
             hook=self.hook,
             context=context,
             route=self.route,
-            route_family=self.route_family,
             payload=payload,
             not_found_grace=self.not_found_grace,
             log=self.log,
@@ -193,7 +187,7 @@ class RunwayGenerateOperator(BaseRunwaySubmitOperator):
         ``BaseOperator`` arguments.
     """
 
-    route = GENERATE_PATH
+    route = routes.GENERATE
     template_fields: Sequence[str] = (
         "prompt",
         "image",
@@ -230,18 +224,6 @@ class RunwayGenerateOperator(BaseRunwaySubmitOperator):
         self.options = options
         self.last_image = last_image
 
-    def build_payload(self) -> dict[str, Any]:
-        return self.hook.generate_payload(
-            prompt=self.prompt,
-            image=self.image,
-            ratio=self.ratio,
-            model=self.model,
-            callback_url=self.callback_url,
-            style=self.style,
-            options=self.options,
-            last_image=self.last_image,
-        )
-
 
 class RunwayImageToVideoOperator(BaseRunwaySubmitOperator):
     """Animate an image with Runway's official image-to-video (``POST /runwayml/v1/image_to_video``).
@@ -265,8 +247,7 @@ class RunwayImageToVideoOperator(BaseRunwaySubmitOperator):
         arguments.
     """
 
-    route = IMAGE_TO_VIDEO_PATH
-    route_family = OFFICIAL
+    route = routes.IMAGE_TO_VIDEO
     template_fields: Sequence[str] = (
         "prompt_image",
         "model",
@@ -298,17 +279,6 @@ class RunwayImageToVideoOperator(BaseRunwaySubmitOperator):
         self.seed = seed
         self.content_moderation = content_moderation
 
-    def build_payload(self) -> dict[str, Any]:
-        return self.hook.image_to_video_payload(
-            prompt_image=self.prompt_image,
-            model=self.model,
-            prompt_text=self.prompt_text,
-            ratio=self.ratio,
-            duration=self.duration,
-            seed=self.seed,
-            content_moderation=self.content_moderation,
-        )
-
 
 class RunwayVideoToVideoOperator(BaseRunwaySubmitOperator):
     """Restyle a video from a prompt (``POST /runwayml/v1/video_to_video``, e.g. model ``gen4_aleph``).
@@ -323,8 +293,7 @@ class RunwayVideoToVideoOperator(BaseRunwaySubmitOperator):
     :param kwargs: See :class:`BaseRunwaySubmitOperator` and ``BaseOperator``.
     """
 
-    route = VIDEO_TO_VIDEO_PATH
-    route_family = OFFICIAL
+    route = routes.VIDEO_TO_VIDEO
     template_fields: Sequence[str] = (
         "video",
         "prompt_text",
@@ -356,17 +325,6 @@ class RunwayVideoToVideoOperator(BaseRunwaySubmitOperator):
         self.seed = seed
         self.content_moderation = content_moderation
 
-    def build_payload(self) -> dict[str, Any]:
-        return self.hook.video_to_video_payload(
-            video=self.video,
-            prompt_text=self.prompt_text,
-            model=self.model,
-            ratio=self.ratio,
-            references=self.references,
-            seed=self.seed,
-            content_moderation=self.content_moderation,
-        )
-
 
 class RunwayUpscaleVideoOperator(BaseRunwaySubmitOperator):
     """Upscale a video (``POST /runwayml/v1/video_upscale``, e.g. model ``upscale_v1``).
@@ -377,17 +335,13 @@ class RunwayUpscaleVideoOperator(BaseRunwaySubmitOperator):
     :param kwargs: See :class:`BaseRunwaySubmitOperator` and ``BaseOperator``.
     """
 
-    route = VIDEO_UPSCALE_PATH
-    route_family = OFFICIAL
+    route = routes.UPSCALE_VIDEO
     template_fields: Sequence[str] = ("video", "model")
 
     def __init__(self, *, video: str, model: str = "upscale_v1", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.video = video
         self.model = model
-
-    def build_payload(self) -> dict[str, Any]:
-        return self.hook.upscale_video_payload(video=self.video, model=self.model)
 
 
 class RunwayTextToImageOperator(BaseRunwaySubmitOperator):
@@ -412,8 +366,7 @@ class RunwayTextToImageOperator(BaseRunwaySubmitOperator):
     :param kwargs: See :class:`BaseRunwaySubmitOperator` and ``BaseOperator``.
     """
 
-    route = TEXT_TO_IMAGE_PATH
-    route_family = OFFICIAL
+    route = routes.TEXT_TO_IMAGE
     template_fields: Sequence[str] = (
         "prompt_text",
         "reference_images",
@@ -442,16 +395,6 @@ class RunwayTextToImageOperator(BaseRunwaySubmitOperator):
         self.seed = seed
         self.content_moderation = content_moderation
 
-    def build_payload(self) -> dict[str, Any]:
-        return self.hook.text_to_image_payload(
-            prompt_text=self.prompt_text,
-            reference_images=self.reference_images,
-            ratio=self.ratio,
-            model=self.model,
-            seed=self.seed,
-            content_moderation=self.content_moderation,
-        )
-
 
 class RunwayCharacterPerformanceOperator(BaseRunwaySubmitOperator):
     """Animate a character from a performance video, Act-Two (``POST /runwayml/v1/character_performance``).
@@ -468,8 +411,7 @@ class RunwayCharacterPerformanceOperator(BaseRunwaySubmitOperator):
     :param kwargs: See :class:`BaseRunwaySubmitOperator` and ``BaseOperator``.
     """
 
-    route = CHARACTER_PERFORMANCE_PATH
-    route_family = OFFICIAL
+    route = routes.CHARACTER_PERFORMANCE
     template_fields: Sequence[str] = (
         "character",
         "reference_video",
@@ -506,19 +448,6 @@ class RunwayCharacterPerformanceOperator(BaseRunwaySubmitOperator):
         self.seed = seed
         self.content_moderation = content_moderation
 
-    def build_payload(self) -> dict[str, Any]:
-        return self.hook.character_performance_payload(
-            character=self.character,
-            reference_video=self.reference_video,
-            character_type=self.character_type,
-            model=self.model,
-            ratio=self.ratio,
-            body_control=self.body_control,
-            expression_intensity=self.expression_intensity,
-            seed=self.seed,
-            content_moderation=self.content_moderation,
-        )
-
 
 class RunwayReverseVideoToVideoOperator(BaseRunwaySubmitOperator):
     """Reverse-format video style redraw (``POST /runway/pro/video2video``), polled through the feed.
@@ -534,7 +463,7 @@ class RunwayReverseVideoToVideoOperator(BaseRunwaySubmitOperator):
     :param kwargs: See :class:`BaseRunwaySubmitOperator` and ``BaseOperator``.
     """
 
-    route = REVERSE_VIDEO_TO_VIDEO_PATH
+    route = routes.REVERSE_VIDEO_TO_VIDEO
     template_fields: Sequence[str] = ("video", "prompt", "model", "callback_url", "options")
 
     def __init__(
@@ -554,15 +483,6 @@ class RunwayReverseVideoToVideoOperator(BaseRunwaySubmitOperator):
         self.callback_url = callback_url
         self.options = options
 
-    def build_payload(self) -> dict[str, Any]:
-        return self.hook.reverse_video_to_video_payload(
-            video=self.video,
-            prompt=self.prompt,
-            model=self.model,
-            callback_url=self.callback_url,
-            options=self.options,
-        )
-
 
 class RunwayActOneOperator(BaseRunwaySubmitOperator):
     """Reverse-format Act-One expression transfer (``POST /runway/pro/act_one``), polled through the feed.
@@ -574,7 +494,7 @@ class RunwayActOneOperator(BaseRunwaySubmitOperator):
     :param kwargs: See :class:`BaseRunwaySubmitOperator` and ``BaseOperator``.
     """
 
-    route = ACT_ONE_PATH
+    route = routes.ACT_ONE
     template_fields: Sequence[str] = ("video", "image", "callback_url", "options")
 
     def __init__(
@@ -591,8 +511,3 @@ class RunwayActOneOperator(BaseRunwaySubmitOperator):
         self.image = image
         self.callback_url = callback_url
         self.options = options
-
-    def build_payload(self) -> dict[str, Any]:
-        return self.hook.act_one_payload(
-            video=self.video, image=self.image, callback_url=self.callback_url, options=self.options
-        )

@@ -10,9 +10,13 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
-from runway_provider.exceptions import RunwayTaskError, RunwayTaskTimeoutError, RunwayTransientError
-from runway_provider.hooks.runway import REVERSE, ROUTE_FAMILIES, RunwayHook
-from runway_provider.lifecycle import (
+from runway_provider.exceptions import RunwayTaskError, RunwayTaskTimeoutError
+from runway_provider.hooks.runway import RunwayHook
+from runway_provider.links.runway import RunwayVideoLink
+from runway_provider.models import RouteFamily
+from runway_provider.routes import route_family as checked_route_family
+from runway_provider.validation import require_positive_seconds
+from runway_provider.waiter import (
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT,
@@ -20,9 +24,7 @@ from runway_provider.lifecycle import (
     RunwayTaskWaiter,
     upstream_route_family,
 )
-from runway_provider.links.runway import RunwayVideoLink
-from runway_provider.validation import require_positive_seconds
-from runway_provider.watch import TaskWatch, resolve_event
+from runway_provider.waiting import OutcomeStatus, TaskWatch, resolve_event
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -61,7 +63,7 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         *,
         runway_task_id: str,
         runway_conn_id: str = RunwayHook.default_conn_name,
-        route_family: str | None = None,
+        route_family: RouteFamily | str | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         timeout: float = DEFAULT_TIMEOUT,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
@@ -74,11 +76,12 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         kwargs.setdefault("poke_interval", poll_interval)
         super().__init__(timeout=timeout, **kwargs)
         self.runway_task_id = runway_task_id
-        if route_family is not None and route_family not in ROUTE_FAMILIES:
-            raise ValueError(f"route_family must be one of {ROUTE_FAMILIES}, got {route_family!r}")
-        route_family = route_family or upstream_route_family(runway_task_id) or REVERSE
         self.runway_conn_id = runway_conn_id
-        self.route_family = route_family
+        self.route_family = (
+            checked_route_family(route_family)
+            if route_family is not None
+            else upstream_route_family(runway_task_id) or RouteFamily.REVERSE
+        )
         self.poll_interval = poll_interval
         self.not_found_grace = not_found_grace
         self.deferrable = deferrable
@@ -129,16 +132,14 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         watch = self._watch
         if watch is None:
             raise RuntimeError("RunwayTaskSensor.poke runs only from execute()")
-        try:
-            event = watch.observe(self.hook.get_task(self.runway_task_id, self.route_family))
-        except RunwayTransientError as err:
-            event = watch.observe_error(err)
-        if event is None:
+        outcome = watch.step(lambda: self.hook.get_task(self.runway_task_id, self.route_family))
+        # Past the deadline the sensor's own timeout applies (with soft_fail): Airflow raises it.
+        if outcome is None or outcome.status is OutcomeStatus.TIMEOUT:
             # A reschedule ends this try, and Airflow resolves the link then.
             if watch.last_task is not None:
                 self.push_state(context, watch.last_task)
             return False
-        task = resolve_event(event)
+        task = outcome.result()
         self.push_state(context, task)
         return PokeReturnValue(is_done=True, xcom_value=task.to_dict())
 

@@ -19,9 +19,10 @@ from urllib.parse import urljoin, urlsplit
 from airflow.sdk import Asset, AssetAlias, BaseOperator, ObjectStoragePath
 
 from runway_provider.exceptions import RunwayError, RunwayInputError
-from runway_provider.hooks.runway import REVERSE, RunwayHook
-from runway_provider.lifecycle import upstream_route_family
-from runway_provider.models import RunwayTask
+from runway_provider.hooks.runway import RunwayHook
+from runway_provider.models import RouteFamily, RunwayTask
+from runway_provider.routes import route_family as checked_route_family
+from runway_provider.waiter import upstream_route_family
 
 if TYPE_CHECKING:
     import requests
@@ -111,7 +112,7 @@ class RunwayToObjectStorageOperator(BaseOperator):
         runway_conn_id: str = RunwayHook.default_conn_name,
         destination_folder: bool | None = None,
         download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT,
-        route_family: str | None = None,
+        route_family: RouteFamily | str | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("outlets", [AssetAlias(asset_alias)])
@@ -125,7 +126,11 @@ class RunwayToObjectStorageOperator(BaseOperator):
         self.runway_conn_id = runway_conn_id
         self.destination_folder = destination_folder
         self.download_timeout = download_timeout
-        self.route_family = route_family or upstream_route_family(runway_task)
+        self.route_family = (
+            checked_route_family(route_family)
+            if route_family is not None
+            else upstream_route_family(runway_task)
+        )
 
     def execute(self, context: Context) -> dict[str, Any]:
         task = self._resolve_task()
@@ -159,14 +164,18 @@ class RunwayToObjectStorageOperator(BaseOperator):
     def _resolve_task(self) -> RunwayTask:
         value = self.runway_task
         if isinstance(value, str) and value.strip():
-            return RunwayHook(self.runway_conn_id).get_task(value.strip(), self.route_family or REVERSE)
+            return RunwayHook(self.runway_conn_id).get_task(
+                value.strip(), self.route_family or RouteFamily.REVERSE
+            )
         if isinstance(value, Mapping):
             try:
                 task = RunwayTask.from_dict(value)
             except (KeyError, TypeError, ValueError) as err:
                 raise RunwayInputError("runway_task", f"is not a Runway task dict ({err!r})") from None
             # The explicit argument wins; else the task says where it came from.
-            return dataclasses.replace(task, route_family=self.route_family or task.route_family or REVERSE)
+            return dataclasses.replace(
+                task, route_family=self.route_family or task.route_family or RouteFamily.REVERSE
+            )
         raise RunwayInputError("runway_task", f"expected a task dict or a Runway task id, got {value!r:.80}")
 
     def _destination(self, runway_task_id: str) -> tuple[ObjectStoragePath, bool]:
@@ -241,7 +250,7 @@ class RunwayToObjectStorageOperator(BaseOperator):
             response = self._get(session, task.video_url or "", task, allowed)
             if response.status_code in _EXPIRED_URL_STATUSES:
                 response.close()
-                fresh = hook.get_task(task.runway_task_id, task.route_family or REVERSE)
+                fresh = hook.get_task(task.runway_task_id, task.route_family or RouteFamily.REVERSE)
                 self.log.info(
                     "The video URL of Runway task %s was refused; fetched a fresh one.", task.runway_task_id
                 )

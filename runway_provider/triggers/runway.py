@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from runway_provider import spend
 from runway_provider.exceptions import RunwayError
-from runway_provider.hooks.runway import REVERSE, RunwayHook
-from runway_provider.watch import TaskWatch, error_event, unexpected_poll_error
+from runway_provider.hooks.runway import RunwayHook
+from runway_provider.models import RouteFamily, RunwayTask
+from runway_provider.waiting import TaskWatch, error_outcome
 
 # on_kill's own bound (Airflow's [triggerer] on_kill_timeout is 30 s by default).
 _ON_KILL_SECONDS = 25.0
@@ -46,7 +47,7 @@ class RunwayTaskTrigger(BaseTrigger):
         end_time: float,
         not_found_grace: float,
         submitted_at: float,
-        route_family: str = REVERSE,
+        route_family: str = RouteFamily.REVERSE.value,
         cancel_on_kill: bool = False,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger is untyped
@@ -88,29 +89,21 @@ class RunwayTaskTrigger(BaseTrigger):
         try:
             async with hook.async_client():
                 await asyncio.sleep(watch.first_delay())
-                while True:
-                    try:
-                        # One poll (with its own retries) never outlives the wait's deadline.
-                        task = await hook.aget_task(
-                            self.runway_task_id, self.route_family, deadline=watch.end_time
-                        )
-                        event = watch.observe(task)
-                    except RunwayError as err:
-                        event = watch.observe_error(err)
-                    except Exception as err:  # one odd answer must not end a wait that the deadline bounds
-                        event = watch.observe_error(unexpected_poll_error(err))
-                    event = event or watch.check_deadline()
-                    if event:
-                        break
+
+                def poll() -> Awaitable[RunwayTask]:
+                    # One poll (with its own retries) never outlives the wait's deadline.
+                    return hook.aget_task(self.runway_task_id, self.route_family, deadline=watch.end_time)
+
+                while (outcome := await watch.astep(poll)) is None:
                     await asyncio.sleep(watch.next_delay())
         except RunwayError as err:
             # Raised outside a poll: the connection is missing or unusable.
-            event = error_event(self.runway_task_id, str(err))
+            outcome = error_outcome(self.runway_task_id, str(err))
         except Exception as err:
             self.log.exception("Waiting on Runway task %s failed unexpectedly", self.runway_task_id)
-            event = error_event(self.runway_task_id, f"{type(err).__name__}: {err}")
-        self.log.info("Runway task %s: %s", self.runway_task_id, event["message"])
-        yield TriggerEvent(event)  # type: ignore[no-untyped-call]  # untyped in Airflow
+            outcome = error_outcome(self.runway_task_id, f"{type(err).__name__}: {err}")
+        self.log.info("Runway task %s: %s", self.runway_task_id, outcome.message)
+        yield TriggerEvent(outcome.to_event())  # type: ignore[no-untyped-call]  # untyped in Airflow
 
     async def on_kill(self) -> None:
         """A user stopped the deferred task: cancel its generation, unless it was only moved."""

@@ -17,7 +17,7 @@ from runway_provider.exceptions import (
     RunwayRequestRefusedError,
     RunwayTransientError,
 )
-from runway_provider.hooks import runway as hook_module
+from runway_provider.hooks import _http
 from runway_provider.hooks.runway import RunwayConnectionSettings, RunwayHook
 from runway_provider.models import MAX_RAW_CHARS, RunwayTask, RunwayTaskStatus
 from runway_provider.operators.runway import RunwayGenerateOperator
@@ -69,7 +69,7 @@ def test_no_error_text_carries_the_key(monkeypatch, server, closed_port, caplog)
 
 def test_describe_scrubs_headers_and_the_key():
     err = ValueError(f"Invalid header value b'Bearer {TEST_API_KEY}\\n'")
-    text = hook_module._describe(err, TEST_API_KEY)
+    text = _http.describe(err, TEST_API_KEY)
     assert TEST_API_KEY not in text and "Bearer ***" in text
 
 

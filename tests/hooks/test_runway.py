@@ -23,7 +23,7 @@ from runway_provider.exceptions import (
     RunwayTaskTimeoutError,
     RunwayTransientError,
 )
-from runway_provider.hooks import runway as hook_module
+from runway_provider.hooks import _http
 from runway_provider.hooks.runway import DEFAULT_BASE_URL, RunwayConnectionSettings, RunwayHook
 from runway_provider.models import RunwayTaskStatus
 from runway_provider.testing import Emulator, EmulatorServer
@@ -200,7 +200,7 @@ def test_submit_processed_then_answer_lost_is_uncertain(hook, emulator, fault):
     ],
 )
 def test_submit_garbled_success_is_uncertain(answer, expected):
-    from runway_provider.models import parse_submission
+    from runway_provider.protocol import parse_submission
 
     with pytest.raises(RunwaySubmissionUncertainError, match=expected):
         parse_submission(answer, 200)
@@ -234,7 +234,7 @@ def test_submit_garbled_success_is_uncertain(answer, expected):
     ],
 )
 def test_create_refusals_and_limits_are_typed(answer, status, error, limit):
-    from runway_provider.models import parse_submission
+    from runway_provider.protocol import parse_submission
 
     with pytest.raises(error) as caught:
         parse_submission(answer, status)
@@ -271,7 +271,7 @@ def test_submit_to_closed_port_is_retried_then_transient(monkeypatch, closed_por
 
 def test_submit_business_error_in_2xx(hook, emulator, monkeypatch):
     # The emulator answers callback_url_empty like CometAPI when the body has no callback_url.
-    monkeypatch.setattr(RunwayHook, "generate_payload", lambda self, **kw: {"prompt": "p", "image": IMAGE})
+    monkeypatch.setattr(RunwayHook, "payload", lambda self, route, **kw: {"prompt": "p", "image": IMAGE})
     with pytest.raises(RunwayBusinessError) as caught:
         submit(hook)
     assert caught.value.code == "callback_url_empty"
@@ -306,7 +306,10 @@ def test_get_task_gives_up_after_poll_retries(hook, emulator):
     runway_task_id = submit(hook, options=job_options(feed_faults=["503"] * 10))
     with pytest.raises(RunwayTransientError, match="503"):
         hook.get_task(runway_task_id)
-    assert len([r for r in emulator.requests if r["path"] == "/runway/feed"]) == hook.poll_retries + 1
+    assert (
+        len([r for r in emulator.requests if r["path"] == "/runway/feed"])
+        == hook.retry_policy.poll_retries + 1
+    )
 
 
 @pytest.mark.parametrize(
@@ -421,7 +424,7 @@ async def test_async_hooks_share_one_session_per_loop_and_close_it(hook):
         session = first._async_session
         assert not session.closed
     assert session.closed
-    assert hook_module._SESSION_POOL._sessions.get(asyncio.get_running_loop(), {}) == {}
+    assert _http.SESSION_POOL._sessions.get(asyncio.get_running_loop(), {}) == {}
 
 
 @pytest.mark.asyncio

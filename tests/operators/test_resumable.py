@@ -42,8 +42,8 @@ def saved(op: RunwayGenerateOperator, runway_task_id: str, submitted_at: float) 
     return {
         "phase": "submitted",
         "fingerprint": request_fingerprint(op.route, op.build_payload()),
-        "route": op.route,
-        "route_family": op.route_family,
+        "route": op.route.path,
+        "route_family": op.route_family.value,
         "runway_task_id": runway_task_id,
         "submitted_at": submitted_at,
     }

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from runway_provider.hooks import runway as hook_module
+from runway_provider.hooks import _http
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.triggers.runway import RunwayTaskTrigger
 from tests.helpers import job_options, make_trigger, set_connection
@@ -136,30 +136,30 @@ async def test_run_closes_the_pooled_session_on_every_path(hook):
     loop = asyncio.get_running_loop()
     runway_task_id = submit(hook, running_seconds=60)
     await all_events(make_trigger(runway_task_id, end_time=time.time() + 0.3))
-    assert hook_module._SESSION_POOL._sessions.get(loop, {}) == {}
+    assert _http.SESSION_POOL._sessions.get(loop, {}) == {}
 
     pending = asyncio.ensure_future(make_trigger(runway_task_id).run().__anext__())
     await asyncio.sleep(0.3)
     assert not pending.done()  # still waiting on a running task
-    [lease] = hook_module._SESSION_POOL._sessions[loop].values()
+    [lease] = _http.SESSION_POOL._sessions[loop].values()
     pending.cancel()
     with pytest.raises(asyncio.CancelledError):
         await pending
     assert lease.session.closed
-    assert hook_module._SESSION_POOL._sessions.get(loop, {}) == {}
+    assert _http.SESSION_POOL._sessions.get(loop, {}) == {}
 
 
 @pytest.mark.asyncio
 async def test_many_triggers_share_one_session(hook, emulator, monkeypatch):
     sessions: list[int] = []
-    acquire = hook_module._SESSION_POOL.acquire
+    acquire = _http.SESSION_POOL.acquire
 
     def recording_acquire(base_url: str) -> Any:
         session = acquire(base_url)
         sessions.append(id(session))
         return session
 
-    monkeypatch.setattr(hook_module._SESSION_POOL, "acquire", recording_acquire)
+    monkeypatch.setattr(_http.SESSION_POOL, "acquire", recording_acquire)
     ids = [submit(hook) for _ in range(5)]
     events = await asyncio.gather(*(all_events(make_trigger(i)) for i in ids))
     assert [e["status"] for [e] in events] == ["success"] * 5

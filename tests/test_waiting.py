@@ -1,4 +1,4 @@
-"""Tests of runway_provider.watch: what one wait decides, and how its events resolve.
+"""Tests of runway_provider.waiting: what one wait decides, and how its outcomes and events resolve.
 
 Tasks are built with normalize_task from reference bodies, and most events come from a real
 TaskWatch, so that the watch and resolve_event are checked against each other. Time is controlled
@@ -24,16 +24,12 @@ from runway_provider.exceptions import (
     RunwayTaskTimeoutError,
     RunwayTransientError,
 )
-from runway_provider.models import RunwayTask, RunwayTaskStatus, normalize_task
-from runway_provider.watch import (
-    EVENT_ERROR,
-    EVENT_FAILED,
-    EVENT_SUCCESS,
-    EVENT_TIMEOUT,
-    TaskWatch,
-    error_event,
-    resolve_event,
-)
+from runway_provider.models import RunwayTask, RunwayTaskStatus
+from runway_provider.protocol import normalize_task
+from runway_provider.waiting import OutcomeStatus, TaskWatch, error_outcome, resolve_event
+
+EVENT_SUCCESS, EVENT_FAILED = OutcomeStatus.SUCCESS, OutcomeStatus.FAILED
+EVENT_TIMEOUT, EVENT_ERROR = OutcomeStatus.TIMEOUT, OutcomeStatus.ERROR
 
 S = RunwayTaskStatus
 TASK_ID = "3d957031-9a2a-45e2-9dc7-bc8513059c50"
@@ -127,35 +123,35 @@ def unknown_warnings(caplog) -> list[logging.LogRecord]:
 def test_observe_success_with_url_gives_success_event_with_task():
     task = succeeded()
     event = make_watch().observe(task)
-    assert event["status"] == EVENT_SUCCESS
-    assert event["runway_task_id"] == TASK_ID
-    assert event["task"] == task.to_dict()
-    assert event["task"]["video_url"] == RESULT_URL
-    json.dumps(event)  # events cross the triggerer boundary: they must serialize
-    assert set(event) == {"status", "runway_task_id", "task", "message"}
+    assert event.status == EVENT_SUCCESS
+    assert event.runway_task_id == TASK_ID
+    assert event.task == task
+    assert event.task.video_url == RESULT_URL
+    json.dumps(event.to_event())  # events cross the triggerer boundary: they must serialize
+    assert set(event.to_event()) == {"status", "runway_task_id", "task", "message"}
 
 
 def test_observe_success_without_url_is_failed():
     event = make_watch().observe(succeeded_without_url())
-    assert event["status"] == EVENT_FAILED
-    assert "without any output URL" in event["message"]
-    assert TASK_ID in event["message"]
-    assert event["task"]["status"] == "SUCCEEDED"
+    assert event.status == EVENT_FAILED
+    assert "without any output URL" in event.message
+    assert TASK_ID in event.message
+    assert event.task.status == "SUCCEEDED"
 
 
 def test_observe_failed_names_failure_and_code():
     event = make_watch().observe(failed())
-    assert event["status"] == EVENT_FAILED
-    assert "Prompt flagged by moderation" in event["message"]
-    assert "SAFETY.INPUT.TEXT" in event["message"]
-    assert TASK_ID in event["message"]
+    assert event.status == EVENT_FAILED
+    assert "Prompt flagged by moderation" in event.message
+    assert "SAFETY.INPUT.TEXT" in event.message
+    assert TASK_ID in event.message
 
 
 def test_observe_cancelled_is_failed_event():
     event = make_watch().observe(cancelled())
-    assert event["status"] == EVENT_FAILED
-    assert "cancelled" in event["message"]
-    assert event["task"]["status"] == "CANCELLED"
+    assert event.status == EVENT_FAILED
+    assert "cancelled" in event.message
+    assert event.task.status == "CANCELLED"
 
 
 @pytest.mark.parametrize(
@@ -195,10 +191,10 @@ def test_observe_not_visible_within_grace_keeps_waiting():
 
 def test_observe_not_visible_past_grace_is_lost():
     event = make_watch(submitted_ago=3600, grace=120).observe(not_visible())
-    assert event["status"] == EVENT_FAILED
-    assert TASK_ID in event["message"]
-    assert "lost" in event["message"]
-    assert event["task"]["visible"] is False
+    assert event.status == EVENT_FAILED
+    assert TASK_ID in event.message
+    assert "lost" in event.message
+    assert event.task.visible is False
 
 
 # --- observe_error() -------------------------------------------------------------------------------
@@ -224,9 +220,9 @@ def test_observe_error_authentication_ends_the_wait():
         "CometAPI refused the API key (HTTP 401): Invalid token", http_status=401, runway_task_id=TASK_ID
     )
     event = watch.observe_error(error)
-    assert event["status"] == EVENT_ERROR
-    assert event["runway_task_id"] == TASK_ID
-    assert "Invalid token" in event["message"]
+    assert event.status == EVENT_ERROR
+    assert event.runway_task_id == TASK_ID
+    assert "Invalid token" in event.message
 
 
 # --- check_deadline() ------------------------------------------------------------------------------
@@ -242,12 +238,12 @@ def test_check_deadline_after_end_time_is_timeout():
     watch = make_watch(end_in=-1)
     watch.observe(feed("IN_PROGRESS", progress="37%", nested={"id": TASK_ID, "status": "RUNNING"}))
     event = watch.check_deadline()
-    assert event["status"] == EVENT_TIMEOUT
-    assert event["runway_task_id"] == TASK_ID
-    assert TASK_ID in event["message"]
-    assert "last status: RUNNING" in event["message"]
-    assert "may still be running: an Airflow retry reconnects to it" in event["message"]
-    assert "last poll error" not in event["message"]
+    assert event.status == EVENT_TIMEOUT
+    assert event.runway_task_id == TASK_ID
+    assert TASK_ID in event.message
+    assert "last status: RUNNING" in event.message
+    assert "may still be running: an Airflow retry reconnects to it" in event.message
+    assert "last poll error" not in event.message
 
 
 def test_check_deadline_includes_last_poll_error():
@@ -255,16 +251,16 @@ def test_check_deadline_includes_last_poll_error():
     watch.observe(feed("QUEUED", nested=None))
     watch.observe_error(transient())
     event = watch.check_deadline()
-    assert event["status"] == EVENT_TIMEOUT
-    assert "last status: PENDING" in event["message"]
-    assert "service unavailable" in event["message"]
+    assert event.status == EVENT_TIMEOUT
+    assert "last status: PENDING" in event.message
+    assert "service unavailable" in event.message
 
 
 def test_check_deadline_without_any_task_says_never_seen():
     event = make_watch(end_in=-1).check_deadline()
-    assert event["runway_task_id"] == TASK_ID
-    assert event["task"] is None
-    assert "never seen" in event["message"]
+    assert event.runway_task_id == TASK_ID
+    assert event.task is None
+    assert "never seen" in event.message
 
 
 # --- next_delay() ----------------------------------------------------------------------------------
@@ -297,7 +293,7 @@ def test_next_delay_honours_retry_after():
 
 def test_resolve_success_returns_the_task():
     task = succeeded()
-    result = resolve_event(make_watch().observe(task))
+    result = resolve_event(make_watch().observe(task).to_event())
     assert isinstance(result, RunwayTask)
     assert result == task
     assert result.video_url == RESULT_URL
@@ -306,7 +302,7 @@ def test_resolve_success_returns_the_task():
 def test_resolve_failed_raises_failed_error_with_details():
     event = make_watch().observe(failed())
     with pytest.raises(RunwayTaskFailedError) as info:
-        resolve_event(event)
+        resolve_event(event.to_event())
     err = info.value
     assert (err.runway_task_id, err.status, err.failure, err.failure_code) == (
         TASK_ID,
@@ -314,18 +310,18 @@ def test_resolve_failed_raises_failed_error_with_details():
         "Prompt flagged by moderation",
         "SAFETY.INPUT.TEXT",
     )
-    assert str(err) == event["message"]
+    assert str(err) == event.message
 
 
 def test_resolve_cancelled_raises_cancelled_error():
     with pytest.raises(RunwayTaskCancelledError) as info:
-        resolve_event(make_watch().observe(cancelled()))
+        resolve_event(make_watch().observe(cancelled()).to_event())
     assert (info.value.runway_task_id, info.value.status) == (TASK_ID, "CANCELLED")
 
 
 def test_resolve_lost_raises_lost_error():
     with pytest.raises(RunwayTaskLostError) as info:
-        resolve_event(make_watch(submitted_ago=3600, grace=120).observe(not_visible()))
+        resolve_event(make_watch(submitted_ago=3600, grace=120).observe(not_visible()).to_event())
     assert info.value.runway_task_id == TASK_ID
     assert "lost" in str(info.value)
 
@@ -334,14 +330,14 @@ def test_resolve_timeout_raises_timeout_error():
     watch = make_watch(end_in=-1)
     watch.observe(feed("IN_PROGRESS", nested={"id": TASK_ID, "status": "RUNNING"}))
     with pytest.raises(RunwayTaskTimeoutError) as info:
-        resolve_event(watch.check_deadline())
+        resolve_event(watch.check_deadline().to_event())
     assert (info.value.runway_task_id, info.value.status) == (TASK_ID, "RUNNING")
     assert "may still be running: an Airflow retry reconnects to it" in str(info.value)
 
 
 def test_resolve_timeout_without_task_raises_timeout_error():
     with pytest.raises(RunwayTaskTimeoutError) as info:
-        resolve_event(make_watch(end_in=-1).check_deadline())
+        resolve_event(make_watch(end_in=-1).check_deadline().to_event())
     assert (info.value.runway_task_id, info.value.status) == (TASK_ID, None)
 
 
@@ -349,7 +345,7 @@ def test_resolve_error_event_raises_runway_error():
     error = RunwayAuthenticationError("CometAPI refused the API key (HTTP 401)", http_status=401)
     event = make_watch().observe_error(error)
     with pytest.raises(RunwayError) as info:
-        resolve_event(event)
+        resolve_event(event.to_event())
     assert not isinstance(info.value, RunwayTaskError)
     assert info.value.runway_task_id == TASK_ID
     assert "refused the API key" in str(info.value)
@@ -357,7 +353,7 @@ def test_resolve_error_event_raises_runway_error():
 
 def test_resolve_error_event_helper():
     with pytest.raises(RunwayError) as info:
-        resolve_event(error_event(TASK_ID, "Connection runway_default has no API key"))
+        resolve_event(error_outcome(TASK_ID, "Connection runway_default has no API key").to_event())
     assert str(info.value) == "Connection runway_default has no API key"
     assert info.value.runway_task_id == TASK_ID
 
@@ -379,7 +375,7 @@ def test_resolve_success_event_without_task_is_failed():
 
 
 def _success_event() -> dict[str, Any]:
-    return make_watch().observe(succeeded())
+    return make_watch().observe(succeeded()).to_event()
 
 
 @pytest.mark.parametrize(
@@ -416,3 +412,37 @@ def test_resolve_success_event_with_malformed_task_raises_runway_error(task):
     event = {"status": EVENT_SUCCESS, "runway_task_id": TASK_ID, "task": task, "message": "ok"}
     with pytest.raises(RunwayError):
         resolve_event(event)
+
+
+def test_an_outcome_in_process_keeps_the_typed_error_of_the_poll():
+    """Only the trigger boundary flattens an error to a message: a blocking wait raises the poll's own error."""
+    error = RunwayAuthenticationError("CometAPI refused the API key (HTTP 401)", http_status=401)
+    outcome = make_watch().observe_error(error)
+    with pytest.raises(RunwayAuthenticationError) as info:
+        outcome.result()
+    assert info.value is error
+    with pytest.raises(RunwayError) as flattened:
+        resolve_event(outcome.to_event())
+    assert type(flattened.value) is RunwayError
+
+
+def test_one_poll_step_reads_an_unforeseen_error_as_transient_and_the_deadline_decides():
+    def broken() -> RunwayTask:
+        raise KeyError("data")
+
+    watch = make_watch()
+    assert watch.step(broken) is None
+    assert "unexpected KeyError while polling" in str(watch.last_error)
+    expired = make_watch(end_in=-1)
+    outcome = expired.step(broken)
+    assert outcome is not None and outcome.status is OutcomeStatus.TIMEOUT
+    assert "last poll error: unexpected KeyError" in outcome.message
+
+
+@pytest.mark.asyncio
+async def test_the_async_poll_step_decides_as_the_sync_one():
+    async def fetch() -> RunwayTask:
+        return failed()
+
+    outcome = await make_watch().astep(fetch)
+    assert outcome == make_watch().step(failed)

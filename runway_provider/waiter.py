@@ -1,7 +1,9 @@
-"""The wait half of submit-then-wait, shared by the generate operator and the sensor.
+"""The worker's side of a wait, mixed into the submit operators and the sensor.
 
 Check the task once; if it has ended, finish on the worker; otherwise defer to
-:class:`~runway_provider.triggers.runway.RunwayTaskTrigger`, which frees the worker slot.
+:class:`~runway_provider.triggers.runway.RunwayTaskTrigger`, which frees the worker slot. Also the
+worker's ``on_kill`` and what a timed-out wait does with its generation (decided in
+:mod:`runway_provider.spend`), and the defaults every wait shares.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowTaskTimeout
 
 from runway_provider import spend
-from runway_provider.exceptions import RunwayError, RunwayTaskTimeoutError
-from runway_provider.hooks.runway import ROUTE_FAMILIES, RunwayHook
-from runway_provider.models import RunwayTask, RunwayTaskStatus
-from runway_provider.watch import TaskWatch, resolve_event
+from runway_provider.exceptions import RunwayTaskTimeoutError
+from runway_provider.hooks.runway import RunwayHook
+from runway_provider.models import RouteFamily, RunwayTask, RunwayTaskStatus
+from runway_provider.waiting import TaskWatch
 
 # XCom key of the latest known state of the task waited on, then of the finished task.
 XCOM_RUNWAY_TASK = "runway_task"
@@ -30,24 +32,25 @@ DEFAULT_NOT_FOUND_GRACE = 180.0
 _DEFER_TIMEOUT_MARGIN = 120.0
 
 
-def upstream_route_family(value: Any) -> str | None:
+def upstream_route_family(value: Any) -> RouteFamily | None:
     """The route family of the Runway operator whose output ``value`` is, read when the DAG is parsed.
 
     ``RunwayTaskSensor(runway_task_id=animate.output)`` then needs no ``route_family``: the
-    XComArg knows its operator, and the operator class knows its family (mapped ones too).
+    XComArg knows its operator, and the operator class knows its route (mapped ones too).
     """
     operator = getattr(value, "operator", None)
-    family = getattr(operator, "route_family", None) or getattr(
-        getattr(operator, "operator_class", None), "route_family", None
+    route = getattr(operator, "route", None) or getattr(
+        getattr(operator, "operator_class", None), "route", None
     )
-    return family if family in ROUTE_FAMILIES else None
+    family = getattr(route, "family", None)
+    return family if isinstance(family, RouteFamily) else None
 
 
 class RunwayTaskWaiter:
     """Mixin for operators that wait on a Runway task (mixed in before ``BaseOperator``)."""
 
     runway_conn_id: str
-    route_family: str
+    route_family: RouteFamily
     poll_interval: float
     not_found_grace: float
     cancel_on_kill: bool
@@ -83,13 +86,9 @@ class RunwayTaskWaiter:
         :param end_time: The wall-clock deadline, epoch seconds.
         """
         watch = self.watch(runway_task_id=runway_task_id, submitted_at=submitted_at, end_time=end_time)
-        try:
-            event = watch.observe(self.hook.get_task(runway_task_id, self.route_family))
-        except RunwayError as err:
-            event = watch.observe_error(err)
-        event = event or watch.check_deadline()
-        if event:
-            return resolve_event(event)
+        outcome = watch.step(lambda: self.hook.get_task(runway_task_id, self.route_family))
+        if outcome:
+            return outcome.result()
 
         from runway_provider.triggers.runway import RunwayTaskTrigger
 
@@ -100,7 +99,7 @@ class RunwayTaskWaiter:
             trigger=RunwayTaskTrigger(
                 runway_task_id=runway_task_id,
                 runway_conn_id=self.runway_conn_id,
-                route_family=self.route_family,
+                route_family=self.route_family.value,
                 poll_interval=self.poll_interval,
                 end_time=end_time,
                 not_found_grace=self.not_found_grace,

@@ -19,15 +19,8 @@ from runway_provider.exceptions import (
     RunwaySubmissionUncertainError,
     RunwayTransientError,
 )
-from runway_provider.models import (
-    NON_TERMINAL_STATUSES,
-    TERMINAL_STATUSES,
-    RunwayTask,
-    RunwayTaskStatus,
-    decode_body,
-    normalize_task,
-    parse_submission,
-)
+from runway_provider.models import NON_TERMINAL_STATUSES, TERMINAL_STATUSES, RunwayTask, RunwayTaskStatus
+from runway_provider.protocol import decode_body, normalize_task, parse_submission
 
 S = RunwayTaskStatus
 TASK_ID = "3d957031-9a2a-45e2-9dc7-bc8513059c50"  # the id of the live-validated feed example (§3.2)
