@@ -71,7 +71,7 @@ bench: venv
 mutation: venv
 	$(BIN)/python -m pip install --quiet -e '.[mutation]'
 	rm -rf mutants
-	$(BIN)/mutmut run --max-children 2 || true
+	$(BIN)/python -m mutmut run --max-children 2 || true
 	$(BIN)/python scripts/mutation_report.py
 
 # Retakes the UI screenshots in docs/img/ui/ with the browser test (about a minute).

@@ -9,7 +9,6 @@ import collections
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 KILLED = {"killed", "timeout", "segfault"}
 # Not counted either way: mutants no test reaches, or that mutmut could not run.
@@ -17,9 +16,8 @@ UNSCORED = {"no tests", "skipped", "not checked", "suspicious", "check was inter
 
 
 def main() -> int:
-    mutmut = Path(sys.executable).with_name("mutmut")
     listed = subprocess.run(
-        [str(mutmut), "results", "--all", "true"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "mutmut", "results", "--all", "true"], capture_output=True, text=True, check=True
     )
     outcomes: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     survivors: list[str] = []
