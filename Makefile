@@ -54,12 +54,12 @@ test-lowest: $(VENV_LOWEST)/.installed-stamp
 demo: $(DEMO_STAMP)
 	$(BIN)/python scripts/demo.py
 
-# The inner loop: lint, types and the unit tests (no real Airflow, browser, soak or docs build).
+# The inner loop: lint, types and the unit tests in 4 workers (no real Airflow, browser, soak or docs build).
 check: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy runway_provider
-	$(BIN)/python -m pytest -q -x --ignore=tests/system --ignore=tests/test_docs.py --ignore=tests/test_soak.py
+	$(BIN)/python -m pytest -q -x -n 4 --ignore=tests/system --ignore=tests/test_docs.py --ignore=tests/test_soak.py
 
 # Regenerates docs/performance.md and docs/img/triggerer-scaling.png (about 8 minutes).
 bench: venv
