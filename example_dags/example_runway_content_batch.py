@@ -1,8 +1,14 @@
 """Content batch: a prompt sheet in, videos and a manifest in your own storage out.
 
 Reads ``data/prompts.csv`` (prompt, image, ratio, optional style), generates one video per row,
-copies each into ``destination`` and writes ``manifest.jsonl`` beside them. Each video lands as an
-asset event on the ``runway-videos`` alias, which ``example_runway_new_videos`` is scheduled on.
+copies each into ``destination`` with a record of its request beside it (``<video>.runway.json``)
+and writes ``manifest.jsonl`` from those records. Each new video lands as an asset event on the
+``runway-videos`` alias, which ``example_runway_new_videos`` is scheduled on.
+
+Reruns cost nothing: ``reuse_from`` points the generate task at the destination, so a row whose
+request was generated and stored before (same fingerprint, object intact) reuses the stored video
+and sends nothing; only new or edited rows are generated. A backfill, a clear of the whole run or a
+rerun after a downstream failure pays only for what changed.
 
 Concurrency: every generation runs in the ``runway_api`` pool, created with deferred tasks counted::
 
@@ -23,7 +29,7 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import DAG, AssetAlias, ObjectStoragePath, task
 
-from runway_provider.operators.runway import XCOM_SUBMITTED_AT, RunwayGenerateOperator
+from runway_provider.operators.runway import RunwayGenerateOperator
 from runway_provider.transfers.runway_to_object_storage import (
     DEFAULT_ASSET_ALIAS,
     RunwayToObjectStorageOperator,
@@ -68,6 +74,8 @@ with DAG(
         poll_interval=5,
         timeout=30 * 60,
         retries=2,
+        # Rows already generated and stored there are reused: nothing is sent for them.
+        reuse_from="{{ params.destination }}",
     ).expand_kwargs(rows)
 
     store = RunwayToObjectStorageOperator.partial(
@@ -81,25 +89,26 @@ with DAG(
     # --8<-- [end:content_batch]
 
     @task
-    def write_manifest(rows: list[dict], stored: list[dict], params: dict | None = None, ti=None) -> str:
-        assert params is not None and ti is not None
-        submitted = ti.xcom_pull(task_ids="generate", key=XCOM_SUBMITTED_AT)
-        lines = [
-            json.dumps(
-                {
-                    "prompt": row["prompt"],
-                    "runway_task_id": video["runway_task_id"],
-                    "uri": video["uri"],
-                    "sha256": video["sha256"],
-                    "bytes": video["bytes"],
-                    "seconds_to_stored": round(video["stored_at"] - submitted_at, 1),
-                }
-            )
-            # Slices read every mapped result in one request (iterating logs a spurious "not found").
-            for row, video, submitted_at in zip(rows[:], stored[:], submitted[:], strict=True)
-        ]
-        manifest = ObjectStoragePath(params["destination"]) / "manifest.jsonl"
+    def write_manifest(stored: list[dict], params: dict | None = None) -> str:
+        assert params is not None
+        destination = ObjectStoragePath(params["destination"])
+        lines = []
+        # A slice reads every mapped result in one request (iterating logs a spurious "not found").
+        for video in stored[:]:
+            # The record beside each video says which request produced it (prompt, fingerprint...).
+            record = json.loads((destination / f"{video['uri'].rsplit('/', 1)[-1]}.runway.json").read_text())
+            entry = {
+                "prompt": record["request"]["prompt"],
+                "runway_task_id": record["runway_task_id"],
+                "uri": record["uri"],
+                "sha256": record["sha256"],
+                "bytes": record["bytes"],
+                "fingerprint": record["fingerprint"],
+                "seconds_to_stored": round(record["stored_at"] - record["submitted_at"], 1),
+            }
+            lines.append(json.dumps(entry))
+        manifest = destination / "manifest.jsonl"
         manifest.write_text("\n".join(lines) + "\n")
         return str(manifest)
 
-    write_manifest(rows, store.output)
+    write_manifest(store.output)

@@ -40,6 +40,11 @@ triggerer lost) of the same request         fingerprint matches and the task is 
 a retry or clear with a different request   submits the new request; the earlier task is      1 + 1
 (templated prompt changed, DAG edited)      cancelled first where its family allows, else
                                             logged as possibly still billing
+a rerun with ``reuse_from``, the same       the stored result is reused: nothing is sent, the 0
+request already stored intact               task id and record come from the stored record
+``reuse_from``: record missing, unreadable, generated anew (as without ``reuse_from``)        1
+for another request, object gone, or its
+sha256 changed
 ==========================================  ================================================  ======
 
 Cancelling (``DELETE /runwayml/v1/tasks/{id}``, official family only; reverse-format tasks
@@ -52,6 +57,7 @@ async twin send it and say what happened; they never raise.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -69,9 +75,12 @@ from runway_provider.exceptions import (
     RunwayTransientError,
 )
 from runway_provider.models import CancelOutcome, RunwayTaskStatus
+from runway_provider.records import RequestRecord, StoredResult, find_reusable
 from runway_provider.waiting import OutcomeStatus, TaskWatch
 
 if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
     from runway_provider.hooks.runway import RunwayHook
     from runway_provider.routes import Route
 
@@ -79,6 +88,8 @@ if TYPE_CHECKING:
 STATE_KEY = "runway_submission"
 XCOM_RUNWAY_TASK_ID = "runway_task_id"
 XCOM_SUBMITTED_AT = "runway_submitted_at"
+# The request behind the task (records.RequestRecord): what the transfer writes in its record.
+XCOM_RUNWAY_REQUEST = "runway_request"
 SUBMITTING = "submitting"
 SUBMITTED = "submitted"
 # The fingerprint's first characters, enough to tell requests apart in a log line.
@@ -93,10 +104,12 @@ class Submission:
 
     :param runway_task_id: The task.
     :param submitted_at: When it was submitted, epoch seconds (an earlier try's time on a resume).
+    :param reused: The stored result reused instead of generating (``reuse_from``), if any.
     """
 
     runway_task_id: str
     submitted_at: float
+    reused: StoredResult | None = None
 
 
 def request_fingerprint(route: Route[...], payload: Mapping[str, Any]) -> str:
@@ -113,10 +126,13 @@ def submit_or_resume(
     payload: Mapping[str, Any],
     not_found_grace: float,
     log: Any,
+    reuse_from: ObjectStoragePath | None = None,
 ) -> Submission:
-    """Return the task this try works with: the earlier try's for the same request, or a new one.
+    """Return the task this try works with: a stored result of the same request, the earlier try's
+    task for it, or a new one.
 
-    Pushes the task id to XCom (key ``runway_task_id``) before returning.
+    Pushes the task id (key ``runway_task_id``), its submission time and the request
+    (``runway_request``) to XCom before returning.
 
     :param hook: The hook that sends the requests.
     :param context: The Airflow context (``ti``, and ``task_state_store`` on Airflow 3.3+).
@@ -124,8 +140,22 @@ def submit_or_resume(
     :param payload: The checked request body.
     :param not_found_grace: Seconds after submission during which ``task_not_exist`` is normal.
     :param log: The operator's logger.
+    :param reuse_from: A folder of earlier results (the transfer's destination): a stored result of
+        this very request is reused and nothing is sent (:func:`runway_provider.records.find_reusable`).
     """
     fingerprint = request_fingerprint(route, payload)
+    reused = find_reusable(reuse_from, fingerprint, log) if reuse_from is not None else None
+    if reused is not None:
+        log.info(
+            "Reusing %s from Runway task %s: the same request (fingerprint %s) was generated and stored "
+            "before; nothing is sent.",
+            reused.uri,
+            reused.runway_task_id,
+            fingerprint[:_SHOWN_FINGERPRINT],
+        )
+        reuse = Submission(reused.runway_task_id, reused.submitted_at or reused.stored_at, reused)
+        _push(context, reuse, route, payload, fingerprint)
+        return reuse
     store = context.get("task_state_store")
     if store is None:
         log.warning(
@@ -134,15 +164,35 @@ def submit_or_resume(
             "generation instead of reconnecting to this one."
         )
     saved = store.get(STATE_KEY) if store is not None else None
-    submission = None
+    submission: Submission | None = None
     if isinstance(saved, Mapping):
         submission = _resume(hook, context, saved, route.path, fingerprint, not_found_grace, log)
     if submission is None:
         submission = _create(hook, context, store, route, payload, fingerprint, log)
+    _push(context, submission, route, payload, fingerprint)
+    return submission
+
+
+def _push(
+    context: Mapping[str, Any],
+    submission: Submission,
+    route: Route[...],
+    payload: Mapping[str, Any],
+    fingerprint: str,
+) -> None:
     ti = context["ti"]
     ti.xcom_push(key=XCOM_RUNWAY_TASK_ID, value=submission.runway_task_id)
     ti.xcom_push(key=XCOM_SUBMITTED_AT, value=submission.submitted_at)
-    return submission
+    request = RequestRecord.of(
+        route=route.path,
+        route_family=route.family.value,
+        fingerprint=fingerprint,
+        payload=payload,
+        submitted_at=submission.submitted_at,
+    )
+    if submission.reused is not None:
+        request = dataclasses.replace(request, reused=submission.reused.to_dict())
+    ti.xcom_push(key=XCOM_RUNWAY_REQUEST, value=request.to_dict())
 
 
 def forget(context: Mapping[str, Any]) -> None:

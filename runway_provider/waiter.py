@@ -46,6 +46,49 @@ def upstream_route_family(value: Any) -> RouteFamily | None:
     return family if isinstance(family, RouteFamily) else None
 
 
+def upstream_source(value: Any) -> tuple[str, bool] | None:
+    """``(task_id, is_mapped)`` of the operator whose output ``value`` is (an XComArg), read at parse.
+
+    The transfer and the sensor read the request behind a task (XCom ``runway_request``) from it.
+    """
+    operator = getattr(value, "operator", None)
+    task_id = getattr(operator, "task_id", None)
+    if not isinstance(task_id, str):
+        return None
+    return task_id, hasattr(operator, "operator_class")
+
+
+def runway_upstream(task: Any) -> tuple[str, bool] | None:
+    """``(task_id, is_mapped)`` of the one Runway operator or sensor upstream of ``task``.
+
+    A mapped task is built with its arguments already resolved, so the XComArg is gone by then;
+    its upstream tasks still say where its Runway task came from.
+    """
+    if not task.has_dag():
+        return None  # an operator run on its own has no upstream
+    found = []
+    for upstream in task.upstream_list:
+        operator_class = getattr(upstream, "operator_class", None)
+        cls = operator_class if isinstance(operator_class, type) else type(upstream)
+        if issubclass(cls, RunwayTaskWaiter):
+            found.append((upstream.task_id, operator_class is not None))
+    return found[0] if len(found) == 1 else None
+
+
+def pull_request(context: Any, source: tuple[str, bool] | None) -> Any:
+    """The ``runway_request`` XCom of ``source`` for this map index, or None without a known source."""
+    if source is None:
+        return None
+    task_id, is_mapped = source
+    ti = context["ti"]
+    map_index = getattr(ti, "map_index", -1)
+    return ti.xcom_pull(
+        task_ids=task_id,
+        key=spend.XCOM_RUNWAY_REQUEST,
+        map_indexes=map_index if is_mapped and map_index is not None and map_index >= 0 else None,
+    )
+
+
 class RunwayTaskWaiter:
     """Mixin for operators that wait on a Runway task (mixed in before ``BaseOperator``)."""
 

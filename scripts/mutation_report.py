@@ -17,7 +17,10 @@ UNSCORED = {"no tests", "skipped", "not checked", "suspicious", "check was inter
 
 def main() -> int:
     listed = subprocess.run(
-        [sys.executable, "-m", "mutmut", "results", "--all", "true"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "mutmut", "results", "--all", "true"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     outcomes: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     survivors: list[str] = []

@@ -41,6 +41,7 @@ class RecordingTaskInstance:
 
     def __init__(self, *, try_number: int = 1, max_tries: int = 0, map_index: int = -1) -> None:
         self.xcom: dict[str, Any] = {}
+        self.upstream: dict[tuple[str, str], Any] = {}
         self.try_number = try_number
         self.max_tries = max_tries
         self.dag_id, self.run_id, self.task_id, self.map_index = "videos", "nightly", "generate", map_index
@@ -48,6 +49,10 @@ class RecordingTaskInstance:
     def xcom_push(self, key: str, value: Any) -> None:
         json.dumps(value)  # XCom values must be JSON-serializable
         self.xcom[key] = value
+
+    def xcom_pull(self, task_ids: str, key: str = "return_value", map_indexes: Any = None) -> Any:
+        """What an upstream task pushed: ``upstream[(task_id, key)]``, as a test arranged it."""
+        return self.upstream.get((task_ids, key))
 
 
 class MemoryTaskStateStore:

@@ -11,10 +11,10 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
 
 from runway_provider import routes, spend
-from runway_provider.exceptions import RunwayTaskTimeoutError
+from runway_provider.exceptions import RunwayInputError, RunwayTaskTimeoutError
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.links.runway import RunwayVideoLink
-from runway_provider.models import RouteFamily, RunwayTask
+from runway_provider.models import RouteFamily, RunwayTask, RunwayTaskStatus
 from runway_provider.routes import Route
 
 # Re-exported: users read the submitted task's XCom keys from the operator module.
@@ -31,7 +31,7 @@ from runway_provider.waiter import (
 from runway_provider.waiting import resolve_event
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Context, ObjectStoragePath
 
 
 class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
@@ -61,8 +61,16 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
     :param cancel_on_timeout: Cancel the generation when the last try's wait times out; a try that
         Airflow will retry leaves it running for the retry to reconnect to. Default True.
         Only official-format tasks can be cancelled; reverse-format ones are logged as such.
+    :param reuse_from: A folder where ``RunwayToObjectStorageOperator`` stored earlier results (its
+        ``destination``; a path or URI such as ``s3://conn_id@bucket/videos/``). When it holds the
+        result of this very request (same route and fields, by fingerprint), intact (same sha256),
+        nothing is sent: the stored result's Runway task id is returned and XCom
+        ``runway_request`` says it was reused, so the transfer downstream does nothing either. A
+        changed request, a missing object or a changed checksum generates anew. Default None:
+        always generate. Templated.
     """
 
+    template_fields: Sequence[str] = ("reuse_from",)
     # The create route: its path, family and builder (runway_provider.routes).
     route: ClassVar[Route[...]]
     operator_extra_links = (RunwayVideoLink(),)
@@ -78,6 +86,7 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         cancel_on_kill: bool = True,
         cancel_on_timeout: bool = True,
+        reuse_from: str | ObjectStoragePath | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -89,6 +98,7 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         self.not_found_grace = not_found_grace
         self.cancel_on_kill = cancel_on_kill
         self.cancel_on_timeout = cancel_on_timeout
+        self.reuse_from = reuse_from
         self.route_family: RouteFamily = self.route.family
 
     @property
@@ -113,8 +123,18 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
             payload=payload,
             not_found_grace=self.not_found_grace,
             log=self.log,
+            reuse_from=self._reuse_folder(),
         )
         runway_task_id = submission.runway_task_id
+        if submission.reused is not None:
+            # Already generated and stored: finished, with the stored object as its output.
+            stored = RunwayTask(
+                runway_task_id,
+                RunwayTaskStatus.SUCCEEDED,
+                output_urls=(submission.reused.uri,),
+                route_family=self.route_family,
+            )
+            return self._finish(context, stored)
         if not self.wait_for_completion:
             spend.forget(context)
             return runway_task_id
@@ -154,6 +174,19 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
             raise
         return self._finish(context, task)
 
+    def _reuse_folder(self) -> ObjectStoragePath | None:
+        if self.reuse_from is None or self.reuse_from == "":
+            return None
+        from airflow.sdk import ObjectStoragePath
+
+        if isinstance(self.reuse_from, ObjectStoragePath):
+            return self.reuse_from
+        if not isinstance(self.reuse_from, str):
+            raise RunwayInputError(
+                "reuse_from", f"expected a folder path or URI, got {self.reuse_from!r:.80}"
+            )
+        return ObjectStoragePath(self.reuse_from)
+
     def _finish(self, context: Context, task: RunwayTask) -> str:
         self.push_state(context, task)
         spend.forget(context)
@@ -189,6 +222,7 @@ class RunwayGenerateOperator(BaseRunwaySubmitOperator):
 
     route = routes.GENERATE
     template_fields: Sequence[str] = (
+        *BaseRunwaySubmitOperator.template_fields,
         "prompt",
         "image",
         "ratio",
@@ -249,6 +283,7 @@ class RunwayImageToVideoOperator(BaseRunwaySubmitOperator):
 
     route = routes.IMAGE_TO_VIDEO
     template_fields: Sequence[str] = (
+        *BaseRunwaySubmitOperator.template_fields,
         "prompt_image",
         "model",
         "prompt_text",
@@ -295,6 +330,7 @@ class RunwayVideoToVideoOperator(BaseRunwaySubmitOperator):
 
     route = routes.VIDEO_TO_VIDEO
     template_fields: Sequence[str] = (
+        *BaseRunwaySubmitOperator.template_fields,
         "video",
         "prompt_text",
         "model",
@@ -336,7 +372,7 @@ class RunwayUpscaleVideoOperator(BaseRunwaySubmitOperator):
     """
 
     route = routes.UPSCALE_VIDEO
-    template_fields: Sequence[str] = ("video", "model")
+    template_fields: Sequence[str] = (*BaseRunwaySubmitOperator.template_fields, "video", "model")
 
     def __init__(self, *, video: str, model: str = "upscale_v1", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -368,6 +404,7 @@ class RunwayTextToImageOperator(BaseRunwaySubmitOperator):
 
     route = routes.TEXT_TO_IMAGE
     template_fields: Sequence[str] = (
+        *BaseRunwaySubmitOperator.template_fields,
         "prompt_text",
         "reference_images",
         "ratio",
@@ -413,6 +450,7 @@ class RunwayCharacterPerformanceOperator(BaseRunwaySubmitOperator):
 
     route = routes.CHARACTER_PERFORMANCE
     template_fields: Sequence[str] = (
+        *BaseRunwaySubmitOperator.template_fields,
         "character",
         "reference_video",
         "character_type",
@@ -464,7 +502,14 @@ class RunwayReverseVideoToVideoOperator(BaseRunwaySubmitOperator):
     """
 
     route = routes.REVERSE_VIDEO_TO_VIDEO
-    template_fields: Sequence[str] = ("video", "prompt", "model", "callback_url", "options")
+    template_fields: Sequence[str] = (
+        *BaseRunwaySubmitOperator.template_fields,
+        "video",
+        "prompt",
+        "model",
+        "callback_url",
+        "options",
+    )
 
     def __init__(
         self,
@@ -495,7 +540,13 @@ class RunwayActOneOperator(BaseRunwaySubmitOperator):
     """
 
     route = routes.ACT_ONE
-    template_fields: Sequence[str] = ("video", "image", "callback_url", "options")
+    template_fields: Sequence[str] = (
+        *BaseRunwaySubmitOperator.template_fields,
+        "video",
+        "image",
+        "callback_url",
+        "options",
+    )
 
     def __init__(
         self,

@@ -10,6 +10,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
+from runway_provider import spend
 from runway_provider.exceptions import RunwayTaskError, RunwayTaskTimeoutError
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.links.runway import RunwayVideoLink
@@ -22,7 +23,10 @@ from runway_provider.waiter import (
     DEFAULT_TIMEOUT,
     XCOM_RUNWAY_TASK,
     RunwayTaskWaiter,
+    pull_request,
+    runway_upstream,
     upstream_route_family,
+    upstream_source,
 )
 from runway_provider.waiting import OutcomeStatus, TaskWatch, resolve_event
 
@@ -88,8 +92,13 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         self.cancel_on_kill = cancel_on_kill
         self.cancel_on_timeout = cancel_on_timeout
         self._watch: TaskWatch | None = None
+        self._source = upstream_source(runway_task_id)
 
     def execute(self, context: Context) -> Any:
+        # The request behind the task travels on to the transfer, which records it beside the file.
+        request = pull_request(context, self._source or runway_upstream(self))
+        if request is not None:
+            context["ti"].xcom_push(key=spend.XCOM_RUNWAY_REQUEST, value=request)
         started_at = self._first_check_time(context)
         if self.deferrable:
             try:

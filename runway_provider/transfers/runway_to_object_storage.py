@@ -21,8 +21,10 @@ from airflow.sdk import Asset, AssetAlias, BaseOperator, ObjectStoragePath
 from runway_provider.exceptions import RunwayError, RunwayInputError
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.models import RouteFamily, RunwayTask
+from runway_provider.records import RequestRecord, StoredResult, record_path, sha256_of
+from runway_provider.records import write as write_record
 from runway_provider.routes import route_family as checked_route_family
-from runway_provider.waiter import upstream_route_family
+from runway_provider.waiter import pull_request, runway_upstream, upstream_route_family, upstream_source
 
 if TYPE_CHECKING:
     import requests
@@ -70,9 +72,16 @@ class RunwayToObjectStorageOperator(BaseOperator):
     the media host. An existing object with the same SHA-256 makes the task a no-op, so retries are
     idempotent; different content there is an error unless ``overwrite``.
 
-    Returns ``{uri, bytes, sha256, content_type, runway_task_id, stored_at}`` and adds an asset event for
-    ``Asset(uri)`` to the ``AssetAlias`` ``asset_alias`` (extra: ``runway_task_id``, ``sha256``,
-    ``bytes``), so downstream DAGs can be scheduled on new videos.
+    Beside the object it writes ``<name>.runway.json``, the record of what request produced it
+    (route, model, the request's fields without its webhook, the request fingerprint, Runway task
+    id, sha256, bytes, content type, times; see :mod:`runway_provider.records`), read from XCom
+    ``runway_request`` of the Runway operator (or sensor) whose output ``runway_task`` is. A task
+    that operator reused from storage (``reuse_from``) is recognised: when this destination already
+    holds it intact, nothing is downloaded, written or announced.
+
+    Returns ``{uri, bytes, sha256, content_type, runway_task_id, stored_at, record_uri, reused}`` and,
+    for a new object, adds an asset event for ``Asset(uri)`` to the ``AssetAlias`` ``asset_alias``
+    (extra: ``runway_task_id``, ``sha256``, ``bytes``), so downstream DAGs can be scheduled on new videos.
 
     :param runway_task: The finished task (the sensor's return value, a dict) or a Runway task id,
         in which case the task is fetched for a fresh URL. Templated.
@@ -131,9 +140,15 @@ class RunwayToObjectStorageOperator(BaseOperator):
             if route_family is not None
             else upstream_route_family(runway_task)
         )
+        self._source = upstream_source(runway_task)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        task = self._resolve_task()
+        request = RequestRecord.from_dict(pull_request(context, self._source or runway_upstream(self)))
+        if request is not None and request.reused is not None:
+            unchanged = self._already_here(StoredResult.from_dict(request.reused))
+            if unchanged is not None:
+                return unchanged
+        task = self._resolve_task(fresh=request is not None and request.reused is not None)
         destination, is_folder = self._destination(task.runway_task_id)
         download = self._download(task)
         try:
@@ -144,25 +159,45 @@ class RunwayToObjectStorageOperator(BaseOperator):
             if os.path.exists(download.local_path):
                 os.unlink(download.local_path)
         uri = _asset_uri(target)
-        result = {
-            "uri": uri,
-            "bytes": download.size,
-            "sha256": download.sha256,
-            "content_type": download.content_type,
-            "runway_task_id": task.runway_task_id,
-            "stored_at": time.time(),
-        }
+        record = StoredResult.of(
+            name=target.name,
+            uri=uri,
+            runway_task_id=task.runway_task_id,
+            sha256=download.sha256,
+            size=download.size,
+            content_type=download.content_type,
+            stored_at=time.time(),
+            request=request,
+        )
+        record_uri = _asset_uri(write_record(target, record))
         context["outlet_events"][AssetAlias(self.asset_alias)].add(
             Asset(uri),
             extra={"runway_task_id": task.runway_task_id, "sha256": download.sha256, "bytes": download.size},
         )
         self.log.info("%s %s (%d bytes, sha256 %s)", stored, uri, download.size, download.sha256)
-        return result
+        return _result(record, record_uri, reused=False)
+
+    def _already_here(self, reused: StoredResult) -> dict[str, Any] | None:
+        """The reused result, when this destination holds it intact: then there is nothing to do."""
+        destination, is_folder = self._destination(reused.runway_task_id)
+        target = destination / reused.name if is_folder else destination
+        if not target.exists() or sha256_of(target) != reused.sha256:
+            self.log.info(
+                "Runway task %s was reused from another place than %s: storing it here.",
+                reused.runway_task_id,
+                target,
+            )
+            return None
+        self.log.info("Reused, already stored and unchanged: %s; nothing to do.", reused.uri)
+        return _result(reused, _asset_uri(record_path(target)), reused=True)
 
     # -- steps -------------------------------------------------------------------------------
 
-    def _resolve_task(self) -> RunwayTask:
+    def _resolve_task(self, *, fresh: bool = False) -> RunwayTask:
         value = self.runway_task
+        if fresh and isinstance(value, Mapping) and value.get("runway_task_id"):
+            # A reused task's output URL is where it was stored: ask the service for the media.
+            value = str(value["runway_task_id"])
         if isinstance(value, str) and value.strip():
             return RunwayHook(self.runway_conn_id).get_task(
                 value.strip(), self.route_family or RouteFamily.REVERSE
@@ -352,7 +387,7 @@ class RunwayToObjectStorageOperator(BaseOperator):
     def _store(self, download: _Download, target: ObjectStoragePath) -> str:
         """Put the verified file at ``target`` in one step; return what was done."""
         if target.exists():
-            if _sha256_of(target) == download.sha256:
+            if sha256_of(target) == download.sha256:
                 return "Already stored, unchanged:"
             if not self.overwrite:
                 raise RunwayTransferError(
@@ -377,6 +412,19 @@ class RunwayToObjectStorageOperator(BaseOperator):
             # Object stores have no rename: the object appears only when the one upload completes.
             target.fs.put_file(download.local_path, target.path)
         return "Stored"
+
+
+def _result(record: StoredResult, record_uri: str, *, reused: bool) -> dict[str, Any]:
+    return {
+        "uri": record.uri,
+        "bytes": record.bytes,
+        "sha256": record.sha256,
+        "content_type": record.content_type,
+        "runway_task_id": record.runway_task_id,
+        "stored_at": record.stored_at,
+        "record_uri": record_uri,
+        "reused": reused,
+    }
 
 
 def _check_media_url(url: str, allowed: Callable[[], Sequence[str]], runway_task_id: str) -> None:
@@ -452,14 +500,6 @@ def _media_extension(head: bytes) -> str | None:
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return ".webp"
     return None
-
-
-def _sha256_of(path: ObjectStoragePath) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as existing:  # type: ignore[no-untyped-call]  # untyped in Airflow
-        while chunk := existing.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _asset_uri(target: ObjectStoragePath) -> str:

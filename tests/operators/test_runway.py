@@ -182,6 +182,7 @@ def test_execute_complete_allow_lists_success(context, event):
 
 def test_template_fields_cover_every_request_argument():
     assert set(RunwayGenerateOperator.template_fields) == {
+        "reuse_from",
         "prompt",
         "image",
         "ratio",

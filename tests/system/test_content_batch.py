@@ -1,4 +1,5 @@
-"""The content-batch example under `airflow dags test`: 10 prompts in, 10 videos and a manifest out."""
+"""The content-batch example under `airflow dags test`: 10 prompts in, 10 videos and a manifest out;
+a rerun sends nothing, and after editing one row exactly one generation is sent."""
 
 from __future__ import annotations
 
@@ -36,9 +37,44 @@ def test_batch_of_ten_prompts(tmp_path):
         assert pool.returncode == 0, pool.stderr
         result = sandbox.dags_test("example_runway_content_batch", timeout=900)
         assert result.returncode == 0, result.output[-4000:]
+        first_run = len(emulator.submissions())
+        manifest_text = (videos / "manifest.jsonl").read_text()
+        files = {
+            path.name: path.stat().st_mtime_ns for path in videos.iterdir() if path.name != "manifest.jsonl"
+        }
+        events_after_first = sandbox.database_text("asset_event").count("runway_task_id")
+
+        # The same sheet again (a rerun, a backfill, a clear): every row is reused, nothing is sent.
+        rerun = sandbox.dags_test("example_runway_content_batch", timeout=900)
+        assert rerun.returncode == 0, rerun.output[-4000:]
+        second_run = len(emulator.submissions()) - first_run
+        assert (videos / "manifest.jsonl").read_text() == manifest_text
+        assert {
+            path.name: path.stat().st_mtime_ns for path in videos.iterdir() if path.name != "manifest.jsonl"
+        } == files
+        assert sandbox.database_text("asset_event").count("runway_task_id") == events_after_first
+
+        # One row edited: exactly one generation.
+        sheet = tmp_path / "prompts.csv"
+        lines = (ROOT / "example_dags/data/prompts.csv").read_text().splitlines()
+        lines[3] = lines[3].replace(lines[3].split(",")[0], "A paper lantern drifts over a night river.", 1)
+        sheet.write_text("\n".join(lines) + "\n")
+        edited = sandbox.dags_test(
+            "example_runway_content_batch", "-c", json.dumps({"sheet": str(sheet)}), timeout=900
+        )
+        assert edited.returncode == 0, edited.output[-4000:]
+        third_run = len(emulator.submissions()) - first_run - second_run
+        print(f"submissions: first run {first_run}, rerun {second_run}, after editing one row {third_run}")
+        assert (first_run, second_run, third_run) == (10, 0, 1)
+        edited_manifest = [json.loads(line) for line in (videos / "manifest.jsonl").read_text().splitlines()]
+        assert edited_manifest[2]["prompt"] == "A paper lantern drifts over a night river."
+        assert [entry for index, entry in enumerate(edited_manifest) if index != 2] == [
+            json.loads(line) for index, line in enumerate(manifest_text.splitlines()) if index != 2
+        ]
+        (videos / "manifest.jsonl").write_text(manifest_text)  # the checks below read the first run's
 
     stored = sorted(videos.glob("*.mp4"))
-    assert len(stored) == 10 == len(emulator.submissions())
+    assert len(stored) == 11 == len(emulator.submissions())
     assert {path.stem for path in stored} == set(emulator.jobs)
     manifest = [json.loads(line) for line in (videos / "manifest.jsonl").read_text().splitlines()]
     assert len(manifest) == 10
@@ -54,5 +90,5 @@ def test_batch_of_ten_prompts(tmp_path):
     assert styles["A paper boat gently rocks on calm water."] == "cinematic"
     assert styles["Autumn leaves swirl around a park bench."] is None
     events = sandbox.database_text("asset_event")
-    assert events.count("runway_task_id") == 10 and "http" not in events
+    assert events.count("runway_task_id") == 11 and "http" not in events
     assert all(f"file://{path}" in sandbox.database_text("asset") for path in stored)

@@ -254,8 +254,11 @@ def test_stores_on_s3(runway_conn, server, s3_endpoint, bucket):
     task = finished_task(server)
     result = run(runway_task=task, destination=f"s3://s3_test@{bucket}/runway/")
     key = f"runway/{task['runway_task_id']}.mp4"
-    assert s3_keys(s3_endpoint, bucket) == {key: SAMPLE}
+    stored = s3_keys(s3_endpoint, bucket)
+    assert stored.pop(f"{key}.runway.json")  # the record of the request behind it, beside it
+    assert stored == {key: SAMPLE}
     assert result["uri"] == f"s3://{bucket}/{key}"  # no connection id in the asset URI
+    assert result["record_uri"] == f"s3://{bucket}/{key}.runway.json" and result["reused"] is False
     second = run(runway_task=task, destination=f"s3://s3_test@{bucket}/runway/")
     assert second["sha256"] == result["sha256"]
 
@@ -398,12 +401,17 @@ def test_an_object_storage_path_folder_keeps_each_video_apart(
             destination_folder=True,
         )
     assert sorted(s3_keys(s3_endpoint, bucket)) == sorted(
-        f"videos/{task['runway_task_id']}.mp4" for task in (first, second)
+        f"videos/{task['runway_task_id']}.mp4{record}"
+        for task in (first, second)
+        for record in ("", ".runway.json")
     )
     local = tmp_path / "local-videos"
     local.mkdir()  # an existing folder needs no flag
     run(runway_task=first, destination=ObjectStoragePath(f"file://{local}/"))
-    assert [p.name for p in local.iterdir()] == [f"{first['runway_task_id']}.mp4"]
+    assert sorted(p.name for p in local.iterdir()) == [
+        f"{first['runway_task_id']}.mp4",
+        f"{first['runway_task_id']}.mp4.runway.json",
+    ]
 
 
 # -- staging: never a partial object, never a leftover ----------------------------------------

@@ -1,0 +1,147 @@
+"""Records of stored results, and reruns that reuse them instead of paying again (runway_provider.records)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pendulum
+import pytest
+from airflow.sdk import DAG, ObjectStoragePath
+from airflow.sdk.execution_time.context import OutletEventAccessors
+
+from runway_provider import spend
+from runway_provider.operators.runway import RunwayGenerateOperator
+from runway_provider.records import INDEX_FOLDER, RequestRecord, StoredResult, find_reusable
+from runway_provider.transfers.runway_to_object_storage import RunwayToObjectStorageOperator
+from tests.helpers import MemoryTaskStateStore, RecordingTaskInstance, job_options
+
+IMAGE = "https://example.com/boat.jpg"
+LOG = logging.getLogger("test")
+FAST = job_options(not_found_seconds=0, queued_seconds=0, running_seconds=0)
+
+
+def chain(
+    folder: Path, prompt: str = "A paper boat"
+) -> tuple[RunwayGenerateOperator, RunwayToObjectStorageOperator]:
+    """generate → store, as a DAG wires them (the transfer knows its source operator)."""
+    with DAG("batch", start_date=pendulum.datetime(2026, 1, 1), schedule=None):
+        generate = RunwayGenerateOperator(
+            task_id="generate",
+            prompt=prompt,
+            image=IMAGE,
+            options=FAST,
+            wait_for_completion=True,
+            poll_interval=0.1,
+            reuse_from=f"file://{folder}/",
+        )
+        store = RunwayToObjectStorageOperator(
+            task_id="store", runway_task=generate.output, destination=f"file://{folder}/"
+        )
+    return generate, store
+
+
+def run_chain(folder: Path, prompt: str = "A paper boat") -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """Run generate then store in-process; return the task id, generate's XComs and the stored result."""
+    generate, store = chain(folder, prompt)
+    generate_ti = RecordingTaskInstance()
+    runway_task_id = generate.execute({"ti": generate_ti, "task_state_store": MemoryTaskStateStore()})
+    store_ti = RecordingTaskInstance()
+    store_ti.upstream = {("generate", key): value for key, value in generate_ti.xcom.items()}
+    store.runway_task = runway_task_id  # what Airflow renders generate.output to
+    result = store.execute({"ti": store_ti, "outlet_events": OutletEventAccessors()})
+    return runway_task_id, generate_ti.xcom, result
+
+
+def test_a_stored_result_has_a_record_of_its_request_beside_it(runway_conn, emulator, tmp_path):
+    runway_task_id, pushed, result = run_chain(tmp_path)
+    record = json.loads((tmp_path / f"{runway_task_id}.mp4.runway.json").read_text())
+    request = pushed[spend.XCOM_RUNWAY_REQUEST]
+    assert record["fingerprint"] == request["fingerprint"] and len(record["fingerprint"]) == 64
+    assert record["route"] == "/runway/pro/generate" and record["route_family"] == "reverse"
+    assert record["model"] == "gen4" and record["request"]["prompt"] == "A paper boat"
+    assert "callback_url" not in record["request"]  # a webhook URL may carry a token
+    assert record["runway_task_id"] == runway_task_id and record["sha256"] == result["sha256"]
+    assert record["bytes"] == result["bytes"] and record["content_type"] == "video/mp4"
+    assert record["submitted_at"] <= record["stored_at"]
+    index = json.loads((tmp_path / INDEX_FOLDER / f"{record['fingerprint']}.json").read_text())
+    assert index == record
+    assert result["record_uri"] == f"file://{tmp_path}/{runway_task_id}.mp4.runway.json"
+
+
+def test_a_rerun_of_the_same_request_sends_nothing_and_stores_nothing(runway_conn, emulator, tmp_path):
+    first_id, _, first = run_chain(tmp_path)
+    before = {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*")}
+    second_id, pushed, second = run_chain(tmp_path)
+    assert len(emulator.submissions()) == 1
+    assert second_id == first_id and pushed[spend.XCOM_RUNWAY_REQUEST]["reused"]["uri"] == first["uri"]
+    assert pushed["runway_task"]["status"] == "SUCCEEDED"
+    assert second == {**first, "reused": True}
+    assert {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*")} == before
+
+
+def test_a_changed_request_generates_anew(runway_conn, emulator, tmp_path):
+    run_chain(tmp_path)
+    run_chain(tmp_path, prompt="A paper boat at dusk")
+    assert [job.body["prompt"] for job in emulator.jobs.values()] == ["A paper boat", "A paper boat at dusk"]
+
+
+@pytest.mark.parametrize(
+    "damage", ["object gone", "object changed", "record garbled", "record for another request"]
+)
+def test_a_damaged_stored_result_is_generated_anew(runway_conn, emulator, tmp_path, damage, capsys):
+    runway_task_id, pushed, _ = run_chain(tmp_path)
+    video = tmp_path / f"{runway_task_id}.mp4"
+    index = tmp_path / INDEX_FOLDER / f"{pushed[spend.XCOM_RUNWAY_REQUEST]['fingerprint']}.json"
+    if damage == "object gone":
+        video.unlink()
+    elif damage == "object changed":
+        video.write_bytes(b"not the stored video")
+    elif damage == "record garbled":
+        index.write_text("{not json")
+    else:
+        index.write_text(json.dumps({**json.loads(index.read_text()), "fingerprint": "0" * 64}))
+    capsys.readouterr()
+    second_id, _, second = run_chain(tmp_path)
+    assert len(emulator.submissions()) == 2 and second_id != runway_task_id
+    assert "generating anew" in capsys.readouterr().out and second["reused"] is False
+
+
+def test_find_reusable_reads_only_the_index_of_that_fingerprint(tmp_path):
+    folder = ObjectStoragePath(f"file://{tmp_path}/")
+    assert find_reusable(folder, "a" * 64, LOG) is None  # nothing stored yet
+    (tmp_path / "v.mp4").write_bytes(b"video")
+    record = StoredResult.of(
+        name="../v.mp4",
+        uri="file:///elsewhere",
+        runway_task_id="t",
+        sha256="x",
+        size=5,
+        content_type="video/mp4",
+        stored_at=1.0,
+        request=RequestRecord("/r", "reverse", "a" * 64, {}),
+    )
+    (tmp_path / INDEX_FOLDER).mkdir()
+    (tmp_path / INDEX_FOLDER / f"{'a' * 64}.json").write_text(json.dumps(record.to_dict()))
+    assert find_reusable(folder, "a" * 64, LOG) is None  # a name outside the folder is not followed
+
+
+def test_request_records_never_hold_the_webhook_and_read_back(tmp_path):
+    request = RequestRecord.of(
+        route="/runway/pro/generate",
+        route_family="reverse",
+        fingerprint="f" * 64,
+        payload={"prompt": "p", "callback_url": "https://hooks.example.com/?token=secret"},
+        submitted_at=3.0,
+    )
+    assert "secret" not in json.dumps(request.to_dict())
+    assert RequestRecord.from_dict(request.to_dict()) == request
+    assert RequestRecord.from_dict(None) is None and RequestRecord.from_dict({"route": "/r"}) is None
+
+
+def test_reuse_from_must_name_a_folder(runway_conn):
+    op = RunwayGenerateOperator(task_id="g", prompt="p", image=IMAGE, reuse_from=42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="reuse_from"):
+        op.execute({"ti": RecordingTaskInstance(), "task_state_store": MemoryTaskStateStore()})
