@@ -27,22 +27,24 @@ def wait_for_required_action(
 ) -> dict[str, Any]:
     """The task's required action once the task waits for it (state ``awaiting_input``).
 
-    ``alive`` is called on every check and raises when what should produce the action has died.
+    ``run_id`` may be ``~`` (any run: ``airflow dags test`` names its own); exactly one run may be
+    waiting then. ``alive`` is called on every check and raises when what should produce the action
+    has died.
     """
-    url = hitl_url(base_url, dag_id, run_id, task_id)
+    url = f"{base_url}/api/v2/dags/{dag_id}/dagRuns/{run_id}/hitlDetails"
     deadline = time.monotonic() + timeout
-    last: Any = None
+    seen: list[Any] = []
     while time.monotonic() < deadline:
         alive()
-        answer = api.get(url, timeout=30)
-        if answer.status_code == 200:
-            last = answer.json()
-            if last["task_instance"]["state"] == "awaiting_input":
-                return dict(last)
-        elif answer.status_code != 404:  # 404: the run or its request does not exist yet
-            answer.raise_for_status()
+        answer = api.get(url, params={"task_id": task_id}, timeout=30)
+        answer.raise_for_status()
+        seen = answer.json()["hitl_details"]
+        waiting = [detail for detail in seen if detail["task_instance"]["state"] == "awaiting_input"]
+        if waiting:
+            [detail] = waiting
+            return dict(detail)
         time.sleep(1)
-    raise TimeoutError(f"{dag_id}/{run_id}/{task_id} did not wait for input within {timeout}s; last: {last}")
+    raise TimeoutError(f"{dag_id}/{run_id}/{task_id} did not wait for input within {timeout}s; seen: {seen}")
 
 
 def answer_required_action(
