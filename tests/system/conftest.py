@@ -102,7 +102,8 @@ def await_review(cluster: AirflowCluster, api: requests.Session) -> Callable[...
             api, cluster.base_url, REVIEW_DAG, run_id, "review", timeout=timeout, alive=cluster.check_running
         )
         # Answering before the scheduler has seen the parked worker exit fails the task (Airflow 3.3.2).
-        cluster.wait_for_executor_event(REVIEW_DAG, run_id, "review")
+        try_number = request["task_instance"]["try_number"]
+        cluster.wait_for_executor_event(REVIEW_DAG, run_id, "review", try_number)
         return request
 
     return wait

@@ -181,6 +181,28 @@ def test_regenerate_asks_again_about_a_new_take_and_discard_spends_nothing_more(
     for draft in (first_draft, second_draft):
         assert (review_library / "drafts" / f"{draft}.mp4").is_file()
         assert not (review_library / "published" / f"{draft}.mp4").exists()
-    # A decision is final: a second answer is refused, as the UI would show.
+    # A decision is final: a second answer is refused.
     again = answer_required_action(api, cluster.base_url, REVIEW_DAG, take_id, "review", "Publish")
     assert again.status_code == 409
+    # Unless the review is cleared (how a review failed by an early answer is recovered): Airflow then
+    # drops the earlier answer and asks again.
+    cleared = api.post(
+        f"{cluster.base_url}/api/v2/dags/{REVIEW_DAG}/clearTaskInstances",
+        json={
+            "dry_run": False,
+            "only_failed": False,
+            "dag_run_id": take_id,
+            "task_ids": ["review"],
+            "include_downstream": True,
+        },
+        timeout=30,
+    )
+    assert cleared.status_code == 200, cleared.text
+    request = await_review(take_id)
+    assert request["task_instance"]["try_number"] == 2
+    assert (request["response_received"], request["chosen_options"]) == (False, None)
+    answer = answer_required_action(api, cluster.base_url, REVIEW_DAG, take_id, "review", "Discard")
+    assert answer.status_code == 200, answer.text
+    assert cluster.wait_for_run(REVIEW_DAG, take_id, timeout=300) == "success"
+    assert len(upscales(cluster_emulator)) == upscales_before
+    assert len(creates_for(cluster_emulator, prompt)) == 2
