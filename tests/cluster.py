@@ -102,6 +102,12 @@ class AirflowCluster:
             self.start_component(name)
         self._wait(self._api_is_up, 120, "the api-server")
 
+    def start_api_server(self) -> None:
+        """Only the api-server, e.g. beside ``airflow dags test`` on the same home, to answer its
+        required actions through the UI or the REST API."""
+        self.start_component("api-server")
+        self._wait(self._api_is_up, 120, "the api-server")
+
     def _api_is_up(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.base_url}/api/v2/monitor/health", timeout=5):
@@ -181,20 +187,45 @@ class AirflowCluster:
 
         self._wait(reached, timeout, f"{count} {task_id} task(s) {state} in {run_id}")
 
+    def wait_for_executor_event(
+        self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, timeout: float = 60
+    ) -> None:
+        """Wait until the scheduler has handled the executor's event for this try, e.g. the exit of
+        the worker that parked a human-in-the-loop task.
+
+        Airflow 3.3.2's scheduler fails a parked task that is answered (and queued again) before it
+        has seen that exit: "finished with state success, but the task instance's state attribute is
+        queued". A person never answers that fast; a test or a review tool can.
+        """
+        key = (
+            f"TaskInstanceKey(dag_id='{dag_id}', task_id='{task_id}', run_id='{run_id}', "
+            f"try_number={try_number}, map_index=-1)"
+        )
+
+        def seen() -> bool:
+            log = (self.home / "scheduler.log").read_text(errors="replace")
+            return any("Received executor event" in line and key in line for line in log.splitlines())
+
+        self._wait(seen, timeout, f"the scheduler to see the worker of {task_id} in {run_id} exit")
+
     def task_log(self, dag_id: str, run_id: str, task_id: str, attempt: int, map_index: int = -1) -> str:
         folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
         if map_index >= 0:
             folder = folder / f"map_index={map_index}"
         return (folder / f"attempt={attempt}.log").read_text()
 
+    def check_running(self) -> None:
+        """Raise if a component started here has exited: waiting on it would only time out."""
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"Airflow {name} exited with {process.returncode}; see {self.home}/{name}.log"
+                )
+
     def _wait(self, check: Callable[[], _T], timeout: float, what: str) -> _T:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for name, process in self.processes.items():
-                if process.poll() is not None:
-                    raise RuntimeError(
-                        f"Airflow {name} exited with {process.returncode}; see {self.home}/{name}.log"
-                    )
+            self.check_running()
             result = check()
             if result:
                 return result

@@ -26,6 +26,11 @@ def test_docs_build_strictly_with_examples_pulled_from_the_dags(tmp_path):
     example = (ROOT / "example_dags" / "example_runway_generate_deferrable.py").read_text()
     assert 'prompt="A lighthouse beam sweeps over a stormy sea at dusk."' in example
     assert "A lighthouse beam sweeps over a stormy sea at dusk." in generate_page
+    review_page = re.sub(r"<[^>]+>", "", pages[tmp_path / "content-production" / "index.html"])
+    review_example = (ROOT / "example_dags" / "example_runway_review.py").read_text()
+    assert 'options=["Publish", "Regenerate", "Discard"]' in review_example
+    assert 'options=["Publish", "Regenerate", "Discard"]' in review_page
+    assert "RunwayUpscaleVideoOperator(" in review_example and "RunwayUpscaleVideoOperator(" in review_page
     reference = re.sub(r"<[^>]+>", "", pages[tmp_path / "reference" / "index.html"])
     for name in ("RunwayHook", "RunwayGenerateOperator", "RunwayTaskSensor", "RunwayToObjectStorageOperator"):
         assert name in reference
@@ -33,6 +38,7 @@ def test_docs_build_strictly_with_examples_pulled_from_the_dags(tmp_path):
     shown = {
         "connection": ("connection-form.png", "connection-extra-fields.png"),
         "guides/sensor": ("task-extra-link.png",),
+        "content-production": ("required-actions.png", "review-decision.png"),
     }
     for page, images in shown.items():
         html = pages[tmp_path / page / "index.html"]

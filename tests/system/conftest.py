@@ -6,8 +6,9 @@ it, each with its own DAG runs. Users log in as ``admin`` with ``tests.helpers.A
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -15,12 +16,15 @@ import requests
 from runway_provider.testing import Emulator, EmulatorServer, Scenario
 from tests.cluster import AirflowCluster
 from tests.helpers import ADMIN_PASSWORD, EXAMPLE_DAG, TEST_API_KEY, free_port
+from tests.hitl import wait_for_required_action
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_DAG_FILES = (
     ROOT / "tests" / "system" / "cluster_dags" / "runway_system_dags.py",
     ROOT / "example_dags" / "example_runway_generate_and_sense.py",
+    ROOT / "example_dags" / "example_runway_review.py",
 )
+REVIEW_DAG = "example_runway_review"
 
 
 @pytest.fixture(scope="session")
@@ -81,3 +85,45 @@ def api(cluster: AirflowCluster) -> requests.Session:
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
     return session
+
+
+@pytest.fixture(scope="session")
+def review_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The review example's ``destination``: drafts/ and published/ land here."""
+    return tmp_path_factory.mktemp("review-library")
+
+
+@pytest.fixture(scope="session")
+def await_review(cluster: AirflowCluster, api: requests.Session) -> Callable[..., dict[str, Any]]:
+    """Wait until a run of the review example asks its reviewer; return the required action."""
+
+    def wait(run_id: str, timeout: float = 300) -> dict[str, Any]:
+        request = wait_for_required_action(
+            api, cluster.base_url, REVIEW_DAG, run_id, "review", timeout=timeout, alive=cluster.check_running
+        )
+        # Answering before the scheduler has seen the parked worker exit fails the task (Airflow 3.3.2).
+        try_number = request["task_instance"]["try_number"]
+        cluster.wait_for_executor_event(REVIEW_DAG, run_id, "review", try_number)
+        return request
+
+    return wait
+
+
+@pytest.fixture(scope="session")
+def start_review(
+    cluster: AirflowCluster,
+    cluster_emulator: Emulator,
+    review_library: Path,
+    await_review: Callable[..., dict[str, Any]],
+) -> Callable[..., dict[str, Any]]:
+    """Trigger a run of the review example; return its required action once the reviewer is asked."""
+
+    def start(run_id: str, prompt_text: str, timeout: float = 300) -> dict[str, Any]:
+        # Long enough that each deferred wait outlives its deferral's executor event (see above).
+        cluster_emulator.scenario = Scenario(not_found_seconds=1, queued_seconds=2, running_seconds=8)
+        cluster.wait_for_dag(REVIEW_DAG)
+        conf = {"destination": f"file://{review_library}/", "prompt_text": prompt_text}
+        cluster.trigger(REVIEW_DAG, run_id, conf)
+        return await_review(run_id, timeout)
+
+    return start

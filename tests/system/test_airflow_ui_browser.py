@@ -1,7 +1,7 @@
 """The provider in the Airflow UI, in a real browser: Playwright driving Debian's Chromium, headless.
 
-It logs in through Airflow's login page, fills the connection form for the Runway type and opens a
-finished task's page. The screenshots it takes are the ones in the docs: ``make screenshots``
+It logs in through Airflow's login page, fills the connection form for the Runway type, opens a
+finished task's page and answers the review example's required action. The screenshots it takes are the ones in the docs: ``make screenshots``
 writes them to docs/img/ui/ (``RUNWAY_SCREENSHOTS``); otherwise they go to a temporary folder.
 """
 
@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
 
-from runway_provider.testing import EmulatorServer
+from runway_provider.testing import Emulator, EmulatorServer
 from tests.cluster import AirflowCluster
 from tests.helpers import ADMIN_PASSWORD, EXAMPLE_DAG, TEST_API_KEY
+from tests.hitl import hitl_url
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -37,6 +38,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+REVIEW_DAG = "example_runway_review"
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +163,62 @@ def test_a_finished_task_page_links_to_its_video(
     assert video.status == 200
     assert video.headers["content-type"] == "video/mp4"
     assert video.body()[4:8] == b"ftyp"
+
+
+def test_a_reviewer_sees_the_draft_and_decides_on_the_required_actions_page(
+    page: Page,
+    cluster: AirflowCluster,
+    api: requests.Session,
+    cluster_emulator: Emulator,
+    start_review: Callable[..., dict[str, Any]],
+    review_library: Path,
+    screenshots: Path,
+) -> None:
+    from playwright.sync_api import expect
+
+    run_id = "review_in_the_browser"
+    request = start_review(run_id, "A paper boat drifts down a rain-soaked street at dusk.")
+    [(draft_uri, video_url)] = cluster.query(
+        "SELECT json_extract(d.value, '$.uri'), json_extract(g.value, '$.video_url') FROM xcom d JOIN xcom g "
+        "ON g.dag_id = d.dag_id AND g.run_id = d.run_id AND g.task_id = 'generate' AND g.key = 'runway_task' "
+        "WHERE d.dag_id = ? AND d.run_id = ? AND d.task_id = 'store_draft' AND d.key = 'return_value'",
+        REVIEW_DAG,
+        run_id,
+    )
+
+    # Browse -> Required Actions lists what waits for a person.
+    page.goto("/required_actions")
+    row = page.get_by_role("row").filter(has_text=run_id)
+    expect(row.get_by_text("Choice Required")).to_be_visible()
+    expect(row.get_by_role("link", name=request["subject"])).to_be_visible()
+    # The list and its first row; the rest of the page is empty.
+    page.screenshot(
+        path=screenshots / "required-actions.png", clip={"x": 0, "y": 0, "width": 1280, "height": 250}
+    )
+
+    # The review itself: what was asked for, where the draft is stored, a link that plays it.
+    row.get_by_role("link", name="review", exact=True).click()
+    expect(page).to_have_url(
+        f"{cluster.base_url}/dags/{REVIEW_DAG}/runs/{run_id}/tasks/review/required_actions"
+    )
+    expect(page.get_by_text(draft_uri, exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name="Watch the draft")).to_have_attribute("href", video_url)
+    for option in ("Publish", "Regenerate", "Discard"):
+        expect(page.get_by_role("button", name=option, exact=True)).to_be_enabled()
+    page.screenshot(path=screenshots / "review-decision.png")
+    for name in ("required-actions.png", "review-decision.png"):
+        assert_png(screenshots / name)
+
+    # Discarding in the UI records the reviewer and ends the run without an upscale.
+    upscales_before = [r for r in cluster_emulator.create_requests() if r["path"].endswith("/video_upscale")]
+    page.get_by_role("button", name="Discard", exact=True).click()
+    expect(page.get_by_text("Response received at")).to_be_visible()
+    assert cluster.wait_for_run(REVIEW_DAG, run_id, timeout=300) == "success"
+    answered = api.get(hitl_url(cluster.base_url, REVIEW_DAG, run_id, "review"), timeout=30).json()
+    assert answered["chosen_options"] == ["Discard"]
+    assert answered["responded_by_user"]["name"] == "admin"
+    upscales = [r for r in cluster_emulator.create_requests() if r["path"].endswith("/video_upscale")]
+    assert upscales == upscales_before
+    draft = Path(draft_uri.removeprefix("file://"))
+    assert draft.parent == review_library / "drafts" and draft.is_file()
+    assert not (review_library / "published" / draft.name).exists()

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from runway_provider.testing import Emulator, EmulatorServer, Scenario
 from runway_provider.testing.sandbox import AirflowSandbox
-from tests.helpers import TEST_API_KEY
+from tests.cluster import AirflowCluster
+from tests.helpers import TEST_API_KEY, free_port
+from tests.hitl import answer_required_action, wait_for_required_action
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.dags
@@ -174,3 +180,71 @@ def test_reverse_routes(sandbox, dag_server):
     for task_id in ("text_to_video", "video2video", "act_one"):
         [task] = sandbox.xcom(dag_id, task_id, "runway_task")
         assert task["status"] == "SUCCEEDED"
+
+
+def test_review_waits_for_an_answer_from_an_api_server_on_the_same_home(sandbox, dag_server, tmp_path):
+    """Under `airflow dags test` the review waits for a person as on a real Airflow: the run stays
+    parked until an api-server on the same metadata database records an answer (UI or REST).
+    This is how a user tries the example offline; answering "Publish" runs the paid branch too."""
+    dag_id = "example_runway_review"
+    library = tmp_path / "library"
+    sandbox.migrate()
+    api_server = AirflowCluster(
+        home=sandbox.home,
+        dags_folder=sandbox.dags_folder,
+        connection=sandbox.env["AIRFLOW_CONN_RUNWAY_DEFAULT"],
+        api_port=free_port(),
+    )
+    output = tmp_path / "dags-test.log"
+    conf = json.dumps({"destination": f"file://{library}/"})
+    with output.open("w") as out:
+        dags_test = subprocess.Popen(
+            [sys.executable, "-m", "airflow", "dags", "test", dag_id, "--conf", conf],
+            env=sandbox.env,
+            cwd=sandbox.home,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+    def still_running() -> None:
+        api_server.check_running()
+        assert dags_test.poll() is None, output.read_text()[-4000:]
+
+    try:
+        api_server.start_api_server()  # every visitor is an admin: no login on this throwaway home
+        api = requests.Session()
+        request = wait_for_required_action(
+            api, api_server.base_url, dag_id, "~", "review", timeout=300, alive=still_running
+        )
+        # Nothing paid beyond the draft while the run waits for the reviewer.
+        assert [r["path"] for r in dag_server.emulator.create_requests()] == ["/runwayml/v1/image_to_video"]
+        run_id = request["task_instance"]["dag_run_id"]
+        answer = answer_required_action(api, api_server.base_url, dag_id, run_id, "review", "Publish")
+        assert answer.status_code == 200, answer.text
+        assert dags_test.wait(300) == 0, output.read_text()[-4000:]
+    finally:
+        if dags_test.poll() is None:
+            dags_test.kill()
+            dags_test.wait(30)
+        api_server.stop()
+
+    log = output.read_text()
+    assert "Waiting for Human-in-the-loop input for tasks: ['review']" in log
+    assert_no_error_lines(log)
+    states = sandbox.task_states(dag_id)
+    assert {task for (task, _), state in states.items() if state == "skipped"} == {
+        "regenerate",
+        "review_new_take",
+        "discard",
+    }
+    assert {state for state in states.values() if state != "skipped"} == {"success"}
+    [draft_id] = sandbox.xcom(dag_id, "generate")
+    [upscale_id] = sandbox.xcom(dag_id, "upscale")
+    paths = [r["path"] for r in dag_server.emulator.create_requests()]
+    assert paths == ["/runwayml/v1/image_to_video", "/runwayml/v1/video_upscale"]
+    published = library / "published" / f"{draft_id}.mp4"
+    [stored] = sandbox.xcom(dag_id, "store_published")
+    assert stored["uri"] == f"file://{published}" and stored["runway_task_id"] == upscale_id
+    assert hashlib.sha256(published.read_bytes()).hexdigest() == stored["sha256"]
+    assert (library / "drafts" / f"{draft_id}.mp4").is_file()
+    assert_no_key_anywhere(sandbox, log)
