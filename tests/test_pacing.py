@@ -1,19 +1,24 @@
 """Tests of runway_provider.pacing: every decision of the polling schedule, with injected time.
 
 No clock and no sleep: each pacer is fed tasks with the times they were seen and a seeded
-random.Random, and the tests check the delays it answers.
+random.Random, and the tests check the delays it answers. TaskWatch's own rules on top of the pacer
+(Retry-After, deadline) are checked at the end.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
+import time
 
 import pytest
 
 from runway_provider import pacing
+from runway_provider.exceptions import RunwayTransientError
 from runway_provider.models import RunwayTask, RunwayTaskStatus
 from runway_provider.pacing import PollPacer, PollSchedule
+from runway_provider.watch import TaskWatch
 
 S = RunwayTaskStatus
 T0 = 1_800_000_000.0  # submission time of every task below
@@ -358,3 +363,56 @@ def test_same_seed_same_delays():
 
     assert delays(4) == delays(4)
     assert delays(4) != delays(5)
+
+
+# --- TaskWatch keeps its own rules on top of the pacer ---------------------------------------------
+
+
+def watch_with(pacer: PollPacer, *, end_in: float = 3600) -> TaskWatch:
+    now = time.time()
+    return TaskWatch(
+        runway_task_id="task-1",
+        end_time=now + end_in,
+        poll_interval=10,
+        not_found_grace=120,
+        submitted_at=now,
+        log=logging.getLogger("test"),
+        pacer=pacer,
+    )
+
+
+def test_watch_feeds_the_pacer_and_asks_it():
+    pacer = unjittered().pacer(submitted_at=time.time(), rng=random.Random(1))
+    watch = watch_with(pacer)
+    assert watch.observe(task(S.THROTTLED)) is None
+    assert pacer.last_task == task(S.THROTTLED)
+    assert watch.next_delay() == pytest.approx(60)
+    assert 15 <= watch.first_delay() <= 30
+
+
+def test_watch_retry_after_still_wins_over_the_pacer():
+    watch = watch_with(unjittered().pacer(submitted_at=time.time()))
+    watch.observe(task(S.RUNNING, 0.0))
+    watch.observe_error(RunwayTransientError("HTTP 429", http_status=429, retry_after=45))
+    assert watch.next_delay() == pytest.approx(45, abs=0.01)
+
+
+def test_watch_deadline_still_clamps_the_pacer():
+    watch = watch_with(unjittered().pacer(submitted_at=time.time()), end_in=7)
+    watch.observe(task(S.THROTTLED))
+    assert 0 < watch.next_delay() <= 7
+    assert 0 <= watch.first_delay() <= 7
+
+
+def test_watch_without_pacer_polls_at_its_interval():
+    watch = TaskWatch(
+        runway_task_id="task-1",
+        end_time=time.time() + 3600,
+        poll_interval=20,
+        not_found_grace=120,
+        submitted_at=time.time(),
+        log=logging.getLogger("test"),
+    )
+    watch.observe(task(S.RUNNING, 0.9))
+    assert watch.pacer.schedule == PollSchedule.fixed(20)
+    assert 18 <= watch.next_delay() <= 22
