@@ -61,7 +61,8 @@ check: venv
 	$(BIN)/mypy runway_provider
 	$(BIN)/python -m pytest -q -x -n 4 --ignore=tests/system --ignore=tests/test_docs.py --ignore=tests/test_soak.py
 
-# Regenerates docs/performance.md and docs/img/triggerer-scaling.png (about 8 minutes).
+# Regenerates docs/performance.md and its plots in docs/img/ (about 12 minutes; the polling
+# schedules alone: `python benchmarks/run_all.py --only polling`, about 4 minutes).
 bench: venv
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/run_all.py

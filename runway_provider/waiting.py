@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from runway_provider.exceptions import (
     RunwayTransientError,
 )
 from runway_provider.models import RunwayTask, RunwayTaskStatus
+from runway_provider.pacing import PollPacer, PollSchedule
 
 
 class OutcomeStatus(str, Enum):
@@ -49,8 +49,6 @@ class OutcomeStatus(str, Enum):
 
 
 _EVENT_KEYS = frozenset({"status", "runway_task_id", "task", "message"})
-# Polls are spread by ±10% so that tasks deferred together do not poll in lockstep.
-_POLL_JITTER = 0.1
 
 NO_CANCEL_NOTE = (
     "It may still be running: an Airflow retry reconnects to it, and on the last try an "
@@ -63,11 +61,13 @@ class TaskWatch:
 
     :param runway_task_id: The task waited on.
     :param end_time: Wall-clock deadline, epoch seconds.
-    :param poll_interval: Seconds between polls.
+    :param poll_interval: Seconds between polls (±10%), unless ``pacer`` is given.
     :param not_found_grace: Seconds after ``submitted_at`` during which ``task_not_exist`` means
         "not visible yet"; after that the task is lost.
     :param submitted_at: When the task was submitted (or first watched), epoch seconds.
     :param log: Where to report unknown statuses and transient errors.
+    :param pacer: Decides the delays between polls (:mod:`runway_provider.pacing`); by default
+        ``poll_interval`` ±10%. A ``Retry-After`` and the deadline still apply on top of it.
     """
 
     def __init__(
@@ -79,6 +79,7 @@ class TaskWatch:
         not_found_grace: float,
         submitted_at: float,
         log: logging.Logger | Any,
+        pacer: PollPacer | None = None,
     ) -> None:
         self.runway_task_id = runway_task_id
         self.end_time = end_time
@@ -86,6 +87,7 @@ class TaskWatch:
         self.not_found_grace = not_found_grace
         self.submitted_at = submitted_at
         self.log = log
+        self.pacer = pacer or PollSchedule.fixed(poll_interval).pacer(submitted_at=submitted_at)
         self.last_task: RunwayTask | None = None
         self.last_error: RunwayError | None = None
         self._warned_statuses: set[str | None] | None = None
@@ -95,6 +97,7 @@ class TaskWatch:
         # Thousands of waits may be in flight: keep the last answer without its raw body.
         self.last_task = dataclasses.replace(task, raw=None)
         self.last_error = None
+        self.pacer.observe(self.last_task, time.time())
         if not task.visible:
             waited = time.time() - self.submitted_at
             if waited <= self.not_found_grace:
@@ -156,11 +159,13 @@ class TaskWatch:
         The task was checked just before it deferred; spreading the first polls keeps thousands of
         tasks deferred at once from polling in lockstep.
         """
-        return max(0.0, min(random.uniform(0, self.poll_interval), self.end_time - time.time()))
+        now = time.time()
+        return max(0.0, min(self.pacer.first_delay(now), self.end_time - now))
 
     def next_delay(self) -> float:
-        """Seconds to sleep before the next poll: the interval with jitter, never past the deadline."""
-        delay = self.poll_interval * random.uniform(1 - _POLL_JITTER, 1 + _POLL_JITTER)
+        """Seconds to sleep before the next poll: the pacer's, or longer if the service said
+        ``Retry-After``; never past the deadline."""
+        delay = self.pacer.next_delay(time.time())
         retry_after = getattr(self.last_error, "retry_after", None)
         if retry_after:
             delay = max(delay, float(retry_after))

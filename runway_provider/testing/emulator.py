@@ -22,6 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
+from runway_provider.testing.workload import DONE, QUEUED, RUNNING, THROTTLED, Timeline, Workload
+
 DEFAULT_API_KEY = "emulator-key"
 OUTCOMES = ("succeeded", "failed", "cancelled", "never_appears", "no_output")
 SHAPES = ("wrapped", "legacy", "official")
@@ -73,6 +75,9 @@ class Scenario:
     :param delay_seconds: Extra latency of every answer about this job.
     :param expired_urls: How many answers of the finished job give an output URL that has already
         expired (the CDN answers 403), before fresh ones.
+    :param workload: A :class:`~runway_provider.testing.workload.Workload` as a JSON object: each
+        job then draws its own phases and progress from it, and the three phase keys above are unused.
+    :param time_scale: Service seconds per wall-clock second: 20 runs a 200 s generation in 10 s.
     """
 
     outcome: str = "succeeded"
@@ -87,6 +92,8 @@ class Scenario:
     create_faults: list[str] = field(default_factory=list)
     delay_seconds: float = 0.0
     expired_urls: int = 0
+    workload: dict[str, Any] | None = None
+    time_scale: float = 1.0
 
     def updated(self, overrides: Any) -> Scenario:
         """A copy with ``overrides`` applied; raises ValueError naming any bad key or value."""
@@ -104,7 +111,17 @@ class Scenario:
         for fault in [*merged.feed_faults, *merged.create_faults]:
             if not _known_fault(fault):
                 raise ValueError(f"faults must be among {FAULTS}, got {fault!r}")
+        if merged.workload is not None:
+            merged.workload = Workload.from_dict(merged.workload).to_dict()
+        if isinstance(merged.time_scale, bool) or not isinstance(merged.time_scale, (int, float)):
+            raise ValueError(f"time_scale must be a number, got {merged.time_scale!r}")
+        if not 0 < merged.time_scale < float("inf"):
+            raise ValueError(f"time_scale must be positive, got {merged.time_scale!r}")
         return merged
+
+    def plain_timeline(self) -> Timeline:
+        """The course of a job of this scenario when it has no workload."""
+        return Timeline.plain(self.not_found_seconds, self.queued_seconds, self.running_seconds)
 
 
 @dataclass
@@ -120,12 +137,17 @@ class Job:
     cancelled_at: float | None = None
     expired_left: int = 0
     output_extension: str = "mp4"
+    timeline: Timeline | None = None
+
+    @property
+    def course(self) -> Timeline:
+        """The job's phases: drawn from the workload, or the scenario's fixed ones."""
+        return self.timeline or self.scenario.plain_timeline()
 
     @property
     def finishes_at(self) -> float:
         """Wall-clock time at which the job reaches its terminal state."""
-        s = self.scenario
-        return self.created_at + s.not_found_seconds + s.queued_seconds + s.running_seconds
+        return self.created_at + self.course.total_seconds / self.scenario.time_scale
 
 
 class Emulator:
@@ -172,6 +194,8 @@ class Emulator:
         self.callbacks: list[Any] = []
         self.media_requests: list[dict[str, Any]] = []
         self._create_faults_used: dict[str, int] = {}
+        # How many jobs each workload seed has drawn: the n-th draw of a seed is always the same.
+        self._draws: dict[int, int] = {}
         self._random = random.Random(seed)
         self._lock = threading.Lock()
 
@@ -197,6 +221,7 @@ class Emulator:
             self.callbacks.clear()
             self.media_requests.clear()
             self._create_faults_used.clear()
+            self._draws.clear()
 
     def build_app(self) -> web.Application:
         """The aiohttp application serving this emulator."""
@@ -327,6 +352,7 @@ class Emulator:
         self, body: dict[str, Any], scenario: Scenario, record: dict[str, Any], *, official: bool = False
     ) -> Job:
         job = Job(runway_task_id=str(uuid.uuid4()), created=time.monotonic(), body=body, scenario=scenario)
+        job.timeline = self._draw(scenario)
         job.pending_faults = list(scenario.feed_faults)
         job.expired_left = scenario.expired_urls
         job.official = official
@@ -489,11 +515,15 @@ class Emulator:
         return web.json_response(jobs)
 
     async def _create_jobs(self, request: web.Request) -> web.StreamResponse:
-        """Make ``count`` jobs at once (benchmarks), each following ``scenario`` over the default."""
+        """Make ``count`` jobs at once (benchmarks), each following ``scenario`` over the default.
+
+        ``"official": true`` makes official-format jobs (looked up on ``/runwayml/v1/tasks/{id}``).
+        """
         body = await _json_body(request)
         try:
             count = int(body["count"])
             scenario = self.scenario.updated(body.get("scenario") or {})
+            official = bool(body.get("official", False))
         except (KeyError, TypeError, ValueError) as err:
             return _error(400, f"expected {{count, scenario}}: {err}", "invalid_request")
         now, created = time.monotonic(), []
@@ -502,12 +532,16 @@ class Emulator:
                 job = Job(
                     runway_task_id=str(uuid.uuid4()), created=now, body={"prompt": "bulk"}, scenario=scenario
                 )
+                job.timeline = self._draw(scenario, locked=True)
+                job.official = official
                 self.jobs[job.runway_task_id] = job
                 created.append(job)
         return web.json_response(
             {
                 "runway_task_ids": [job.runway_task_id for job in created],
                 "finishes_at": created[0].finishes_at if created else None,
+                # Each job's own, when a workload draws them.
+                "finish_times": [job.finishes_at for job in created],
             }
         )
 
@@ -516,7 +550,7 @@ class Emulator:
         self._record(request)
         job = self.jobs.get(request.match_info["runway_task_id"])
         view = _job_view(job, request) if job else None
-        if view is None or view["state"] in ("queued", "running"):
+        if view is None or view["state"] in (THROTTLED, QUEUED, RUNNING):
             raise web.HTTPNotFound()
         return web.json_response({"state": view["state"]})
 
@@ -577,6 +611,18 @@ class Emulator:
     def _finish(record: dict[str, Any], response: web.Response) -> web.Response:
         record["http_status"] = response.status
         return response
+
+    def _draw(self, scenario: Scenario, *, locked: bool = False) -> Timeline | None:
+        """The next timeline of the scenario's workload; None without a workload."""
+        if scenario.workload is None:
+            return None
+        workload = Workload.from_dict(scenario.workload)
+        if not locked:
+            with self._lock:
+                return self._draw(scenario, locked=True)
+        index = self._draws.get(workload.seed, 0)
+        self._draws[workload.seed] = index + 1
+        return workload.draw(index)
 
     def _create_fault(self, body: dict[str, Any], scenario: Scenario) -> str | None:
         if not scenario.create_faults:
@@ -662,17 +708,15 @@ async def _reset_middleware(request: web.Request, handler: Any) -> web.StreamRes
 def _job_view(job: Job, request: web.Request) -> dict[str, Any] | None:
     """Where the job is on its timeline, or None while it is not visible."""
     scenario = job.scenario
-    elapsed = time.monotonic() - job.created - scenario.not_found_seconds
-    if scenario.outcome == "never_appears" or elapsed < 0:
+    phase, progress = job.course.phase((time.monotonic() - job.created) * scenario.time_scale)
+    if scenario.outcome == "never_appears" or phase not in (THROTTLED, QUEUED, RUNNING, DONE):
         return None
     if job.cancelled_at is not None:
         return {"state": "cancelled", "progress": 0.0, "urls": []}
     base = f"{request.scheme}://{request.host}/_emulator/media/{job.runway_task_id}"
-    if elapsed < scenario.queued_seconds:
-        return {"state": "queued", "progress": 0.0}
-    running = elapsed - scenario.queued_seconds
-    if running < scenario.running_seconds:
-        return {"state": "running", "progress": round(running / scenario.running_seconds, 2)}
+    if phase != DONE:
+        # progress is None for a job that never reports it.
+        return {"state": phase, "progress": 0.0 if phase != RUNNING else progress}
     state = {"succeeded": "succeeded", "no_output": "succeeded", "failed": "failed"}.get(
         scenario.outcome, "cancelled"
     )
@@ -681,6 +725,8 @@ def _job_view(job: Job, request: web.Request) -> dict[str, Any] | None:
 
 
 _WRAPPED_STATUS = {
+    # new-api has no throttled status: its wrapper says QUEUED, the nested Runway task THROTTLED.
+    "throttled": "QUEUED",
     "queued": "QUEUED",
     "running": "IN_PROGRESS",
     "succeeded": "SUCCESS",
@@ -688,13 +734,21 @@ _WRAPPED_STATUS = {
     "cancelled": "FAILURE",
 }
 _OFFICIAL_STATUS = {
+    "throttled": "THROTTLED",
     "queued": "PENDING",
     "running": "RUNNING",
     "succeeded": "SUCCEEDED",
     "failed": "FAILED",
     "cancelled": "CANCELLED",
 }
-_LEGACY_STATUS = {"queued": "0", "running": "1", "succeeded": "3", "failed": "2", "cancelled": "2"}
+_LEGACY_STATUS = {
+    "throttled": "0",
+    "queued": "0",
+    "running": "1",
+    "succeeded": "3",
+    "failed": "2",
+    "cancelled": "2",
+}
 
 
 def _render(job: Job, view: dict[str, Any], shape: str) -> dict[str, Any]:
@@ -706,7 +760,8 @@ def _render(job: Job, view: dict[str, Any], shape: str) -> dict[str, Any]:
         "status": _OFFICIAL_STATUS[state],
         "createdAt": "2026-11-26T00:00:00Z",
     }
-    if state == "running":
+    if state == "running" and view["progress"] is not None:
+        # Runway's own task: a fraction, only while RUNNING.
         official["progress"] = view["progress"]
     if urls:
         official["output"] = urls
@@ -740,7 +795,8 @@ def _render(job: Job, view: dict[str, Any], shape: str) -> dict[str, Any]:
             "fail_reason": scenario.failure if state == "failed" else "",
             "result_url": urls[0] if urls else "",
             "submit_time": int(time.time()),
-            "progress": f"{int(view['progress'] * 100)}%",
+            # The wrapper's percentage, "0%" while nothing is reported.
+            "progress": f"{int(round((view['progress'] or 0.0) * 100, 6))}%",
             "data": official,
         },
     }

@@ -12,6 +12,7 @@ from runway_provider import spend
 from runway_provider.exceptions import RunwayError
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.models import RouteFamily, RunwayTask
+from runway_provider.pacing import PollSchedule
 from runway_provider.waiting import TaskWatch, error_outcome
 
 # on_kill's own bound (Airflow's [triggerer] on_kill_timeout is 30 s by default).
@@ -29,7 +30,10 @@ class RunwayTaskTrigger(BaseTrigger):
 
     :param runway_task_id: The Runway task to wait on.
     :param runway_conn_id: The ``runway`` connection.
-    :param poll_interval: Seconds between polls.
+    :param poll_interval: Seconds between polls (±10%): a fixed schedule. None for the adaptive
+        schedule (``poll_schedule``, or its defaults).
+    :param poll_schedule: The adaptive schedule's parameters (:class:`PollSchedule` as JSON, e.g.
+        ``{"min_interval": 4, "max_interval": 60}``); ignored when ``poll_interval`` is set.
     :param route_family: ``reverse`` (polled through the feed) or ``official`` (by id).
     :param end_time: Wall-clock deadline, epoch seconds.
     :param not_found_grace: Seconds after ``submitted_at`` during which ``task_not_exist`` is normal.
@@ -43,18 +47,22 @@ class RunwayTaskTrigger(BaseTrigger):
         *,
         runway_task_id: str,
         runway_conn_id: str,
-        poll_interval: float,
+        poll_interval: float | None,
         end_time: float,
         not_found_grace: float,
         submitted_at: float,
         route_family: str = RouteFamily.REVERSE.value,
         cancel_on_kill: bool = False,
+        poll_schedule: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger is untyped
         self.runway_task_id = runway_task_id
         self.runway_conn_id = runway_conn_id
         self.route_family = route_family
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = None if poll_interval is None else float(poll_interval)
+        self.poll_schedule = None if poll_schedule is None else dict(poll_schedule)
+        # Checked here, in the worker that defers, rather than first in the triggerer.
+        self.schedule = _schedule(self.poll_interval, self.poll_schedule)
         self.end_time = float(end_time)
         self.not_found_grace = float(not_found_grace)
         self.submitted_at = float(submitted_at)
@@ -72,6 +80,8 @@ class RunwayTaskTrigger(BaseTrigger):
                 "submitted_at": self.submitted_at,
                 "route_family": self.route_family,
                 "cancel_on_kill": self.cancel_on_kill,
+                # Only when set: a fixed-interval trigger serializes exactly as before pacing.
+                **({"poll_schedule": self.poll_schedule} if self.poll_schedule is not None else {}),
             },
         )
 
@@ -79,10 +89,11 @@ class RunwayTaskTrigger(BaseTrigger):
         watch = TaskWatch(
             runway_task_id=self.runway_task_id,
             end_time=self.end_time,
-            poll_interval=self.poll_interval,
+            poll_interval=self.schedule.fixed_interval or self.schedule.fallback,
             not_found_grace=self.not_found_grace,
             submitted_at=self.submitted_at,
             log=self.log,
+            pacer=self.schedule.pacer(submitted_at=self.submitted_at),
         )
         # Few retries inside one poll: the trigger polls again anyway, at its own pace.
         hook = RunwayHook(self.runway_conn_id, poll_retries=2)
@@ -158,3 +169,10 @@ class RunwayTaskTrigger(BaseTrigger):
             self.log.warning("Could not read the state of task %s: %r", ti.task_id, err)
             return False, None
         return True, None if state is None else str(getattr(state, "value", state))
+
+
+def _schedule(poll_interval: float | None, poll_schedule: dict[str, Any] | None) -> PollSchedule:
+    """A set ``poll_interval`` is a fixed schedule (every trigger serialized before pacing has one)."""
+    if poll_interval is not None:
+        return PollSchedule.fixed(poll_interval)
+    return PollSchedule.from_dict(poll_schedule or {})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import pytest
 import requests
 
 from runway_provider.testing import Emulator, EmulatorServer, Scenario
+from runway_provider.testing.workload import Timeline, Workload
 from tests.helpers import TEST_API_KEY, free_port
 
 BODY = {
@@ -148,3 +151,190 @@ def test_console_command_serves():
     finally:
         process.terminate()
         process.wait(10)
+
+
+# --- realistic workload: each job its own timeline ---------------------------------------------
+
+OFFICIAL_BODY = {"model": "gen4_turbo", "promptImage": "https://example.com/a.jpg"}
+OFFICIAL_HEADERS = {"Authorization": f"Bearer {TEST_API_KEY}", "X-Runway-Version": "2024-11-06"}
+
+
+def official_create(server: EmulatorServer) -> str:
+    answer = requests.post(
+        server.base_url + "/runwayml/v1/image_to_video",
+        json=OFFICIAL_BODY,
+        headers=OFFICIAL_HEADERS,
+        timeout=10,
+    )
+    return answer.json()["id"]
+
+
+def official_task(server: EmulatorServer, task_id: str) -> dict[str, Any]:
+    answer = requests.get(
+        server.base_url + f"/runwayml/v1/tasks/{task_id}", headers=OFFICIAL_HEADERS, timeout=10
+    )
+    return answer.json()
+
+
+def feed_create(server: EmulatorServer) -> str:
+    """A reverse-format job answered in the feed's wrapper, whatever the default shape."""
+    body = {**BODY, "options": {"emulator": {"shape": "wrapped"}}}
+    return post(server, "/runway/pro/generate", body).json()["data"]["task_id"]
+
+
+def bulk_timelines(workload: dict[str, Any], count: int) -> list[Timeline]:
+    emulator = Emulator(api_key=TEST_API_KEY)
+    with EmulatorServer(emulator) as server:
+        post(server, "/_emulator/jobs", {"count": count, "scenario": {"workload": workload}})
+    return [job.course for job in emulator.jobs.values()]
+
+
+def test_workload_same_seed_same_draws():
+    first = bulk_timelines({"seed": 11}, 20)
+    assert first == bulk_timelines({"seed": 11}, 20)
+    assert first != bulk_timelines({"seed": 12}, 20)
+    assert len({t.running_seconds for t in first}) == 20  # every job its own generation time
+    assert Workload(seed=11).draw(5) == first[5]
+
+
+def test_workload_draws_stay_in_their_ranges_and_shares():
+    workload = Workload(seed=1, throttled_share=0.25, stall_share=0.5, no_progress_share=0.1)
+    timelines = [workload.draw(i) for i in range(2000)]
+    assert all(0 <= t.not_found_seconds <= 3 and 0 <= t.queued_seconds <= 60 for t in timelines)
+    assert all(30 <= t.running_seconds <= 240 and 0.7 <= t.curve <= 1.4 for t in timelines)
+    throttled = [t for t in timelines if t.throttled_seconds > 0]
+    assert 0.2 < len(throttled) / 2000 < 0.3
+    assert all(10 <= t.throttled_seconds <= 120 for t in throttled)
+    assert 0.45 < sum(t.stall_length > 0 for t in timelines) / 2000 < 0.55
+    assert 0.07 < sum(not t.reports_progress for t in timelines) / 2000 < 0.13
+
+
+def test_timeline_goes_through_every_phase_in_order():
+    timeline = Timeline(not_found_seconds=2, throttled_seconds=10, queued_seconds=5, running_seconds=100)
+    assert [timeline.phase(t)[0] for t in (0, 1.9, 2, 11.9, 12, 16.9, 17, 116.9, 117, 500)] == [
+        "not_found",
+        "not_found",
+        "throttled",
+        "throttled",
+        "queued",
+        "queued",
+        "running",
+        "running",
+        "done",
+        "done",
+    ]
+    assert timeline.phase(3) == ("throttled", None)
+    assert timeline.phase(117) == ("done", 1.0)
+    assert timeline.total_seconds == 117
+
+
+def test_timeline_progress_is_non_linear_stalls_and_changes_once_per_tick():
+    convex = Timeline(0, 0, 0, 100, curve=1.5, progress_tick_seconds=5)
+    assert convex.progress(50) == round(0.5**1.5, 2)  # behind the elapsed fraction
+    assert convex.progress(50) == convex.progress(54.9)  # one value per tick
+    assert convex.progress(55) > convex.progress(54.9)
+    stalled = Timeline(0, 0, 0, 100, stall_start=0.4, stall_length=0.2)
+    assert stalled.progress(40) == stalled.progress(59) == 0.5
+    assert stalled.progress(80) == 0.75  # catches up: the run still ends on time
+    assert Timeline(0, 0, 0, 100, reports_progress=False).progress(50) is None
+
+
+def test_timeline_noise_is_bounded_repeatable_and_sometimes_goes_back():
+    noisy = Timeline(0, 0, 0, 200, noise=0.03, progress_tick_seconds=5, noise_seed=9)
+    values = [noisy.progress(t) for t in range(0, 200)]
+    assert all(0 <= v <= 0.99 for v in values)
+    assert values == [noisy.progress(t) for t in range(0, 200)]
+    assert any(later < earlier for earlier, later in itertools.pairwise(values))
+    assert max(abs(v - t / 200) for t, v in enumerate(values)) < 0.2
+
+
+def test_plain_scenario_keeps_its_linear_progress():
+    plain = Scenario(not_found_seconds=1, queued_seconds=1, running_seconds=4).plain_timeline()
+    assert plain.progress(1) == 0.25
+    assert plain.phase(1.5) == ("queued", None)
+
+
+def test_workload_progress_the_way_each_route_family_reports_it(emulator, server):
+    # One long run, sped up: every answer below is about the same running job.
+    running = {"seed": 2, "not_found_seconds": [0, 0], "throttled_share": 0, "queued_seconds": [0, 0]}
+    running |= {"running_seconds": [3000, 3000], "curve": [1, 1], "noise": 0, "progress_tick_seconds": 0}
+    emulator.scenario = Scenario(workload=running, time_scale=1000, shape="official")
+    official_id = official_create(server)
+    feed_id = feed_create(server)
+    time.sleep(0.3)
+    official = official_task(server, official_id)
+    assert official["status"] == "RUNNING"
+    assert isinstance(official["progress"], float) and 0 < official["progress"] < 1
+    data = post(server, "/runway/feed", {"task_id": feed_id}).json()["data"]
+    assert data["status"] == "IN_PROGRESS"
+    assert re.fullmatch(r"[1-9]\d?%", data["progress"])
+    assert data["data"]["progress"] == int(data["progress"].rstrip("%")) / 100
+
+
+def test_workload_throttled_and_silent_jobs(emulator, server):
+    throttled = {
+        "seed": 3,
+        "not_found_seconds": [0, 0],
+        "throttled_share": 1,
+        "throttled_seconds": [999, 999],
+    }
+    emulator.scenario = Scenario(workload=throttled, shape="official")
+    official_id = official_create(server)
+    feed_id = feed_create(server)
+    assert official_task(server, official_id)["status"] == "THROTTLED"
+    data = post(server, "/runway/feed", {"task_id": feed_id}).json()["data"]
+    # new-api's wrapper has no throttled status: QUEUED outside, Runway's THROTTLED inside.
+    assert (data["status"], data["data"]["status"]) == ("QUEUED", "THROTTLED")
+    silent = {"seed": 3, "not_found_seconds": [0, 0], "throttled_share": 0, "queued_seconds": [0, 0]}
+    emulator.scenario = Scenario(workload={**silent, "no_progress_share": 1}, shape="official")
+    official_id = official_create(server)
+    feed_id = feed_create(server)
+    official = official_task(server, official_id)
+    assert official["status"] == "RUNNING" and "progress" not in official
+    data = post(server, "/runway/feed", {"task_id": feed_id}).json()["data"]
+    assert (data["status"], data["progress"]) == ("IN_PROGRESS", "0%")
+
+
+def test_time_scale_compresses_a_job(emulator, server):
+    emulator.scenario = Scenario(not_found_seconds=10, queued_seconds=20, running_seconds=70, time_scale=400)
+    task_id = post(server, "/runway/pro/generate", BODY).json()["data"]["task_id"]
+    job = emulator.jobs[task_id]
+    assert job.finishes_at - job.created_at == pytest.approx(100 / 400)
+    created = post(
+        server, "/_emulator/jobs", {"count": 3, "scenario": {"workload": {"seed": 4}, "time_scale": 10}}
+    )
+    finish_times = created.json()["finish_times"]
+    bulk = list(emulator.jobs.values())[1:]
+    assert [f - job.created_at for f, job in zip(finish_times, bulk, strict=True)] == pytest.approx(
+        [Workload(seed=4).draw(i).total_seconds / 10 for i in range(3)]
+    )
+
+
+@pytest.mark.parametrize(
+    ("scenario", "named"),
+    [
+        ({"workload": {"sede": 1}}, "sede"),
+        ({"workload": {"running_seconds": [240, 30]}}, "running_seconds"),
+        ({"workload": {"throttled_share": 2}}, "throttled_share"),
+        ({"workload": {"noise": "lots"}}, "noise"),
+        ({"workload": {"seed": 1.5}}, "seed"),
+        ({"workload": [1, 2]}, "workload"),
+        ({"time_scale": 0}, "time_scale"),
+        ({"time_scale": "fast"}, "time_scale"),
+    ],
+)
+def test_rejects_a_bad_workload_by_name(server, scenario, named):
+    answer = post(server, "/_emulator/config", {"scenario": scenario})
+    assert answer.status_code == 400
+    assert named in answer.json()["error"]["message"]
+
+
+def test_bulk_jobs_of_either_route_family(emulator, server):
+    scenario = {"not_found_seconds": 0, "shape": "official"}
+    [official_id] = post(
+        server, "/_emulator/jobs", {"count": 1, "scenario": scenario, "official": True}
+    ).json()["runway_task_ids"]
+    [feed_id] = post(server, "/_emulator/jobs", {"count": 1, "scenario": scenario}).json()["runway_task_ids"]
+    assert official_task(server, official_id)["status"] == "PENDING"
+    assert official_task(server, feed_id)["code"] == "task_not_exist"  # each family knows its own
+    assert post(server, "/runway/feed", {"task_id": official_id}).json()["code"] == "task_not_exist"

@@ -1,0 +1,418 @@
+"""Tests of runway_provider.pacing: every decision of the polling schedule, with injected time.
+
+No clock and no sleep: each pacer is fed tasks with the times they were seen and a seeded
+random.Random, and the tests check the delays it answers. TaskWatch's own rules on top of the pacer
+(Retry-After, deadline) are checked at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+
+import pytest
+
+from runway_provider import pacing
+from runway_provider.exceptions import RunwayTransientError
+from runway_provider.models import RunwayTask, RunwayTaskStatus
+from runway_provider.pacing import PollPacer, PollSchedule
+from runway_provider.waiting import TaskWatch
+
+S = RunwayTaskStatus
+T0 = 1_800_000_000.0  # submission time of every task below
+ADAPTIVE = PollSchedule()  # min 4, max 60, fallback 10, jitter 10%
+
+
+def task(
+    status: RunwayTaskStatus = S.RUNNING, progress: float | None = None, *, visible: bool = True
+) -> RunwayTask:
+    return RunwayTask("task-1", status, visible=visible, progress=progress)
+
+
+def make_pacer(schedule: PollSchedule = ADAPTIVE, *, seed: int = 1) -> PollPacer:
+    return schedule.pacer(submitted_at=T0, rng=random.Random(seed))
+
+
+def unjittered(schedule: PollSchedule = ADAPTIVE, **overrides: float) -> PollSchedule:
+    """The same rules without jitter, so that a delay can be compared with a number."""
+    return PollSchedule.from_dict({**schedule.to_dict(), "jitter": 0.0, **overrides})
+
+
+def feed(pacer: PollPacer, *observations: tuple[float, RunwayTask]) -> float:
+    """Observe each ``(seconds after submission, task)``; return the delay after the last one."""
+    for after, seen in observations:
+        pacer.observe(seen, T0 + after)
+    return pacer.next_delay(T0 + observations[-1][0])
+
+
+def linear_run(start: float, length: float, times: list[float]) -> list[tuple[float, RunwayTask]]:
+    """Queued until ``start``, then a run of ``length`` seconds whose progress rises steadily."""
+    return [
+        (t, task(S.PENDING) if t < start else task(S.RUNNING, round((t - start) / length, 2))) for t in times
+    ]
+
+
+# --- the parameters -------------------------------------------------------------------------------
+
+
+def test_schedule_is_json_and_rebuilds_the_same():
+    schedule = PollSchedule(min_interval=2, max_interval=30, fallback_interval=8)
+    text = json.dumps(schedule.to_dict())
+    assert json.loads(text) == {"min_interval": 2.0, "max_interval": 30.0, "fallback_interval": 8.0}
+    assert PollSchedule.from_dict(json.loads(text)) == schedule
+    assert PollSchedule().to_dict() == {}
+    assert PollSchedule.fixed(7).to_dict() == {"fixed_interval": 7.0}
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"min_interval": 0}, "min_interval"),
+        ({"max_interval": -1}, "max_interval"),
+        ({"min_interval": 30, "max_interval": 10}, "min_interval"),
+        ({"fixed_interval": 0}, "fixed_interval"),
+        ({"jitter": 1.5}, "jitter"),
+        ({"aim": 0}, "aim"),
+        ({"fallback_interval": float("nan")}, "fallback_interval"),
+        ({"min_interval": "4"}, "min_interval"),
+        ({"growth": True}, "growth"),
+    ],
+)
+def test_schedule_refuses_bad_values_by_name(values, named):
+    with pytest.raises(ValueError, match=named):
+        PollSchedule(**values)
+
+
+def test_schedule_refuses_unknown_keys():
+    with pytest.raises(ValueError, match="min_intervall"):
+        PollSchedule.from_dict({"min_intervall": 3})
+
+
+def test_from_options_fixed_when_poll_interval_is_set():
+    assert PollSchedule.from_options(poll_interval=15, min_poll_interval=2) == PollSchedule.fixed(15)
+    assert PollSchedule.from_options() == PollSchedule()
+    assert PollSchedule.from_options(min_poll_interval=2, max_poll_interval=20) == PollSchedule(
+        min_interval=2, max_interval=20
+    )
+
+
+def test_fallback_stays_within_the_bounds():
+    assert PollSchedule(min_interval=15, max_interval=60).fallback == 15
+    assert PollSchedule(min_interval=1, max_interval=5).fallback == 5
+
+
+# --- fixed schedule: the behaviour before pacing ------------------------------------------------------
+
+
+def test_fixed_first_delay_is_spread_over_one_interval():
+    pacer = make_pacer(PollSchedule.fixed(10))
+    delays = [pacer.first_delay(T0) for _ in range(300)]
+    assert all(0 <= d <= 10 for d in delays)
+    assert min(delays) < 1 and max(delays) > 9
+
+
+def test_fixed_next_delay_is_the_interval_with_ten_percent_jitter_whatever_the_task_says():
+    pacer = make_pacer(PollSchedule.fixed(10))
+    seen = [task(S.PENDING, visible=False), task(S.THROTTLED), task(S.RUNNING, 0.97), task(S.RUNNING, 0.1)]
+    delays = []
+    for i, observed in enumerate(seen * 50):
+        pacer.observe(observed, T0 + i)
+        delays.append(pacer.next_delay(T0 + i))
+        assert pacer.reason == pacing.FIXED
+    assert all(9 <= d <= 11 for d in delays)
+    assert len(set(delays)) > 100
+
+
+def test_fixed_ignores_the_adaptive_bounds():
+    pacer = make_pacer(PollSchedule(fixed_interval=1, min_interval=4))
+    assert 0.9 <= feed(pacer, (0, task(S.RUNNING, 0.5))) <= 1.1
+
+
+# --- adaptive: before the run ---------------------------------------------------------------------
+
+
+def test_slow_while_not_visible_or_queued_slower_while_throttled():
+    schedule = unjittered()
+    assert feed(make_pacer(schedule), (1, task(S.PENDING, visible=False))) == 30
+    pacer = make_pacer(schedule)
+    assert feed(pacer, (5, task(S.PENDING))) == 30
+    assert pacer.reason == pacing.QUEUED
+    pacer = make_pacer(schedule)
+    assert feed(pacer, (5, task(S.THROTTLED))) == 60
+    assert pacer.reason == pacing.THROTTLED
+    # Never beyond the user's bound.
+    assert feed(make_pacer(unjittered(max_interval=20)), (5, task(S.THROTTLED))) == 20
+
+
+def test_queued_pace_is_slower_than_the_fixed_default_it_replaces():
+    pacer = make_pacer()
+    assert all(feed(pacer, (t, task(S.PENDING))) >= 27 for t in range(0, 600, 30))
+
+
+def test_first_delay_of_a_fresh_task_is_spread_over_half_to_one_queued_pace():
+    pacer = make_pacer()
+    delays = [pacer.first_delay(T0 + 1) for _ in range(300)]
+    assert all(15 <= d <= 30 for d in delays)
+    assert min(delays) < 16 and max(delays) > 29
+
+
+def test_first_delay_of_a_resumed_wait_is_within_one_fallback_interval():
+    pacer = make_pacer()
+    delays = [pacer.first_delay(T0 + 600) for _ in range(300)]
+    assert all(0 <= d <= 10 for d in delays)
+    assert max(delays) > 9
+    assert make_pacer(PollSchedule(max_interval=12)).first_delay(T0) <= 12
+
+
+# --- adaptive: while running ---------------------------------------------------------------------
+
+
+def test_faster_near_the_end_down_to_the_minimum():
+    # A 200 s run that ends at 250 s, seen every 20 s then closer to its end.
+    pacer = make_pacer(unjittered())
+    times = [*range(10, 250, 20), 240, 246]
+    delays = dict(zip(times, (feed(pacer, seen) for seen in linear_run(50, 200, times)), strict=True))
+    assert delays[150] == pytest.approx(0.55 * 100)
+    late = [delays[t] for t in (150, 170, 190, 210, 230, 240, 246)]
+    assert late == sorted(late, reverse=True)
+    assert delays[240] == pytest.approx(0.55 * 10)
+    assert delays[246] == 4  # min_interval, 4 s from the end
+
+
+def test_estimate_aims_short_of_the_end():
+    # Steady progress: 0.2 at 70 s, 0.5 at 130 s; the run ends at 230 s.
+    pacer = make_pacer(unjittered())
+    delay = feed(pacer, (30, task(S.PENDING)), (70, task(S.RUNNING, 0.2)), (130, task(S.RUNNING, 0.5)))
+    assert pacer.reason == pacing.ESTIMATE
+    assert pacer.estimated_end == pytest.approx(T0 + 230)
+    assert delay == pytest.approx(0.55 * 100)  # aim × the 100 s left
+    assert 130 + delay < 230
+
+
+def test_steady_run_is_never_polled_after_its_end():
+    # Whatever the run's length, polls that follow the estimate land before the end, or at the
+    # minimum interval after it.
+    for length in (30, 60, 120, 240, 600):
+        pacer = make_pacer(unjittered(), seed=length)
+        now, end = 12.0, 20.0 + length
+        while True:
+            seen = task(S.PENDING) if now < 20 else task(S.RUNNING, min(round((now - 20) / length, 2), 0.99))
+            delay = feed(pacer, (now, seen))
+            if now + delay >= end:
+                assert now + delay - end <= 4, (length, now, delay)
+                break
+            now += delay
+
+
+def test_rate_is_measured_over_a_rise_above_the_noise():
+    # 0.30 then 0.32: a rise that small says little, the estimate comes from further back.
+    pacer = make_pacer(unjittered())
+    feed(pacer, (0, task(S.PENDING)), (20, task(S.RUNNING, 0.1)), (60, task(S.RUNNING, 0.3)))
+    assert pacer.best_rate == pytest.approx(0.2 / 40)
+    feed(pacer, (64, task(S.RUNNING, 0.32)))
+    assert pacer.best_rate == pytest.approx(0.2 / 40)  # not 0.02 / 4 = 0.005: that is noise
+
+
+def test_early_estimates_are_capped_by_the_time_seen_running():
+    # A slow start (0.01 to 0.11 in 40 s) says 356 s are left: too early to believe it.
+    pacer = make_pacer(unjittered(max_interval=600))
+    delay = feed(pacer, (0, task(S.PENDING)), (30, task(S.RUNNING, 0.01)), (70, task(S.RUNNING, 0.11)))
+    assert pacer.reason == pacing.ESTIMATE
+    assert pacer.estimated_end - (T0 + 70) == pytest.approx(356, abs=1)
+    assert delay == 2 * 40  # growth × the 40 s since the first poll that saw it running
+
+
+def test_calibrating_after_the_first_running_poll():
+    schedule = unjittered()
+    # Just started: nothing to go on yet, poll again within the fallback interval.
+    pacer = make_pacer(schedule)
+    assert feed(pacer, (30, task(S.PENDING)), (60, task(S.RUNNING, 0.05))) == 10
+    assert pacer.reason == pacing.CALIBRATING
+    # Far along for the time it can have run (began after 30 s): poll sooner.
+    pacer = make_pacer(schedule)
+    assert feed(pacer, (30, task(S.PENDING)), (60, task(S.RUNNING, 0.6))) == pytest.approx(
+        max(4, 0.55 * 0.4 / (0.6 / 15))
+    )
+    # No rate yet after a second poll: wait up to growth × the time seen running.
+    pacer = make_pacer(schedule)
+    assert feed(pacer, (30, task(S.PENDING)), (60, task(S.RUNNING, 0.05)), (75, task(S.RUNNING, 0.1))) == 30
+    assert pacer.reason == pacing.CALIBRATING
+
+
+def test_absent_progress_falls_back_to_the_default_interval():
+    schedule = unjittered()
+    # The official route without progress, and the feed's "0%" that never moves.
+    for progress in (None, 0.0):
+        pacer = make_pacer(schedule)
+        assert feed(pacer, (0, task(S.RUNNING, progress)), (10, task(S.RUNNING, progress))) == 10
+        assert pacer.reason == pacing.NO_PROGRESS
+    # Progress that was there and went missing.
+    pacer = make_pacer(schedule)
+    assert feed(pacer, (0, task(S.RUNNING, 0.2)), (30, task(S.RUNNING, 0.5)), (60, task(S.RUNNING))) == 10
+
+
+def test_progress_going_back_is_erratic_and_restarts_the_estimate():
+    pacer = make_pacer(unjittered())
+    feed(pacer, (0, task(S.PENDING)), (20, task(S.RUNNING, 0.3)), (60, task(S.RUNNING, 0.7)))
+    assert pacer.estimated_end is not None
+    assert feed(pacer, (80, task(S.RUNNING, 0.2))) == 10
+    assert pacer.reason == pacing.ERRATIC
+    assert pacer.estimated_end is None and len(pacer.samples) == 1
+    # Small steps back are noise, not a restart.
+    pacer = make_pacer(unjittered())
+    feed(pacer, (0, task(S.PENDING)), (20, task(S.RUNNING, 0.3)), (60, task(S.RUNNING, 0.7)))
+    feed(pacer, (64, task(S.RUNNING, 0.65)))
+    assert pacer.reason != pacing.ERRATIC and pacer.estimated_end is not None
+
+
+def test_a_stall_keeps_the_pace_backs_off_and_never_exceeds_the_fallback():
+    pacer = make_pacer(unjittered())
+    feed(pacer, (0, task(S.PENDING)), (20, task(S.RUNNING, 0.1)), (60, task(S.RUNNING, 0.5)))
+    rate = pacer.best_rate
+    delays = [feed(pacer, (t, task(S.RUNNING, 0.5))) for t in (70, 80, 100, 140)]
+    assert {pacer.reason} == {pacing.STALLED}
+    assert all(d <= 10 for d in delays)
+    assert delays == sorted(delays)
+    # Once it moves again, the pace before the stall is kept: the end is not pushed out by it.
+    feed(pacer, (150, task(S.RUNNING, 0.52)))
+    assert pacer.best_rate == rate
+
+
+def test_past_the_estimated_end_polls_back_off_to_the_fallback():
+    # "100%" while still RUNNING (the output is being stored, say): due now, then less and less so.
+    pacer = make_pacer(unjittered())
+    feed(pacer, (0, task(S.PENDING)), (20, task(S.RUNNING, 0.1)), (60, task(S.RUNNING, 0.9)))
+    assert feed(pacer, (66, task(S.RUNNING, 1.0))) == 4
+    assert pacer.reason == pacing.OVERDUE
+    delays = [feed(pacer, (t, task(S.RUNNING, 1.0))) for t in (70, 80, 100, 160)]
+    assert pacer.reason == pacing.STALLED
+    assert delays == [4, 7, 10, 10]
+
+
+def test_unknown_status_falls_back():
+    pacer = make_pacer(unjittered())
+    assert feed(pacer, (0, task(S.UNKNOWN, 0.5))) == 10
+    assert pacer.reason == pacing.UNKNOWN
+
+
+def test_back_to_queued_forgets_the_run():
+    pacer = make_pacer(unjittered())
+    feed(pacer, (0, task(S.PENDING)), (20, task(S.RUNNING, 0.1)), (60, task(S.RUNNING, 0.5)))
+    assert feed(pacer, (70, task(S.THROTTLED))) == 60
+    assert pacer.samples == [] and pacer.best_rate is None
+
+
+# --- every decision, within the bounds, jittered, repeatable --------------------------------------
+
+
+def random_observations(rng: random.Random, count: int) -> list[tuple[float, RunwayTask]]:
+    statuses = [S.PENDING, S.THROTTLED, S.RUNNING, S.RUNNING, S.RUNNING, S.UNKNOWN]
+    now, seen = 0.0, []
+    for _ in range(count):
+        now += rng.uniform(0, 90)
+        status = rng.choice(statuses)
+        progress = rng.choice([None, 0.0, round(rng.random(), 2), round(rng.random(), 2)])
+        seen.append((now, task(status, progress, visible=rng.random() > 0.1)))
+    return seen
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        ADAPTIVE,
+        PollSchedule(min_interval=1, max_interval=5),
+        PollSchedule(min_interval=8, max_interval=8),
+        PollSchedule(min_interval=0.2, max_interval=600, fallback_interval=3, jitter=0.5),
+    ],
+)
+def test_every_delay_is_within_the_bounds(schedule):
+    rng = random.Random(3)
+    reasons = set()
+    for seed in range(40):
+        pacer = make_pacer(schedule, seed=seed)
+        for now, seen in random_observations(rng, 60):
+            pacer.observe(seen, T0 + now)
+            # Asked late too: an answer may come back long after the poll was sent.
+            delay = pacer.next_delay(T0 + now + rng.choice([0, 0, 5, 100]))
+            reasons.add(pacer.reason)
+            assert schedule.min_interval <= delay <= schedule.max_interval
+    assert reasons >= {pacing.QUEUED, pacing.THROTTLED, pacing.NOT_VISIBLE, pacing.NO_PROGRESS}
+    assert reasons >= {pacing.CALIBRATING, pacing.ESTIMATE, pacing.STALLED, pacing.ERRATIC}
+
+
+def test_jitter_is_within_ten_percent_of_the_decision():
+    pacer = make_pacer()
+    pacer.observe(task(S.PENDING), T0 + 5)
+    delays = [pacer.next_delay(T0 + 5) for _ in range(300)]
+    assert all(27 <= d <= 33 for d in delays)
+    assert min(delays) < 27.5 and max(delays) > 32.5
+
+
+def test_same_seed_same_delays():
+    observations = random_observations(random.Random(9), 80)
+
+    def delays(seed: int) -> list[float]:
+        pacer = make_pacer(seed=seed)
+        out = [pacer.first_delay(T0)]
+        for now, seen in observations:
+            pacer.observe(seen, T0 + now)
+            out.append(pacer.next_delay(T0 + now))
+        return out
+
+    assert delays(4) == delays(4)
+    assert delays(4) != delays(5)
+
+
+# --- TaskWatch keeps its own rules on top of the pacer ---------------------------------------------
+
+
+def watch_with(pacer: PollPacer, *, end_in: float = 3600) -> TaskWatch:
+    now = time.time()
+    return TaskWatch(
+        runway_task_id="task-1",
+        end_time=now + end_in,
+        poll_interval=10,
+        not_found_grace=120,
+        submitted_at=now,
+        log=logging.getLogger("test"),
+        pacer=pacer,
+    )
+
+
+def test_watch_feeds_the_pacer_and_asks_it():
+    pacer = unjittered().pacer(submitted_at=time.time(), rng=random.Random(1))
+    watch = watch_with(pacer)
+    assert watch.observe(task(S.THROTTLED)) is None
+    assert pacer.last_task == task(S.THROTTLED)
+    assert watch.next_delay() == pytest.approx(60)
+    assert 15 <= watch.first_delay() <= 30
+
+
+def test_watch_retry_after_still_wins_over_the_pacer():
+    watch = watch_with(unjittered().pacer(submitted_at=time.time()))
+    watch.observe(task(S.RUNNING, 0.0))
+    watch.observe_error(RunwayTransientError("HTTP 429", http_status=429, retry_after=45))
+    assert watch.next_delay() == pytest.approx(45, abs=0.01)
+
+
+def test_watch_deadline_still_clamps_the_pacer():
+    watch = watch_with(unjittered().pacer(submitted_at=time.time()), end_in=7)
+    watch.observe(task(S.THROTTLED))
+    assert 0 < watch.next_delay() <= 7
+    assert 0 <= watch.first_delay() <= 7
+
+
+def test_watch_without_pacer_polls_at_its_interval():
+    watch = TaskWatch(
+        runway_task_id="task-1",
+        end_time=time.time() + 3600,
+        poll_interval=20,
+        not_found_grace=120,
+        submitted_at=time.time(),
+        log=logging.getLogger("test"),
+    )
+    watch.observe(task(S.RUNNING, 0.9))
+    assert watch.pacer.schedule == PollSchedule.fixed(20)
+    assert 18 <= watch.next_delay() <= 22
