@@ -82,7 +82,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from runway_provider.exceptions import RunwayInputError
 from runway_provider.models import RunwayTask, RunwayTaskStatus
+from runway_provider.validation import require_positive_seconds
 
 # Progress samples kept per wait: a few are enough, and thousands of waits may be in flight.
 _KEPT_SAMPLES = 8
@@ -186,11 +188,27 @@ class PollSchedule:
         max_poll_interval: float | None = None,
     ) -> PollSchedule:
         """The schedule of a wait's user-facing options: fixed when ``poll_interval`` is set,
-        otherwise adaptive within the bounds given (the defaults for those not given)."""
+        otherwise adaptive within the bounds given (the defaults for those not given).
+
+        Raises :class:`~runway_provider.exceptions.RunwayInputError` naming the option at fault.
+        """
+        given = {"poll_interval": poll_interval, "min_poll_interval": min_poll_interval}
+        given["max_poll_interval"] = max_poll_interval
+        for name, value in given.items():
+            if value is not None:
+                require_positive_seconds(value, name)
         if poll_interval is not None:
-            return cls.fixed(poll_interval)
+            return cls.fixed(float(poll_interval))
         bounds = {"min_interval": min_poll_interval, "max_interval": max_poll_interval}
-        return cls(**{name: value for name, value in bounds.items() if value is not None})
+        low = float(min_poll_interval if min_poll_interval is not None else cls.min_interval)
+        high = float(max_poll_interval if max_poll_interval is not None else cls.max_interval)
+        if low > high:
+            field = "min_poll_interval" if min_poll_interval is not None else "max_poll_interval"
+            raise RunwayInputError(
+                field,
+                f"the bounds must satisfy min_poll_interval <= max_poll_interval, got {low:g} > {high:g}",
+            )
+        return cls(**{name: float(value) for name, value in bounds.items() if value is not None})
 
     @property
     def adaptive(self) -> bool:

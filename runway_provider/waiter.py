@@ -20,6 +20,7 @@ from runway_provider import spend
 from runway_provider.exceptions import RunwayTaskTimeoutError
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.models import RouteFamily, RunwayTask, RunwayTaskStatus
+from runway_provider.pacing import PollSchedule
 from runway_provider.waiting import TaskWatch
 
 # XCom key of the latest known state of the task waited on, then of the finished task.
@@ -94,7 +95,7 @@ class RunwayTaskWaiter:
 
     runway_conn_id: str
     route_family: RouteFamily
-    poll_interval: float
+    poll_schedule: PollSchedule
     not_found_grace: float
     cancel_on_kill: bool
     cancel_on_timeout: bool
@@ -109,13 +110,15 @@ class RunwayTaskWaiter:
         return RunwayHook(self.runway_conn_id, poll_retries=2)
 
     def watch(self, *, runway_task_id: str, submitted_at: float, end_time: float) -> TaskWatch:
+        schedule = self.poll_schedule
         return TaskWatch(
             runway_task_id=runway_task_id,
             end_time=end_time,
-            poll_interval=self.poll_interval,
+            poll_interval=schedule.fixed_interval or schedule.fallback,
             not_found_grace=self.not_found_grace,
             submitted_at=submitted_at,
             log=self.log,
+            pacer=schedule.pacer(submitted_at=submitted_at),
         )
 
     def defer_unless_finished(
@@ -143,7 +146,9 @@ class RunwayTaskWaiter:
                 runway_task_id=runway_task_id,
                 runway_conn_id=self.runway_conn_id,
                 route_family=self.route_family.value,
-                poll_interval=self.poll_interval,
+                # The schedule travels as JSON: a fixed interval, or the adaptive schedule's parameters.
+                poll_interval=self.poll_schedule.fixed_interval,
+                poll_schedule=None if self.poll_schedule.fixed_interval else self.poll_schedule.to_dict(),
                 end_time=end_time,
                 not_found_grace=self.not_found_grace,
                 submitted_at=submitted_at,

@@ -27,9 +27,9 @@ from runway_provider.exceptions import (
 )
 from runway_provider.hooks import _http
 from runway_provider.models import CancelOutcome, RouteFamily, RunwayTask
+from runway_provider.pacing import PollSchedule
 from runway_provider.protocol import normalize_task, parse_submission, read_cancel_answer
 from runway_provider.routes import Route
-from runway_provider.validation import require_positive_seconds
 from runway_provider.waiting import TaskWatch, wait
 
 if TYPE_CHECKING:
@@ -273,30 +273,41 @@ class RunwayHook(BaseHook):
         self,
         runway_task_id: str,
         *,
-        poll_interval: float,
+        poll_interval: float | None,
         timeout: float,
         not_found_grace: float,
         submitted_at: float | None = None,
         route_family: RouteFamily | str = RouteFamily.REVERSE,
+        min_poll_interval: float | None = None,
+        max_poll_interval: float | None = None,
     ) -> RunwayTask:
         """Poll until the task succeeds; raise the typed error of any other end. Holds the caller.
 
         :param runway_task_id: The task to wait on.
-        :param poll_interval: Seconds between polls.
+        :param poll_interval: Seconds between polls (a fixed schedule); None for the adaptive one
+            (:mod:`runway_provider.pacing`).
         :param timeout: Seconds to wait at most, from now.
         :param not_found_grace: Seconds after submission during which ``task_not_exist`` is normal.
         :param submitted_at: When the task was submitted (epoch seconds); defaults to now.
         :param route_family: ``reverse`` or ``official`` (see :meth:`get_task`).
+        :param min_poll_interval: Adaptive schedule: the shortest delay between polls.
+        :param max_poll_interval: Adaptive schedule: the longest delay between polls.
         """
         family = routes.route_family(route_family)
+        schedule = PollSchedule.from_options(
+            poll_interval=poll_interval,
+            min_poll_interval=min_poll_interval,
+            max_poll_interval=max_poll_interval,
+        )
         now = time.time()
         watch = TaskWatch(
             runway_task_id=runway_task_id,
             end_time=now + timeout,
-            poll_interval=require_positive_seconds(poll_interval, "poll_interval"),
+            poll_interval=schedule.fixed_interval or schedule.fallback,
             not_found_grace=not_found_grace,
             submitted_at=submitted_at or now,
             log=self.log,
+            pacer=schedule.pacer(submitted_at=submitted_at or now),
         )
         return wait(watch, lambda: self.get_task(runway_task_id, family))
 

@@ -10,17 +10,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
 
-from runway_provider import routes, spend
+from runway_provider import routes, spend, waiting
 from runway_provider.exceptions import RunwayInputError, RunwayTaskTimeoutError
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.links.runway import RunwayVideoLink
 from runway_provider.models import RouteFamily, RunwayTask, RunwayTaskStatus
+from runway_provider.pacing import PollSchedule
 from runway_provider.routes import Route
 
 # Re-exported: users read the submitted task's XCom keys from the operator module.
 from runway_provider.spend import XCOM_RUNWAY_TASK_ID as XCOM_RUNWAY_TASK_ID
 from runway_provider.spend import XCOM_SUBMITTED_AT as XCOM_SUBMITTED_AT
-from runway_provider.validation import require_positive_seconds
 from runway_provider.waiter import (
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_POLL_INTERVAL,
@@ -52,7 +52,12 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         ``runway_task``. Default False.
     :param deferrable: Wait in the triggerer, freeing the worker slot. Used only if
         ``wait_for_completion`` is True. Default ``[operators] default_deferrable``.
-    :param poll_interval: Seconds between status polls. Used only if ``wait_for_completion``.
+    :param poll_interval: Seconds between status polls (±10%), a fixed schedule. Default 10. None
+        for the adaptive schedule, which paces polls by the task's status and progress within
+        ``[min_poll_interval, max_poll_interval]`` (``docs/behaviour.md``). Used only if
+        ``wait_for_completion``.
+    :param min_poll_interval: Adaptive schedule: the shortest delay between polls. Default 4.
+    :param max_poll_interval: Adaptive schedule: the longest delay between polls. Default 60.
     :param timeout: Seconds each try waits at most, from submission (or from reconnection on a
         retry). Used only if ``wait_for_completion``.
     :param not_found_grace: Seconds after submission during which ``task_not_exist`` is normal.
@@ -81,7 +86,9 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         runway_conn_id: str = RunwayHook.default_conn_name,
         wait_for_completion: bool = False,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        poll_interval: float | None = DEFAULT_POLL_INTERVAL,
+        min_poll_interval: float | None = None,
+        max_poll_interval: float | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         cancel_on_kill: bool = True,
@@ -93,7 +100,12 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         self.runway_conn_id = runway_conn_id
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
-        self.poll_interval = require_positive_seconds(poll_interval, "poll_interval")
+        self.poll_schedule = PollSchedule.from_options(
+            poll_interval=poll_interval,
+            min_poll_interval=min_poll_interval,
+            max_poll_interval=max_poll_interval,
+        )
+        self.poll_interval = self.poll_schedule.fixed_interval
         self.timeout = timeout
         self.not_found_grace = not_found_grace
         self.cancel_on_kill = cancel_on_kill
@@ -150,13 +162,13 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
             else:
                 self._waiting_on, self._waiting_ti = runway_task_id, context["ti"]
                 try:
-                    task = self.hook.wait_for_task(
-                        runway_task_id,
-                        poll_interval=self.poll_interval,
-                        timeout=end_time - time.time(),
-                        not_found_grace=self.not_found_grace,
-                        submitted_at=submission.submitted_at,
-                        route_family=self.route_family,
+                    task = waiting.wait(
+                        self.watch(
+                            runway_task_id=runway_task_id,
+                            submitted_at=submission.submitted_at,
+                            end_time=end_time,
+                        ),
+                        lambda: self.hook.get_task(runway_task_id, self.route_family),
                     )
                 finally:
                     self._waiting_on = self._waiting_ti = None

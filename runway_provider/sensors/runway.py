@@ -15,8 +15,8 @@ from runway_provider.exceptions import RunwayTaskError, RunwayTaskTimeoutError
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.links.runway import RunwayVideoLink
 from runway_provider.models import RouteFamily
+from runway_provider.pacing import PollSchedule
 from runway_provider.routes import route_family as checked_route_family
-from runway_provider.validation import require_positive_seconds
 from runway_provider.waiter import (
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_POLL_INTERVAL,
@@ -45,7 +45,10 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
     :param route_family: ``reverse`` (tasks created on ``/runway/pro/*``, polled through the feed)
         or ``official`` (tasks created on ``/runwayml/v1/*``). Default: the family of the Runway
         operator whose output ``runway_task_id`` is (``animate.output``), else ``reverse``.
-    :param poll_interval: Seconds between polls (also the ``poke_interval``). Default 10.
+    :param poll_interval: Seconds between polls (±10%), a fixed schedule. Default 10. None for the
+        adaptive schedule (see the operators), in every mode: deferred, poke and reschedule.
+    :param min_poll_interval: Adaptive schedule: the shortest delay between polls. Default 4.
+    :param max_poll_interval: Adaptive schedule: the longest delay between polls. Default 60.
     :param timeout: Seconds to wait at most from the first check. Default 3600.
     :param not_found_grace: Seconds from the first check during which ``task_not_exist`` is normal.
     :param deferrable: Wait in the triggerer, freeing the worker slot. Default
@@ -68,7 +71,9 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         runway_task_id: str,
         runway_conn_id: str = RunwayHook.default_conn_name,
         route_family: RouteFamily | str | None = None,
-        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        poll_interval: float | None = DEFAULT_POLL_INTERVAL,
+        min_poll_interval: float | None = None,
+        max_poll_interval: float | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
@@ -76,8 +81,12 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         cancel_on_timeout: bool = True,
         **kwargs: Any,
     ) -> None:
-        poll_interval = require_positive_seconds(poll_interval, "poll_interval")
-        kwargs.setdefault("poke_interval", poll_interval)
+        schedule = PollSchedule.from_options(
+            poll_interval=poll_interval,
+            min_poll_interval=min_poll_interval,
+            max_poll_interval=max_poll_interval,
+        )
+        kwargs.setdefault("poke_interval", schedule.fixed_interval or schedule.fallback)
         super().__init__(timeout=timeout, **kwargs)
         self.runway_task_id = runway_task_id
         self.runway_conn_id = runway_conn_id
@@ -86,7 +95,8 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
             if route_family is not None
             else upstream_route_family(runway_task_id) or RouteFamily.REVERSE
         )
-        self.poll_interval = poll_interval
+        self.poll_schedule = schedule
+        self.poll_interval = schedule.fixed_interval
         self.not_found_grace = not_found_grace
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
@@ -151,6 +161,13 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         task = outcome.result()
         self.push_state(context, task)
         return PokeReturnValue(is_done=True, xcom_value=task.to_dict())
+
+    def _get_next_poke_interval(self, started_at: Any, run_duration: Any, poke_count: int) -> float:
+        # Poke and reschedule modes take the wait's own schedule, as the blocking wait and the
+        # trigger do (BaseSensorOperator asks this between pokes); exponential_backoff keeps Airflow's.
+        if self._watch is None or self.exponential_backoff:
+            return float(super()._get_next_poke_interval(started_at, run_duration, poke_count))
+        return self._watch.next_delay()
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger: return the task dict on an explicit success event only."""

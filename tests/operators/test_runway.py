@@ -242,3 +242,70 @@ def test_the_emulator_refuses_a_text_only_create_without_its_options(server):
         timeout=10,
     )
     assert answer.status_code == 400 and "options.seconds" in answer.text
+
+
+# -- the polling schedule: one for the blocking wait, the trigger and the sensor ------------------
+
+
+def test_an_adaptive_wait_defers_a_trigger_that_carries_its_schedule(runway_conn, context):
+    op = operator(
+        wait_for_completion=True,
+        deferrable=True,
+        poll_interval=None,
+        min_poll_interval=2,
+        max_poll_interval=30,
+        options=job_options(running_seconds=60),
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, RunwayTaskTrigger)
+    _, kwargs = trigger.serialize()
+    assert kwargs["poll_interval"] is None
+    assert kwargs["poll_schedule"] == {"min_interval": 2.0, "max_interval": 30.0}
+    assert RunwayTaskTrigger(**kwargs).schedule == op.poll_schedule
+    # A set poll_interval stays a fixed schedule: its trigger serializes as before pacing.
+    fixed = operator(wait_for_completion=True, deferrable=True, options=job_options(running_seconds=60))
+    with pytest.raises(TaskDeferred) as deferred:
+        fixed.execute(context)
+    assert deferred.value.trigger.serialize()[1]["poll_interval"] == 0.1
+    assert "poll_schedule" not in deferred.value.trigger.serialize()[1]
+
+
+def test_an_adaptive_blocking_wait_follows_the_pacer(runway_conn, emulator, context):
+    op = operator(wait_for_completion=True, poll_interval=None, min_poll_interval=0.2, max_poll_interval=0.5)
+    assert op.execute(context) == next(iter(emulator.jobs))
+    watch = op.watch(runway_task_id="t", submitted_at=time.time(), end_time=time.time() + 60)
+    assert watch.pacer.schedule.fixed_interval is None and 0.2 <= watch.next_delay() <= 0.5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"poll_interval": 0}, "poll_interval"),
+        ({"poll_interval": None, "min_poll_interval": -1}, "min_poll_interval"),
+        ({"poll_interval": None, "min_poll_interval": 90}, "min_poll_interval"),
+        ({"poll_interval": None, "max_poll_interval": 2}, "max_poll_interval"),
+    ],
+)
+def test_schedule_options_are_checked_when_the_dag_is_parsed(kwargs, field):
+    with pytest.raises(RunwayInputError, match=f"`{field}`"):
+        operator(**kwargs)
+
+
+def test_the_sensor_paces_its_pokes_with_the_same_schedule(runway_conn):
+    from airflow.sdk import BaseSensorOperator
+
+    from runway_provider.sensors.runway import RunwayTaskSensor
+
+    sensor = RunwayTaskSensor(
+        task_id="wait", runway_task_id="t", poll_interval=None, max_poll_interval=20, mode="reschedule"
+    )
+    assert sensor.poke_interval == 10.0  # Airflow's own pace before the first check: the fallback
+    sensor._watch = sensor.watch(runway_task_id="t", submitted_at=time.time(), end_time=time.time() + 600)
+    delays = {sensor._get_next_poke_interval(time.time(), lambda: 0.0, 1) for _ in range(20)}
+    assert all(4 <= delay <= 20 for delay in delays) and len(delays) > 1  # adaptive, bounded, jittered
+    backoff = RunwayTaskSensor(task_id="b", runway_task_id="t", poll_interval=3, exponential_backoff=True)
+    backoff._watch = sensor._watch
+    airflow_rule = BaseSensorOperator._get_next_poke_interval(backoff, 0.0, lambda: 0.0, 1)
+    assert backoff._get_next_poke_interval(0.0, lambda: 0.0, 1) == airflow_rule  # Airflow's backoff rules
