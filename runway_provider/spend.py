@@ -262,33 +262,10 @@ def _resume(
     log: Any,
 ) -> Submission | None:
     """The earlier try's task, if it was made for this request and is worth waiting on or done."""
-    runway_task_id = saved.get("runway_task_id")
-    saved_family = str(saved.get("route_family") or "")
     if saved.get("fingerprint") != fingerprint:
-        earlier = str(saved.get("fingerprint") or "none recorded")[:_SHOWN_FINGERPRINT]
-        if runway_task_id:
-            log.warning(
-                "Runway task %s from an earlier try was made for a different request (fingerprint %s, "
-                "this one %s): submitting this request anew, not reconnecting.",
-                runway_task_id,
-                earlier,
-                fingerprint[:_SHOWN_FINGERPRINT],
-            )
-            _cancel_if_unfinished(
-                hook,
-                str(runway_task_id),
-                saved_family or "reverse",
-                "its request changed before this try",
-                log,
-            )
-        else:
-            log.warning(
-                "An earlier try's create for a different request (fingerprint %s) got no usable answer and "
-                "may have been billed; submitting this request (fingerprint %s).",
-                earlier,
-                fingerprint[:_SHOWN_FINGERPRINT],
-            )
+        _leave_other_request(hook, saved, fingerprint, log)
         return None
+    runway_task_id = saved.get("runway_task_id")
     if saved.get("phase") == SUBMITTING or not runway_task_id:
         raise _uncertain_error(
             context,
@@ -297,10 +274,41 @@ def _resume(
             float(saved.get("started_at") or 0.0),
             "an earlier try sent this request and never recorded an answer",
         )
-    runway_task_id, submitted_at = str(runway_task_id), float(saved["submitted_at"])
-    submission = Submission(runway_task_id, submitted_at)
+    submission = Submission(str(runway_task_id), float(saved["submitted_at"]))
+    family = str(saved.get("route_family") or "reverse")
+    return submission if _worth_reconnecting(hook, submission, family, not_found_grace, log) else None
+
+
+def _leave_other_request(hook: RunwayHook, saved: Mapping[str, Any], fingerprint: str, log: Any) -> None:
+    """The earlier try sent another request (its template or DAG changed): cancel its task if it can."""
+    runway_task_id = saved.get("runway_task_id")
+    earlier = str(saved.get("fingerprint") or "none recorded")[:_SHOWN_FINGERPRINT]
+    if not runway_task_id:
+        log.warning(
+            "An earlier try's create for a different request (fingerprint %s) got no usable answer and "
+            "may have been billed; submitting this request (fingerprint %s).",
+            earlier,
+            fingerprint[:_SHOWN_FINGERPRINT],
+        )
+        return
+    log.warning(
+        "Runway task %s from an earlier try was made for a different request (fingerprint %s, "
+        "this one %s): submitting this request anew, not reconnecting.",
+        runway_task_id,
+        earlier,
+        fingerprint[:_SHOWN_FINGERPRINT],
+    )
+    family = str(saved.get("route_family") or "reverse")
+    _cancel_if_unfinished(hook, str(runway_task_id), family, "its request changed before this try", log)
+
+
+def _worth_reconnecting(
+    hook: RunwayHook, submission: Submission, route_family: str, not_found_grace: float, log: Any
+) -> bool:
+    """Whether the earlier try's task still runs or succeeded (a failed, cancelled or lost one is not)."""
+    runway_task_id = submission.runway_task_id
     try:
-        task = hook.get_task(runway_task_id, saved_family or "reverse")
+        task = hook.get_task(runway_task_id, route_family)
     except RunwayTransientError as err:
         log.warning(
             "Could not check Runway task %s from an earlier try (%s); reconnecting to it rather than "
@@ -308,13 +316,13 @@ def _resume(
             runway_task_id,
             err,
         )
-        return submission
+        return True
     watch = TaskWatch(
         runway_task_id=runway_task_id,
         end_time=time.time(),
         poll_interval=1.0,
         not_found_grace=not_found_grace,
-        submitted_at=submitted_at,
+        submitted_at=submission.submitted_at,
         log=log,
     )
     outcome = watch.observe(task)
@@ -324,18 +332,18 @@ def _resume(
             runway_task_id,
             task.status.value,
         )
-        return submission
+        return True
     if outcome.status is OutcomeStatus.SUCCESS:
         log.info(
             "Runway task %s from an earlier try already succeeded; not submitting again.", runway_task_id
         )
-        return submission
+        return True
     log.warning(
         "Runway task %s from an earlier try ended without a video (%s); submitting a new generation.",
         runway_task_id,
         outcome.message,
     )
-    return None
+    return False
 
 
 def _cancel_if_unfinished(

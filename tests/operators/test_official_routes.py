@@ -78,7 +78,8 @@ def run(operator_class: type, context: dict[str, Any] | None = None, **kwargs: A
 @pytest.mark.parametrize("route", list(OPERATORS))
 @pytest.mark.parametrize("shape", ["official", "wrapped"])
 def test_official_operator_submits_and_waits(runway_conn, emulator, route, shape):
-    emulator.scenario = Scenario(not_found_seconds=0.2, queued_seconds=0.2, running_seconds=0.3, shape=shape)
+    # The first poll comes right after the create: 1 s of "not visible" leaves a loaded machine room.
+    emulator.scenario = Scenario(not_found_seconds=1.0, queued_seconds=0.2, running_seconds=0.3, shape=shape)
     operator_class, kwargs = OPERATORS[route]
     context = {"ti": RecordingTaskInstance()}
     runway_task_id = run(operator_class, context, wait_for_completion=True, **kwargs)
