@@ -233,25 +233,28 @@ def submission_facts(
     )
 
 
-def transfer_facts(*, base_url: str | None, task: RunwayTask, stored: Mapping[str, Any]) -> LineageFacts:
+def transfer_facts(
+    *, base_url: str | None, task: RunwayTask, uri: str, sha256: str | None, size: int | None
+) -> LineageFacts:
     """What a transfer's successful run read (the Runway task) and made (the stored object).
 
     :param base_url: The Runway connection's CometAPI base URL; None when it cannot be read, in
         which case the input is left out rather than guessed.
     :param task: The Runway task whose media was stored.
-    :param stored: The transfer's result (``uri``, ``sha256``, ``bytes``...).
+    :param uri: The stored object's URI, without a connection id.
+    :param sha256: The stored bytes' SHA-256.
+    :param size: The stored object's size in bytes.
     """
     inputs: tuple[DatasetId, ...] = ()
     if base_url is not None:
         family = task.route_family or RouteFamily.REVERSE
         inputs = (runway_task_dataset(base_url, family, task.runway_task_id),)
-    output = stored_object_dataset(str(stored.get("uri") or ""))
-    size = stored.get("bytes")
+    output = stored_object_dataset(uri)
     return LineageFacts(
         inputs=inputs,
         outputs=(output,) if output is not None else (),
-        output_version=str(stored["sha256"]) if stored.get("sha256") else None,
-        output_bytes=size if isinstance(size, int) else None,
+        output_version=sha256 or None,
+        output_bytes=size,
     )
 
 
@@ -281,7 +284,9 @@ def note_submission(operator: Any, runway_task_id: str) -> LineageFacts | None:
         return None
 
 
-def note_transfer(operator: Any, task: RunwayTask, stored: Mapping[str, Any]) -> LineageFacts | None:
+def note_transfer(
+    operator: Any, task: RunwayTask, *, uri: str, sha256: str | None, size: int | None
+) -> LineageFacts | None:
     """The facts of a transfer's successful run, noted on the worker; None when lineage is off.
 
     Never raises: lineage must not fail the task.
@@ -300,7 +305,7 @@ def note_transfer(operator: Any, task: RunwayTask, stored: Mapping[str, Any]) ->
         )
         base_url = None
     try:
-        return transfer_facts(base_url=base_url, task=task, stored=stored)
+        return transfer_facts(base_url=base_url, task=task, uri=uri, sha256=sha256, size=size)
     except Exception as err:
         log.warning("OpenLineage: no lineage for the stored object of %s: %s", task.runway_task_id, err)
         return None
