@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from runway_provider import spend
-from runway_provider.models import RouteFamily, RunwayTask
+from runway_provider.models import RouteFamily
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.openlineage.facet import Dataset, RunFacet
     from airflow.providers.openlineage.extractors import OperatorLineage
 
+    from runway_provider.records import StoredResult
     from runway_provider.routes import Route
 
     # What the operators' get_openlineage_facets_on_complete return.
@@ -234,21 +235,27 @@ def submission_facts(
 
 
 def transfer_facts(
-    *, base_url: str | None, task: RunwayTask, uri: str, sha256: str | None, size: int | None
+    *,
+    base_url: str | None,
+    route_family: RouteFamily,
+    runway_task_id: str,
+    uri: str,
+    sha256: str | None,
+    size: int | None,
 ) -> LineageFacts:
     """What a transfer's successful run read (the Runway task) and made (the stored object).
 
     :param base_url: The Runway connection's CometAPI base URL; None when it cannot be read, in
         which case the input is left out rather than guessed.
-    :param task: The Runway task whose media was stored.
+    :param route_family: The Runway task's route family.
+    :param runway_task_id: The Runway task whose media was stored.
     :param uri: The stored object's URI, without a connection id.
     :param sha256: The stored bytes' SHA-256.
     :param size: The stored object's size in bytes.
     """
     inputs: tuple[DatasetId, ...] = ()
     if base_url is not None:
-        family = task.route_family or RouteFamily.REVERSE
-        inputs = (runway_task_dataset(base_url, family, task.runway_task_id),)
+        inputs = (runway_task_dataset(base_url, route_family, runway_task_id),)
     output = stored_object_dataset(uri)
     return LineageFacts(
         inputs=inputs,
@@ -285,9 +292,14 @@ def note_submission(operator: Any, runway_task_id: str) -> LineageFacts | None:
 
 
 def note_transfer(
-    operator: Any, task: RunwayTask, *, uri: str, sha256: str | None, size: int | None
+    operator: Any, stored: StoredResult, route_family: RouteFamily | str | None
 ) -> LineageFacts | None:
     """The facts of a transfer's successful run, noted on the worker; None when lineage is off.
+
+    :param operator: The transfer (its ``runway_conn_id`` names the CometAPI host).
+    :param stored: The record of the stored object: stored now, or found intact from an earlier run.
+    :param route_family: The Runway task's route family (``reverse`` when unknown, as the transfer
+        assumes).
 
     Never raises: lineage must not fail the task.
     """
@@ -305,9 +317,16 @@ def note_transfer(
         )
         base_url = None
     try:
-        return transfer_facts(base_url=base_url, task=task, uri=uri, sha256=sha256, size=size)
+        return transfer_facts(
+            base_url=base_url,
+            route_family=RouteFamily(route_family or RouteFamily.REVERSE),
+            runway_task_id=stored.runway_task_id,
+            uri=stored.uri,
+            sha256=stored.sha256,
+            size=stored.bytes,
+        )
     except Exception as err:
-        log.warning("OpenLineage: no lineage for the stored object of %s: %s", task.runway_task_id, err)
+        log.warning("OpenLineage: no lineage for the stored object %s: %s", stored.uri, err)
         return None
 
 

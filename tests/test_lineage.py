@@ -13,8 +13,9 @@ import pytest
 
 from runway_provider import lineage, routes, spend
 from runway_provider.lineage import DatasetId, LineageFacts
-from runway_provider.models import RouteFamily, RunwayTask, RunwayTaskStatus
+from runway_provider.models import RouteFamily
 from runway_provider.operators import runway as operators
+from runway_provider.records import StoredResult
 from tests.helpers import TEST_API_KEY
 
 pytest.importorskip("airflow.providers.openlineage", reason="needs the openlineage extra")
@@ -271,9 +272,13 @@ def test_the_operator_notes_its_lineage_when_it_submits(runway_conn, server, ena
 
 
 def test_a_transfer_reads_the_runway_task_and_makes_the_stored_object():
-    task = RunwayTask("t-1", RunwayTaskStatus.SUCCEEDED, route_family=RouteFamily.OFFICIAL)
     facts = lineage.transfer_facts(
-        base_url=COMETAPI, task=task, uri="s3://bucket/runway/t-1.mp4", sha256="ab" * 32, size=2912
+        base_url=COMETAPI,
+        route_family=RouteFamily.OFFICIAL,
+        runway_task_id="t-1",
+        uri="s3://bucket/runway/t-1.mp4",
+        sha256="ab" * 32,
+        size=2912,
     )
     assert facts == LineageFacts(
         inputs=(("runway://api.cometapi.com", "official/t-1"),),
@@ -284,13 +289,8 @@ def test_a_transfer_reads_the_runway_task_and_makes_the_stored_object():
     result = lineage.operator_lineage(facts)
     [output] = result.outputs
     assert output.facets["version"].datasetVersion == "ab" * 32
-    assert (
-        output.outputFacets["outputStatistics"].size,
-        output.outputFacets["outputStatistics"].fileCount,
-    ) == (
-        2912,
-        1,
-    )
+    statistics = output.outputFacets["outputStatistics"]
+    assert (statistics.size, statistics.fileCount) == (2912, 1)
     assert result.run_facets == {}
 
 
@@ -299,9 +299,33 @@ def test_a_transfer_whose_connection_cannot_be_read_reports_only_what_it_stored(
 
     monkeypatch.delenv("AIRFLOW_CONN_RUNWAY_DEFAULT", raising=False)
     op = RunwayToObjectStorageOperator(task_id="store", runway_task="t-1", destination="/tmp/x.mp4")
-    task = RunwayTask("t-1", RunwayTaskStatus.SUCCEEDED, route_family=RouteFamily.REVERSE)
-    facts = lineage.note_transfer(op, task, uri="file:///tmp/x.mp4", sha256="cd" * 32, size=1)
+    facts = lineage.note_transfer(op, stored_result(), "reverse")
     assert facts is not None and facts.inputs == () and facts.outputs == (("file", "/tmp/x.mp4"),)
+
+
+def stored_result(**fields: Any) -> StoredResult:
+    defaults: dict[str, Any] = {
+        "name": "x.mp4",
+        "uri": "file:///tmp/x.mp4",
+        "runway_task_id": "t-1",
+        "sha256": "cd" * 32,
+        "bytes": 1,
+        "content_type": "video/mp4",
+        "stored_at": 0.0,
+    }
+    return StoredResult(**{**defaults, **fields})
+
+
+@pytest.mark.parametrize(
+    ("family", "expected"),
+    [("official", "official/t-1"), (RouteFamily.OFFICIAL, "official/t-1"), (None, "reverse/t-1")],
+)
+def test_a_transfer_names_the_task_by_its_family_reverse_when_unknown(comet_conn, enabled, family, expected):
+    from runway_provider.transfers.runway_to_object_storage import RunwayToObjectStorageOperator
+
+    op = RunwayToObjectStorageOperator(task_id="store", runway_task="t-1", destination="/tmp/x.mp4")
+    facts = lineage.note_transfer(op, stored_result(), family)
+    assert facts is not None and facts.inputs == (("runway://api.cometapi.com", expected),)
 
 
 def test_the_transfer_notes_its_lineage_when_it_stores(runway_conn, server, enabled, tmp_path):

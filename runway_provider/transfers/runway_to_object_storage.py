@@ -178,9 +178,7 @@ class RunwayToObjectStorageOperator(BaseOperator):
             extra={"runway_task_id": task.runway_task_id, "sha256": download.sha256, "bytes": download.size},
         )
         self.log.info("%s %s (%d bytes, sha256 %s)", stored, uri, download.size, download.sha256)
-        self._lineage_facts = lineage.note_transfer(
-            self, task, uri=uri, sha256=download.sha256, size=download.size
-        )
+        self._lineage_facts = lineage.note_transfer(self, record, task.route_family)
         return _result(record, record_uri, reused=False)
 
     def _already_here(self, reused: StoredResult) -> dict[str, Any] | None:
@@ -195,6 +193,7 @@ class RunwayToObjectStorageOperator(BaseOperator):
             )
             return None
         self.log.info("Reused, already stored and unchanged: %s; nothing to do.", reused.uri)
+        self._lineage_facts = lineage.note_transfer(self, reused, reused.route_family or self.route_family)
         return _result(reused, _asset_uri(record_path(target)), reused=True)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> RunwayOperatorLineage:

@@ -1,7 +1,8 @@
 """OpenLineage events of a real `airflow dags test` run: the content batch with the file transport.
 
 The generate task's COMPLETE event reads the row's image URL and outputs the Runway task; the
-transfer's reads that same Runway task and outputs the stored file, so the graph joins on it.
+transfer's reads that same Runway task and outputs the stored file, so the graph joins on it. A
+rerun that reuses the stored videos reports the same datasets.
 """
 
 from __future__ import annotations
@@ -32,6 +33,24 @@ def datasets(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(item["namespace"], item["name"]) for item in items]
 
 
+def complete_events(text: str) -> list[dict[str, dict[str, list[dict[str, Any]]]]]:
+    """The task COMPLETE events of each DAG run, in run order: ``[{task_id: [events by map index]}]``."""
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for line in text.splitlines():
+        event = json.loads(line)
+        airflow = event["run"]["facets"].get("airflow", {})
+        if event["eventType"] != "COMPLETE" or "taskInstance" not in airflow:
+            continue
+        tasks = runs.setdefault(airflow["dagRun"]["run_id"], {})
+        tasks.setdefault(airflow["task"]["task_id"], []).append(event)
+    for tasks in runs.values():
+        for events in tasks.values():
+            events.sort(
+                key=lambda event: event["run"]["facets"]["airflow"]["taskInstance"].get("map_index", -1)
+            )
+    return list(runs.values())
+
+
 def test_generate_and_store_report_joined_inputs_and_outputs(tmp_path):
     sheet = tmp_path / "sheet.csv"
     with sheet.open("w", newline="") as handle:
@@ -60,24 +79,19 @@ def test_generate_and_store_report_joined_inputs_and_outputs(tmp_path):
         sandbox.migrate()
         pool = sandbox.airflow("pools", "set", "runway_api", "2", "Runway generations", "--include-deferred")
         assert pool.returncode == 0, pool.stderr
-        conf = {"sheet": str(sheet), "destination": f"file://{videos}/"}
-        result = sandbox.dags_test(DAG_ID, "--conf", json.dumps(conf), timeout=900)
-        assert result.returncode == 0, result.output[-4000:]
+        conf = json.dumps({"sheet": str(sheet), "destination": f"file://{videos}/"})
+        # The second run reuses both stored videos (the example's reuse_from): nothing is generated.
+        for _ in range(2):
+            result = sandbox.dags_test(DAG_ID, "--conf", conf, timeout=900)
+            assert result.returncode == 0, result.output[-4000:]
         callback_url = json.loads(server.connection_json())["extra"]["callback_url"]
         runway_namespace = f"runway://{server.base_url.split('://')[1]}"
+    assert len(emulator.submissions()) == 2
 
     text = events_file.read_text()
-    events = [json.loads(line) for line in text.splitlines()]
-    complete = [event for event in events if event["eventType"] == "COMPLETE"]
-    by_task: dict[str, list[dict[str, Any]]] = {}
-    for event in complete:
-        by_task.setdefault(event["job"]["name"], []).append(event)
-    generated = sorted(
-        by_task[f"{DAG_ID}.generate"],
-        key=lambda e: e["run"]["facets"]["airflow"]["taskInstance"]["map_index"],
-    )
-    stored = by_task[f"{DAG_ID}.store_video"]
-    assert len(generated) == len(stored) == 2 == len(emulator.submissions())
+    first, second = complete_events(text)
+    generated, stored = first["generate"], first["store_video"]
+    assert len(generated) == len(stored) == 2
 
     # Generate: the row's image URL in (origin and path; the signature and the data: URI left out)...
     jobs = {job.body["prompt"]: runway_task_id for runway_task_id, job in emulator.jobs.items()}
@@ -97,16 +111,22 @@ def test_generate_and_store_report_joined_inputs_and_outputs(tmp_path):
 
     # Store: the Runway task in (the same dataset the generate task put out), the stored file out.
     sha256 = hashlib.sha256(SAMPLE).hexdigest()
-    by_input = {datasets(event["inputs"])[0][1]: event for event in stored}
-    assert set(by_input) == {f"reverse/{boat}", f"reverse/{kite}"}
-    for runway_task_id in (boat, kite):
-        event = by_input[f"reverse/{runway_task_id}"]
+    for event, runway_task_id in zip(stored, (boat, kite), strict=True):
         assert datasets(event["inputs"]) == [(runway_namespace, f"reverse/{runway_task_id}")]
         [output] = event["outputs"]
         assert (output["namespace"], output["name"]) == ("file", f"{videos}/{runway_task_id}.mp4")
         assert (videos / f"{runway_task_id}.mp4").read_bytes() == SAMPLE
         assert output["facets"]["version"]["datasetVersion"] == sha256
         assert output["outputFacets"]["outputStatistics"]["size"] == len(SAMPLE)
+
+    # The rerun reused both videos and stored nothing anew: the same datasets, the same versions.
+    for task_id in ("generate", "store_video"):
+        assert [(datasets(e["inputs"]), datasets(e["outputs"])) for e in second[task_id]] == [
+            (datasets(e["inputs"]), datasets(e["outputs"])) for e in first[task_id]
+        ], task_id
+    assert [e["outputs"][0]["facets"]["version"] for e in second["store_video"]] == [
+        e["outputs"][0]["facets"]["version"] for e in stored
+    ]
 
     # Never in any event: the key, the webhook, the URL's signature, the data: URI.
     for secret in (TEST_API_KEY, callback_url, "sig-secret", DATA_IMAGE[:40]):
