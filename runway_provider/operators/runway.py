@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
 
-from runway_provider import routes, spend, waiting
+from runway_provider import lineage, routes, spend, waiting
 from runway_provider.exceptions import RunwayInputError, RunwayTaskTimeoutError
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.links.runway import RunwayVideoLink
@@ -32,6 +32,8 @@ from runway_provider.waiting import resolve_event
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
+
+    from runway_provider.lineage import RunwayOperatorLineage
 
 
 class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
@@ -128,6 +130,7 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
 
     def execute(self, context: Context) -> str:
         payload = self.build_payload()
+        self._lineage_payload = payload
         submission = spend.submit_or_resume(
             hook=self.hook,
             context=context,
@@ -149,6 +152,7 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
             return self._finish(context, stored)
         if not self.wait_for_completion:
             spend.forget(context)
+            self._lineage_facts = lineage.note_submission(self, runway_task_id)
             return runway_task_id
         end_time = time.time() + self.timeout
         try:
@@ -203,7 +207,12 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         self.push_state(context, task)
         spend.forget(context)
         self.log.info("Runway task %s succeeded: %s", task.runway_task_id, task.video_url)
+        self._lineage_facts = lineage.note_submission(self, task.runway_task_id)
         return task.runway_task_id
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> RunwayOperatorLineage:
+        """OpenLineage: the source media URLs read and the Runway task made (:mod:`runway_provider.lineage`)."""
+        return lineage.operator_lineage(getattr(self, "_lineage_facts", None))
 
 
 class RunwayGenerateOperator(BaseRunwaySubmitOperator):

@@ -18,6 +18,7 @@ from urllib.parse import urljoin, urlsplit
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator, ObjectStoragePath
 
+from runway_provider import lineage
 from runway_provider.exceptions import RunwayError, RunwayInputError
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.models import RouteFamily, RunwayTask
@@ -29,6 +30,8 @@ from runway_provider.waiter import pull_request, runway_upstream, upstream_route
 if TYPE_CHECKING:
     import requests
     from airflow.sdk import Context
+
+    from runway_provider.lineage import RunwayOperatorLineage
 
 DEFAULT_ASSET_ALIAS = "runway-videos"
 DEFAULT_MAX_BYTES = 500 * 1024 * 1024
@@ -175,6 +178,7 @@ class RunwayToObjectStorageOperator(BaseOperator):
             extra={"runway_task_id": task.runway_task_id, "sha256": download.sha256, "bytes": download.size},
         )
         self.log.info("%s %s (%d bytes, sha256 %s)", stored, uri, download.size, download.sha256)
+        self._lineage_facts = lineage.note_transfer(self, record, task.route_family)
         return _result(record, record_uri, reused=False)
 
     def _already_here(self, reused: StoredResult) -> dict[str, Any] | None:
@@ -189,7 +193,12 @@ class RunwayToObjectStorageOperator(BaseOperator):
             )
             return None
         self.log.info("Reused, already stored and unchanged: %s; nothing to do.", reused.uri)
+        self._lineage_facts = lineage.note_transfer(self, reused, reused.route_family or self.route_family)
         return _result(reused, _asset_uri(record_path(target)), reused=True)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> RunwayOperatorLineage:
+        """OpenLineage: the Runway task read and the object stored (:mod:`runway_provider.lineage`)."""
+        return lineage.operator_lineage(getattr(self, "_lineage_facts", None))
 
     # -- steps -------------------------------------------------------------------------------
 
