@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow.providers.openlineage.extractors import OperatorLineage
+from openlineage.client.serde import Serde
 
 from runway_provider import lineage, routes, spend
 from runway_provider.lineage import DatasetId, LineageFacts
@@ -17,11 +19,6 @@ from runway_provider.models import RouteFamily
 from runway_provider.operators import runway as operators
 from runway_provider.records import StoredResult
 from tests.helpers import TEST_API_KEY
-
-pytest.importorskip("airflow.providers.openlineage", reason="needs the openlineage extra")
-
-from airflow.providers.openlineage.extractors import OperatorLineage
-from openlineage.client.serde import Serde
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGNED = "https://Media.Example.com:443/frames/boat.jpg?X-Amz-Signature=sig-secret&X-Amz-Credential=cred"

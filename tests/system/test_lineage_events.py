@@ -19,7 +19,6 @@ from runway_provider.testing import Emulator, EmulatorServer, Scenario
 from runway_provider.testing.sandbox import AirflowSandbox
 from tests.helpers import TEST_API_KEY
 
-pytest.importorskip("airflow.providers.openlineage", reason="needs the openlineage extra")
 pytestmark = pytest.mark.dags
 
 ROOT = Path(__file__).resolve().parents[2]
