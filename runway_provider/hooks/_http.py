@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runway_provider.exceptions import RunwaySubmissionUncertainError, RunwayTransientError
 from runway_provider.protocol import (
@@ -34,8 +34,6 @@ if TYPE_CHECKING:
     import aiohttp
     import requests
 
-    from runway_provider.hooks.runway import RunwayConnectionSettings
-
 CONNECT_TIMEOUT = 10.0
 # A Retry-After longer than this is not honoured as given: the wait loop polls again later anyway.
 MAX_RETRY_AFTER = 60.0
@@ -44,6 +42,19 @@ MAX_ANSWER_BYTES = 1024 * 1024
 _READ_CHUNK = 64 * 1024
 _MIN_REQUEST_SECONDS = 1.0
 _BEARER = re.compile(r"Bearer\s+\S+", re.IGNORECASE)
+
+
+class RunwayConnectionSettings(Protocol):
+    """What the transport reads of a connection's settings (``hooks.runway.RunwayConnectionSettings``)."""
+
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def api_key(self) -> str: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def headers(self) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True)
