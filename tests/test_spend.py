@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from typing import Any
@@ -114,7 +115,7 @@ def test_a_create_that_never_left_is_retryable_and_leaves_no_marker(monkeypatch,
     set_connection(monkeypatch, server, password=TEST_API_KEY, host=f"http://127.0.0.1:{closed_port}")
     store = MemoryTaskStateStore()
     op = generate()
-    op.hook.retry_backoff = 0.01
+    op.hook.retry_policy = dataclasses.replace(op.hook.retry_policy, backoff=0.01, backoff_max=0.05)
     with pytest.raises(RunwayTransientError, match="Did not send") as caught:
         op.execute(new_try(store))
     assert not isinstance(caught.value, AirflowFailException)
