@@ -1,11 +1,19 @@
 """Waits spread across two triggerers, and moved to the survivor when one is killed (issue 16).
 
-The session's real Airflow gets a second ``airflow triggerer`` process. 40 official-format
-generations (one mapped task) defer and spread over both; the one holding more of them is
-SIGKILLed mid-wait. Airflow hands its triggers to the survivor once the dead one's heartbeat is
-older than ``[triggerer] triggerer_health_check_threshold``. Every generation must then complete
-through the survivor with one submission each, no retry, and no cancel: a move is not a user
-stopping the task, so ``cancel_on_kill`` (on by default) must not fire.
+The session's triggerer makes way for two ``airflow triggerer`` processes, as a deployment that
+outgrows one triggerer adds another. 40 official-format generations (one mapped task) defer; the
+first triggerer takes what its capacity allows (20), the second one, started then, the rest. The
+first is SIGKILLed mid-wait, and Airflow hands its triggers to the second (whose capacity, 40, is
+sized for the peak) once the dead one's last heartbeat is older than ``[triggerer]
+triggerer_health_check_threshold``. Every generation must then complete through the survivor with
+one submission each, no retry, and no cancel: a move is not a user stopping the task, so
+``cancel_on_kill`` (on by default) must not fire.
+
+Left to themselves (both at the default capacity, both running before the DAG run) two
+triggerers got 30/10, 25/15, 21/19 and 6/34 of these 40 waits in four runs, and once, with
+``max_trigger_to_select_per_loop`` lowered to 5, 40/0: a triggerer waits up to a second for its
+trigger runner's messages between two claims, so one whose triggers are busy claims more often
+than an idle one. The capacities make the spread certain.
 
 Who runs a trigger is Airflow's own record: ``trigger.triggerer_id`` is the ``job`` row of a
 ``TriggererJob``. Requests are counted in the emulator's own record, never from the provider's logs.
@@ -18,7 +26,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,33 +44,34 @@ GENERATIONS = 40
 # Long enough that all 40 defer, spread and are polled before any of them ends (a few tens of
 # seconds on a loaded 2-core machine), and that the move happens mid-wait.
 RUNNING_SECONDS = 75
-SECOND = "triggerer-2"
+# The first triggerer holds half the waits; the second can hold them all: with N triggerers,
+# (N - 1) x capacity >= the peak number of waits, or a dead one's waits have nowhere to go.
+FIRST, FIRST_CAPACITY = "triggerer-a", GENERATIONS // 2
+SECOND, SECOND_CAPACITY = "triggerer-b", GENERATIONS
 FIGURES_FILE = os.environ.get("RUNWAY_TRIGGERER_FIGURES")
 
 
 @pytest.fixture
-def second_triggerer(cluster: AirflowCluster) -> Iterator[dict[int, str]]:
-    """Start a second triggerer beside the session's; yield ``{job id: process name}`` of both.
+def start_triggerer(cluster: AirflowCluster) -> Iterator[Callable[[str, int], int]]:
+    """Stop the session's triggerer; yield a function that starts one with a capacity and returns
+    its job id. Afterwards the session's single triggerer is back."""
+    started: list[str] = []
+    if "triggerer" in cluster.processes:
+        cluster.kill_component("triggerer", signal.SIGTERM)  # ends its job: no longer alive
 
-    Afterwards the cluster is left as it was: one triggerer, named ``triggerer``.
-    """
+    def start(name: str, capacity: int) -> int:
+        started.append(name)
+        # Two triggerers on one host each serve their trigger logs on a port of their own.
+        env = {"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
+        return cluster.start_triggerer(name, "--capacity", str(capacity), env=env)
 
-    def only_the_sessions() -> list[int]:
-        alive = cluster.triggerer_jobs(alive_within=health_check_threshold(cluster))
-        return alive if len(alive) == 1 else []
-
-    [first] = cluster._wait(only_the_sessions, 120, "the session's triggerer to heartbeat")
-    # Two triggerers on one host each serve their trigger logs on a port of their own.
-    second = cluster.start_triggerer(
-        SECOND, env={"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
-    )
     try:
-        yield {first: "triggerer", second: SECOND}
+        yield start
     finally:
-        if "triggerer" not in cluster.processes:
-            cluster.start_component("triggerer")
-        if SECOND in cluster.processes:
-            cluster.kill_component(SECOND, signal.SIGTERM)
+        for name in started:
+            if name in cluster.processes:
+                cluster.kill_component(name, signal.SIGTERM)
+        cluster.start_component("triggerer")
 
 
 @pytest.fixture
@@ -79,7 +88,7 @@ def health_check_threshold(cluster: AirflowCluster) -> float:
     """Seconds after its last heartbeat at which a triggerer counts as dead for the others.
 
     The session cluster (tests/cluster.py) sets ``[triggerer] triggerer_health_check_threshold`` to
-    5 s and ``job_heartbeat_sec`` to 1 s; ``capacity`` stays at Airflow's default (1000).
+    5 s (default 30) and ``job_heartbeat_sec`` to 1 s (default 5), so that a move takes seconds.
     """
     return float(cluster.env["AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD"])
 
@@ -109,11 +118,11 @@ def trigger_logs(cluster: AirflowCluster, map_index: int) -> dict[int, str]:
 def test_waits_spread_over_two_triggerers_and_move_when_one_is_killed(
     cluster: AirflowCluster,
     cluster_emulator: Emulator,
-    second_triggerer: dict[int, str],
+    start_triggerer: Callable[[str, int], int],
     long_generations: None,
 ) -> None:
-    names = second_triggerer
     cluster.wait_for_dag(SPREAD_DAG)
+    victim = start_triggerer(FIRST, FIRST_CAPACITY)
     first_record = len(cluster_emulator.requests)
     started = time.monotonic()
     cluster.trigger(SPREAD_DAG, RUN_ID, {"count": GENERATIONS, "label": RUN_ID})
@@ -127,21 +136,25 @@ def test_waits_spread_over_two_triggerers_and_move_when_one_is_killed(
                 found[int(text.rsplit("#", 1)[1])] = job
         return found
 
-    # Every wait deferred, run by one of the two triggerers, and polled from there at least once
-    # (the first poll is the operator's own check before it defers).
-    cluster.wait_for_tasks(SPREAD_DAG, RUN_ID, TASK, "deferred", GENERATIONS, timeout=240)
+    # The first triggerer fills up to its capacity; the second one, started then, takes the rest.
+    def first_is_full() -> bool:
+        return sum(triggerer == victim for _, _, triggerer in assignments(cluster)) >= FIRST_CAPACITY
 
+    cluster._wait(first_is_full, 240, f"{FIRST} to hold {FIRST_CAPACITY} triggers", step=0.5)
+    survivor = start_triggerer(SECOND, SECOND_CAPACITY)
+    names = {victim: FIRST, survivor: SECOND}
+
+    # Every wait deferred, run by one of the two triggerers, and polled at least once after the
+    # operator's own check before it deferred.
     def spread() -> list[tuple[int, int, int]]:
         rows = [(m, t, triggerer) for m, t, triggerer in assignments(cluster) if triggerer in names]
         polled = len(jobs()) == GENERATIONS and all(job.feed_requests >= 2 for job in jobs().values())
         return rows if len(rows) == GENERATIONS and polled else []
 
-    rows = cluster._wait(spread, 120, "every trigger to be assigned and polled", step=0.5)
+    rows = cluster._wait(spread, 240, "every trigger to be assigned and polled", step=0.5)
     deferred_after = time.monotonic() - started
     share = collections.Counter(triggerer for _, _, triggerer in rows)
-    assert len(share) == 2, f"one triggerer took every trigger: {dict(share)}"
-    victim = max(share, key=lambda job_id: (share[job_id], job_id))
-    [survivor] = set(names) - {victim}
+    assert share == {victim: FIRST_CAPACITY, survivor: GENERATIONS - FIRST_CAPACITY}, dict(share)
     moved = {trigger_id: map_index for map_index, trigger_id, triggerer in rows if triggerer == victim}
     moved_jobs = [jobs()[map_index] for map_index in moved.values()]
     # Mid-wait: none of the generations to be moved may have ended yet.
@@ -192,6 +205,7 @@ def test_waits_spread_over_two_triggerers_and_move_when_one_is_killed(
     )
     figures: dict[str, Any] = {
         "generations": GENERATIONS,
+        "capacity": {FIRST: FIRST_CAPACITY, SECOND: SECOND_CAPACITY},
         "triggers_per_triggerer_before_kill": {
             f"{names[job_id]} (job {job_id})": share[job_id] for job_id in sorted(share)
         },
