@@ -41,9 +41,9 @@ SPREAD_DAG = "runway_system_spread_waits"
 TASK = "animate"
 RUN_ID = "spread"
 GENERATIONS = 40
-# Long enough that all 40 defer, spread and are polled before any of them ends (a few tens of
-# seconds on a loaded 2-core machine), and that the move happens mid-wait.
-RUNNING_SECONDS = 75
+# Long enough that all 40 defer, spread and are polled well before any of them ends, so that the
+# move happens mid-wait: that took 30 to 60 s on a loaded 2-core machine (load average 9).
+RUNNING_SECONDS = 90
 # The first triggerer holds half the waits; the second can hold them all: with N triggerers,
 # (N - 1) x capacity >= the peak number of waits, or a dead one's waits have nowhere to go.
 FIRST, FIRST_CAPACITY = "triggerer-a", GENERATIONS // 2
