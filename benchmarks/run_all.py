@@ -236,6 +236,55 @@ def polling_section(figures: dict[str, Any]) -> list[str]:
     ]
 
 
+def sizing_section(results: dict[str, Any]) -> list[str]:
+    """What a Runway wait costs a triggerer, per 1,000 waits, from the `runway` rows above."""
+    by = {(r["contender"], r["triggers"]): r for r in results["sweep"]}
+    plain = {r["contender"]: r for r in results["headline_http"]}
+    measured = [
+        (plain["runway"], HEADLINE["interval"]),
+        *[(by[("runway", n)], SWEEP["interval"]) for n in SIZES if n >= 1000 and ("runway", n) in by],
+    ]
+
+    def row(r: dict[str, Any], interval: float) -> str:
+        per_thousand = 1000 / r["triggers"]
+        return (
+            f"| {r['triggers']:,} | {interval:g} s | {r['cpu_cores'] * per_thousand:.3f} | "
+            f"{r['peak_open_sockets']} | {r['rss_kb_per_trigger'] * 1000 / 1024:.1f} | {1000 / interval:g} |"
+        )
+
+    fewer = ""
+    if "polling" in results:
+        ratio = results["polling"]["targets"]["requests_vs_fixed_10s"]
+        fewer = f" (the adaptive schedule sends {ratio:.2f}× as many)"
+    return [
+        "## Sizing triggerers",
+        "",
+        "What waiting costs per 1,000 Runway waits in one triggerer, from the `runway` rows above "
+        "(the trigger's own work: Airflow's bookkeeping of each trigger in the triggerer comes on top):",
+        "",
+        "| waits in the triggerer | poll every | CPU cores per 1,000 waits | open sockets (all waits) "
+        "| RSS MB per 1,000 waits | polls per second per 1,000 waits |",
+        "|---|---|---|---|---|---|",
+        *[row(r, interval) for r, interval in measured],
+        "",
+        "A triggerer runs its triggers in one event loop, so at most one core; the waits share one aiohttp "
+        "session per loop and host, at most 100 sockets. By these figures neither CPU nor sockets limit how "
+        "many Runway waits a triggerer holds: size `[triggerer] capacity` (default 1,000) for everything "
+        "it runs, and the number of waits for the "
+        "CometAPI key's rate limit: 1,000 waits polling every 10 s are 100 requests a second" + fewer + ".",
+        "",
+        "Run two or more triggerers so that waits survive the loss of one, each with a capacity such that "
+        "the others can take a dead one's triggers: with N triggerers, (N − 1) × capacity ≥ the peak number "
+        "of waits. A triggerer at its capacity takes none of them until its own triggers finish. Airflow "
+        "does not balance triggerers by itself (two of them got from 21/19 to 40/0 of 40 waits in the "
+        "system test): capacity is what bounds each one's share. The move "
+        "comes `[triggerer] triggerer_health_check_threshold` (30 s by default) after the dead triggerer's "
+        "last heartbeat, plus up to one loop of the survivor, and costs the waits nothing: no second "
+        "submission, no cancel, the same deadline ([Reliability](reliability.md#waits-move-between-triggerers)).",
+        "",
+    ]
+
+
 def render(results: dict[str, Any]) -> str:
     by = {(r["contender"], r["triggers"]): r for r in results["sweep"]}
     plain = {r["contender"]: r for r in results["headline_http"]}
@@ -412,6 +461,7 @@ def render(results: dict[str, Any]) -> str:
         ],
         "",
         *(polling_section(results["polling"]) if "polling" in results else []),
+        *sizing_section(results),
         "Reproduce everything with `make bench` (it installs the http provider and matplotlib, which the "
         "provider itself does not need).",
         "",

@@ -1,12 +1,14 @@
 """A real Airflow for system tests and benchmarks.
 
 An api-server, a scheduler with the LocalExecutor, a dag-processor and a triggerer, each its own
-process group on a throwaway SQLite home, so a test can kill one and start it again.
+process group on a throwaway SQLite home, so a test can kill one and start it again, or start
+more triggerers beside the first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import secrets
@@ -115,17 +117,61 @@ class AirflowCluster:
         except OSError:  # refused while it starts; URLError and HTTPError are OSErrors
             return False
 
-    def start_component(self, name: str) -> None:
-        args = [part.format(api_port=self.api_port) for part in COMPONENTS[name]]
+    def start_component(
+        self, name: str, *extra_args: str, command: str | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        """Start a component as the process ``name`` (its log: ``<home>/<name>.log``).
+
+        :param extra_args: More arguments of its ``airflow`` command.
+        :param command: Which of ``COMPONENTS`` to run, when ``name`` is not one of them (a second
+            triggerer).
+        :param env: Settings of this process only, over the cluster's.
+        """
+        args = [part.format(api_port=self.api_port) for part in COMPONENTS[command or name]]
         log = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "airflow", *args],
-            env=self.env,
+            [sys.executable, "-m", "airflow", *args, *extra_args],
+            env={**self.env, **(env or {})},
             cwd=self.home,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def start_triggerer(
+        self, name: str, *extra_args: str, env: dict[str, str] | None = None, timeout: float = 120
+    ) -> int:
+        """Start one more ``airflow triggerer`` as the process ``name``; return its job id.
+
+        Each triggerer is a ``TriggererJob`` row of the ``job`` table, and ``trigger.triggerer_id``
+        names the row of the triggerer that runs a trigger. Triggerers on one host share a hostname,
+        so the new row is told apart as the one that did not exist before.
+        """
+        known = set(self.triggerer_jobs())
+        self.start_component(name, *extra_args, command="triggerer", env=env)
+
+        def new_job() -> int | None:
+            fresh = sorted(set(self.triggerer_jobs()) - known)
+            return fresh[0] if fresh else None
+
+        job_id = self._wait(new_job, timeout, f"the triggerer {name} to start its job")
+        assert job_id is not None  # _wait returns only a truthy answer
+        return job_id
+
+    def triggerer_jobs(self, alive_within: float | None = None) -> list[int]:
+        """Ids of the triggerers' jobs; with ``alive_within``, only those that heartbeat within as
+        many seconds and have not ended (what Airflow counts as alive when it assigns triggers)."""
+        rows = self.query("SELECT id, end_date, latest_heartbeat FROM job WHERE job_type = 'TriggererJob'")
+        if alive_within is None:
+            return [row[0] for row in rows]
+        now = datetime.datetime.now(datetime.timezone.utc)
+        return [
+            job_id
+            for job_id, end_date, heartbeat in rows
+            if end_date is None
+            and heartbeat is not None
+            and (now - parse_utc(heartbeat)).total_seconds() < alive_within
+        ]
 
     def kill_component(self, name: str, sig: int = signal.SIGKILL) -> None:
         process = self.processes.pop(name)
@@ -222,12 +268,18 @@ class AirflowCluster:
                     f"Airflow {name} exited with {process.returncode}; see {self.home}/{name}.log"
                 )
 
-    def _wait(self, check: Callable[[], _T], timeout: float, what: str) -> _T:
+    def _wait(self, check: Callable[[], _T], timeout: float, what: str, step: float = 1.0) -> _T:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_running()
             result = check()
             if result:
                 return result
-            time.sleep(1)
+            time.sleep(step)
         raise TimeoutError(f"timed out after {timeout}s waiting for {what}; logs in {self.home}")
+
+
+def parse_utc(stamp: str) -> datetime.datetime:
+    """A timestamp as Airflow stores it in SQLite (UTC, with or without an offset)."""
+    moment = datetime.datetime.fromisoformat(stamp)
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)

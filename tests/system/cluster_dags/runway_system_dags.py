@@ -70,3 +70,28 @@ with DAG(
         poll_interval=2,
         timeout=600,
     )
+
+with DAG(
+    dag_id="runway_system_spread_waits",
+    start_date=START,
+    schedule=None,
+    catchup=False,
+    default_args=RETRIES,
+    params={"count": 40, "label": "spread"},
+    max_active_tasks=64,
+):
+    # Official-format waits, spread over two triggerers: a cancel would really be sent (the
+    # reverse-format routes have no cancel route), so "no cancel on a move" means something.
+    @task
+    def prompt_texts(params: dict | None = None) -> list[str]:
+        assert params is not None
+        return [f"{params['label']} video #{number}" for number in range(int(params["count"]))]
+
+    RunwayImageToVideoOperator.partial(
+        task_id="animate",
+        prompt_image="https://example.com/paper-boat.jpg",
+        wait_for_completion=True,
+        deferrable=True,
+        poll_interval=2,
+        timeout=600,
+    ).expand(prompt_text=prompt_texts())
