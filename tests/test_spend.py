@@ -294,7 +294,9 @@ def test_a_later_try_of_a_lost_answer_names_when_it_was_sent_and_the_mapped_mark
         generate(options=job_options(create_faults=["502_after_create"])).execute(mapped_try(2))
 
     fingerprint = spend.request_fingerprint(op.route, op.build_payload())[:12]
-    marker = "/api/v2/dags/videos/dagRuns/nightly/taskInstances/generate/state-store/runway_submission?map_index=3"
+    marker = (
+        "/api/v2/dags/videos/dagRuns/nightly/taskInstances/generate/state-store/runway_submission?map_index=3"
+    )
     expected = {
         f"The Runway create on /runway/pro/generate (request fingerprint {fingerprint}, sent {when}) may have "
         "been processed without its answer reaching Airflow: an earlier try sent this request and never "
