@@ -325,3 +325,23 @@ def test_a_changed_request_sends_no_cancel_for_an_earlier_task_that_already_ende
     )
     assert emulator.cancels() == []
     assert len(emulator.jobs) == 2 and list(emulator.jobs)[1] == new_id
+
+
+@pytest.mark.asyncio
+async def test_a_trigger_killed_by_a_user_says_which_task_it_cancelled_and_why(
+    runway_conn, emulator, monkeypatch, capsys
+):
+    emulator.scenario = SLOW
+    runway_task_id = image_to_video().hook.submit_image_to_video(prompt_image=IMAGE)
+    trigger = official_trigger(runway_task_id, cancel_on_kill=True)
+
+    async def marked_failed() -> tuple[bool, str | None]:
+        return True, "failed"
+
+    monkeypatch.setattr(trigger, "_task_instance_state", marked_failed)
+    await trigger.on_kill()
+    assert [r["runway_task_id"] for r in emulator.cancels()] == [runway_task_id]
+    assert (
+        f"Cancelled Runway task {runway_task_id}: a user stopped its deferred Airflow task (now failed)."
+        in capsys.readouterr().out
+    )
