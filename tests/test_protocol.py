@@ -16,6 +16,7 @@ from runway_provider.exceptions import (
     RunwayAuthenticationError,
     RunwayBusinessError,
     RunwayRateLimitError,
+    RunwayRequestRefusedError,
     RunwaySubmissionUncertainError,
     RunwayTransientError,
 )
@@ -686,3 +687,98 @@ def test_terminal_and_non_terminal_statuses_partition_the_enum():
     assert {S.SUCCEEDED, S.FAILED, S.CANCELLED} == TERMINAL_STATUSES
     assert all(status.is_terminal for status in TERMINAL_STATUSES)
     assert not any(status.is_terminal for status in NON_TERMINAL_STATUSES)
+
+
+# --- 8. the error a user reads -------------------------------------------------------------------
+
+LIMIT_NOTE = "The request was not processed; it can be retried once the limit allows."
+
+
+@pytest.mark.parametrize(
+    ("http_status", "body", "error_class", "limit", "message"),
+    [
+        pytest.param(
+            429,
+            {"error": {"code": "insufficient_user_quota"}},
+            RunwayRateLimitError,
+            "account quota",
+            "CometAPI refused the request: account quota reached (HTTP 429): insufficient_user_quota. "
+            + LIMIT_NOTE,
+            id="quota-named-by-the-code-only",
+        ),
+        pytest.param(
+            429,
+            {"error": {"message": "Daily limit reached", "code": ""}},
+            RunwayRateLimitError,
+            "daily generation limit",
+            "CometAPI refused the request: daily generation limit reached (HTTP 429): Daily limit reached. "
+            + LIMIT_NOTE,
+            id="daily-named-by-the-message-only",
+        ),
+        pytest.param(
+            429,
+            {},
+            RunwayRateLimitError,
+            "rate limit",
+            "CometAPI refused the request: rate limit reached (HTTP 429): no message. " + LIMIT_NOTE,
+            id="429-saying-nothing",
+        ),
+        pytest.param(
+            300,
+            "<html>Multiple Choices</html>",
+            RunwayRequestRefusedError,
+            None,
+            "CometAPI answered HTTP 300: <html>Multiple Choices</html>",
+            id="a-redirect-is-a-refusal",
+        ),
+    ],
+)
+def test_a_refused_create_says_why_in_words(http_status, body, error_class, limit, message):
+    with pytest.raises(RunwayApiError) as info:
+        parse_submission(body, http_status)
+    assert type(info.value) is error_class
+    assert str(info.value) == message
+    assert getattr(info.value, "limit", None) == limit
+    assert info.value.http_status == http_status
+
+
+@pytest.mark.parametrize(
+    ("http_status", "body", "error_class", "message"),
+    [
+        pytest.param(
+            401,
+            {"error": {"message": "", "code": "invalid_api_key"}},
+            RunwayAuthenticationError,
+            f"CometAPI refused the API key (HTTP 401) for Runway task {TASK_ID}: no message",
+            id="key-refused-without-a-message",
+        ),
+        pytest.param(
+            200,
+            "<html>Service temporarily unavailable</html>",
+            RunwayTransientError,
+            f"CometAPI sent a non-JSON answer (HTTP 200) for Runway task {TASK_ID}: "
+            "<html>Service temporarily unavailable</html>",
+            id="non-json-2xx",
+        ),
+        pytest.param(
+            200,
+            {"code": "500", "data": None},
+            RunwayTransientError,
+            f"CometAPI reported a server error for Runway task {TASK_ID}: 500: no message",
+            id="server-error-code-in-a-2xx",
+        ),
+        pytest.param(
+            200,
+            {"error": "model is busy, try another one", "data": None},
+            RunwayBusinessError,
+            f"CometAPI answered with an error for Runway task {TASK_ID}: model is busy, try another one",
+            id="error-text-in-a-2xx",
+        ),
+    ],
+)
+def test_a_failed_poll_says_why_in_words(http_status, body, error_class, message):
+    with pytest.raises(RunwayApiError) as info:
+        normalize(body, http_status)
+    assert type(info.value) is error_class
+    assert str(info.value) == message
+    assert (info.value.http_status, info.value.runway_task_id) == (http_status, TASK_ID)
