@@ -15,13 +15,14 @@ from runway_provider.exceptions import (
     RunwayApiError,
     RunwayAuthenticationError,
     RunwayBusinessError,
+    RunwayError,
     RunwayRateLimitError,
     RunwayRequestRefusedError,
     RunwaySubmissionUncertainError,
     RunwayTransientError,
 )
 from runway_provider.models import NON_TERMINAL_STATUSES, TERMINAL_STATUSES, RunwayTask, RunwayTaskStatus
-from runway_provider.protocol import decode_body, normalize_task, parse_submission
+from runway_provider.protocol import decode_body, is_retryable_answer, normalize_task, parse_submission
 
 S = RunwayTaskStatus
 TASK_ID = "3d957031-9a2a-45e2-9dc7-bc8513059c50"  # the id of the live-validated feed example (§3.2)
@@ -782,3 +783,97 @@ def test_a_failed_poll_says_why_in_words(http_status, body, error_class, message
     assert type(info.value) is error_class
     assert str(info.value) == message
     assert (info.value.http_status, info.value.runway_task_id) == (http_status, TASK_ID)
+
+
+# --- 9. what a create answer means for the money ---------------------------------------------------
+
+PROXY_PAGE = (
+    "<html><head><title>502 Bad Gateway</title></head><body>" + "upstream trouble " * 10 + "</body></html>"
+)
+
+
+@pytest.mark.parametrize(
+    ("http_status", "body", "error_class", "message"),
+    [
+        pytest.param(
+            502,
+            PROXY_PAGE,
+            RunwaySubmissionUncertainError,
+            f"HTTP 502 after the request was sent: {PROXY_PAGE[:120]}…",
+            id="proxy-502-page-may-have-been-processed",
+        ),
+        pytest.param(
+            500,
+            "Internal Server Error",
+            RunwaySubmissionUncertainError,
+            "HTTP 500 after the request was sent: Internal Server Error",
+            id="500-without-cometapi-error-may-have-been-processed",
+        ),
+        pytest.param(
+            504,
+            error_envelope("gateway timeout", code="timeout"),
+            RunwaySubmissionUncertainError,
+            "HTTP 504 after the request was sent: "
+            '{"error": {"message": "gateway timeout", "type": "comet_api_error", "param": "", "code": "timeout"}}',
+            id="504-even-with-cometapi-error-may-have-been-processed",
+        ),
+        pytest.param(
+            503,
+            error_envelope("service unavailable"),
+            RunwayTransientError,
+            "CometAPI answered HTTP 503: service unavailable",
+            id="503-cometapi-error-not-processed-retryable",
+        ),
+        pytest.param(
+            500,
+            error_envelope("Invalid ratio 1:1", code="invalid_request"),
+            RunwayRequestRefusedError,
+            "CometAPI answered HTTP 500: Invalid ratio 1:1",
+            id="500-invalid-request-refused",
+        ),
+        pytest.param(
+            200,
+            "<html>maintenance</html>",
+            RunwaySubmissionUncertainError,
+            "a garbled answer (HTTP 200): CometAPI sent a non-JSON answer (HTTP 200): <html>maintenance</html>",
+            id="non-json-2xx-may-have-been-processed",
+        ),
+        pytest.param(
+            200,
+            {"code": "busy_now", "data": None},
+            RunwayBusinessError,
+            "CometAPI refused the request: busy_now: no message",
+            id="error-code-in-a-2xx-refused",
+        ),
+    ],
+)
+def test_a_create_answer_decides_whether_the_request_may_be_sent_again(
+    http_status, body, error_class, message
+):
+    """Uncertain: may exist and bill, never sent again; transient: not processed, retried; refused: not
+    processed, not retried."""
+    with pytest.raises(RunwayError) as info:
+        parse_submission(body, http_status)
+    assert type(info.value) is error_class
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("http_status", "body", "retried"),
+    [
+        pytest.param(503, error_envelope("service unavailable"), True, id="503"),
+        pytest.param(429, {}, True, id="429"),
+        pytest.param(
+            500, error_envelope("Invalid ratio 1:1", code="invalid_request"), False, id="invalid-request"
+        ),
+        pytest.param(
+            502, {"code": "task_not_exist", "message": "task_not_exist"}, False, id="not-visible-yet"
+        ),
+        pytest.param(404, {}, False, id="404"),
+        pytest.param(200, {}, False, id="200"),
+    ],
+)
+def test_a_poll_is_retried_on_a_retryable_status_unless_the_request_itself_is_wrong(
+    http_status, body, retried
+):
+    assert is_retryable_answer(http_status, body) is retried
