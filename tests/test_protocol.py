@@ -21,7 +21,13 @@ from runway_provider.exceptions import (
     RunwaySubmissionUncertainError,
     RunwayTransientError,
 )
-from runway_provider.models import NON_TERMINAL_STATUSES, TERMINAL_STATUSES, RunwayTask, RunwayTaskStatus
+from runway_provider.models import (
+    NON_TERMINAL_STATUSES,
+    TERMINAL_STATUSES,
+    RouteFamily,
+    RunwayTask,
+    RunwayTaskStatus,
+)
 from runway_provider.protocol import decode_body, is_retryable_answer, normalize_task, parse_submission
 
 S = RunwayTaskStatus
@@ -418,11 +424,14 @@ def test_official_task(body, status, progress, urls, failure, failure_code):
     ],
 )
 def test_task_not_exist_is_not_visible_yet(body, http_status):
-    task = normalize(body, http_status, runway_task_id="fresh-id-123")
+    task = normalize_task(body, http_status, runway_task_id="fresh-id-123", route_family=RouteFamily.OFFICIAL)
     assert task.visible is False
     assert task.status is S.PENDING
     assert task.runway_task_id == "fresh-id-123"
     assert task.service_status == "task_not_exist"
+    # Like any task: it keeps the family it was looked up in and, for diagnostics, the answer.
+    assert task.route_family is RouteFamily.OFFICIAL
+    assert task.to_dict()["raw"] == (body if isinstance(body, dict) else None)
     assert task.is_terminal is False
 
 
@@ -554,6 +563,7 @@ def test_2xx_business_error_carries_its_code():
         pytest.param({"code": "success", "data": {"id": TASK_ID}}, TASK_ID, id="data.id"),
         pytest.param({"taskId": TASK_ID}, TASK_ID, id="taskId"),
         pytest.param({"code": 200, "data": {"taskId": TASK_ID}}, TASK_ID, id="data.taskId"),
+        pytest.param({"task_id": TASK_ID}, TASK_ID, id="task_id"),
     ],
 )
 def test_parse_submission_reads_the_task_id(body, expected):
@@ -837,6 +847,14 @@ PROXY_PAGE = (
             RunwaySubmissionUncertainError,
             "a garbled answer (HTTP 200): CometAPI sent a non-JSON answer (HTTP 200): <html>maintenance</html>",
             id="non-json-2xx-may-have-been-processed",
+        ),
+        pytest.param(
+            200,
+            {"code": 200, "msg": "success", "data": {"note": "accepted " * 20}},
+            RunwaySubmissionUncertainError,
+            'a successful answer (HTTP 200) without a task id: {"code": 200, "msg": "success", "data": '
+            '{"note": "accepted accepted accepted accepted accepted accepted accepted accepte…',
+            id="2xx-without-a-task-id-may-have-been-processed",
         ),
         pytest.param(
             200,
