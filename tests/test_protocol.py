@@ -512,8 +512,20 @@ def test_non_json_200_is_transient():
 def test_wrapper_with_null_data_is_transient():
     with pytest.raises(RunwayTransientError) as info:
         normalize({"code": "success", "message": "", "data": None}, 200)
-    assert info.value.runway_task_id == TASK_ID
-    assert "no task object" in str(info.value)
+    assert (info.value.runway_task_id, info.value.http_status) == (TASK_ID, 200)
+    assert str(info.value) == (
+        f"CometAPI's answer for Runway task {TASK_ID} has no task object: "
+        '{"code": "success", "message": "", "data": null}'
+    )
+
+
+def test_a_wrapper_with_msg_but_no_code_is_read_through_its_data():
+    body = {
+        "msg": "success",
+        "data": {"task_id": TASK_ID, "status": "FAILURE", "fail_reason": "Prompt flagged"},
+    }
+    task = normalize(body)
+    assert (task.status, task.failure, task.service_status) == (S.FAILED, "Prompt flagged", "FAILURE")
 
 
 def test_2xx_business_error_carries_its_code():
