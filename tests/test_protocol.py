@@ -343,6 +343,16 @@ def test_legacy_documented_example_is_succeeded_with_its_url():
             legacy("3", video_url=LEGACY_VIDEO_URL), S.SUCCEEDED, LEGACY_VIDEO_URL, None, id="3-url-ok"
         ),
         pytest.param(
+            legacy("3", video_url=LEGACY_VIDEO_URL, msg="生成成功"),
+            S.SUCCEEDED,
+            LEGACY_VIDEO_URL,
+            None,
+            id="3-a-success-message-is-no-failure",
+        ),
+        pytest.param(
+            legacy("1", msg="生成中"), S.RUNNING, None, None, id="1-a-progress-message-is-no-failure"
+        ),
+        pytest.param(
             legacy("3", state="failed", video_url=LEGACY_VIDEO_URL, msg="content rejected"),
             S.FAILED,
             LEGACY_VIDEO_URL,
@@ -517,6 +527,11 @@ def test_wrapper_with_null_data_is_transient():
         f"CometAPI's answer for Runway task {TASK_ID} has no task object: "
         '{"code": "success", "message": "", "data": null}'
     )
+
+
+def test_a_task_keeps_the_route_family_it_was_looked_up_in():
+    task = normalize_task(official("RUNNING"), 200, runway_task_id=TASK_ID, route_family=RouteFamily.OFFICIAL)
+    assert task.route_family is RouteFamily.OFFICIAL and task.to_dict()["route_family"] == "official"
 
 
 def test_a_wrapper_with_msg_but_no_code_is_read_through_its_data():
