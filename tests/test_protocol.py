@@ -529,6 +529,17 @@ def test_wrapper_with_null_data_is_transient():
     )
 
 
+@pytest.mark.parametrize(("state", "status"), [("running", S.RUNNING), ("succeeded", S.SUCCEEDED)])
+def test_a_task_without_a_status_is_read_by_its_legacy_state(state, status):
+    body = {
+        "code": 200,
+        "msg": "成功",
+        "data": {"task_id": LEGACY_ID, "state": state, "video_url": LEGACY_VIDEO_URL},
+    }
+    task = normalize(body)
+    assert (task.status, task.service_status) == (status, state)
+
+
 def test_a_task_keeps_the_route_family_it_was_looked_up_in():
     task = normalize_task(official("RUNNING"), 200, runway_task_id=TASK_ID, route_family=RouteFamily.OFFICIAL)
     assert task.route_family is RouteFamily.OFFICIAL and task.to_dict()["route_family"] == "official"
