@@ -540,6 +540,12 @@ def test_a_task_without_a_status_is_read_by_its_legacy_state(state, status):
     assert (task.status, task.service_status) == (status, state)
 
 
+def test_an_unknown_nested_status_is_kept_when_the_wrapper_has_none():
+    body = {"code": "success", "data": {"task_id": TASK_ID, "data": nested_task("AWAITING_MODERATION")}}
+    task = normalize(body)
+    assert (task.status, task.service_status) == (S.UNKNOWN, "AWAITING_MODERATION")
+
+
 def test_a_task_keeps_the_route_family_it_was_looked_up_in():
     task = normalize_task(official("RUNNING"), 200, runway_task_id=TASK_ID, route_family=RouteFamily.OFFICIAL)
     assert task.route_family is RouteFamily.OFFICIAL and task.to_dict()["route_family"] == "official"
