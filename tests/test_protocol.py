@@ -179,6 +179,12 @@ def test_wrapper_documented_queued_example_is_read_verbatim():
         pytest.param("37%", 0.37, id="37%"),
         pytest.param("100%", 1.0, id="100%"),
         pytest.param(" 42% ", 0.42, id="padded-42%"),
+        pytest.param("1%", 0.01, id="1%"),
+        pytest.param("0.5%", 0.005, id="half-a-percent"),
+        pytest.param(40, 0.4, id="a-number-above-1-is-a-percent"),
+        pytest.param(1.5, 0.015, id="1.5-is-a-percent"),
+        pytest.param(1.0, 1.0, id="a-fraction-of-1-is-done"),
+        pytest.param(0.25, 0.25, id="a-fraction"),
     ],
 )
 def test_wrapper_progress_percent_strings(progress, expected):
@@ -544,6 +550,13 @@ def test_an_unknown_nested_status_is_kept_when_the_wrapper_has_none():
     body = {"code": "success", "data": {"task_id": TASK_ID, "data": nested_task("AWAITING_MODERATION")}}
     task = normalize(body)
     assert (task.status, task.service_status) == (S.UNKNOWN, "AWAITING_MODERATION")
+
+
+def test_an_output_url_with_an_upper_case_scheme_is_an_output():
+    task = normalize(
+        official("SUCCEEDED", output=["HTTPS://dnznrvs05pmza.cloudfront.net/3d957031/output.mp4"])
+    )
+    assert task.video_url == "HTTPS://dnznrvs05pmza.cloudfront.net/3d957031/output.mp4"
 
 
 def test_a_task_keeps_the_route_family_it_was_looked_up_in():
