@@ -185,6 +185,7 @@ def test_wrapper_documented_queued_example_is_read_verbatim():
         pytest.param(1.5, 0.015, id="1.5-is-a-percent"),
         pytest.param(1.0, 1.0, id="a-fraction-of-1-is-done"),
         pytest.param(0.25, 0.25, id="a-fraction"),
+        pytest.param("120%", 1.0, id="over-100%-is-done"),
     ],
 )
 def test_wrapper_progress_percent_strings(progress, expected):
