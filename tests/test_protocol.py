@@ -831,6 +831,20 @@ def test_a_refused_create_says_why_in_words(http_status, body, error_class, limi
         ),
         pytest.param(
             200,
+            "x" * 200,
+            RunwayTransientError,
+            f"CometAPI sent a non-JSON answer (HTTP 200) for Runway task {TASK_ID}: {'x' * 200}",
+            id="an-answer-of-exactly-200-characters-is-quoted-uncut",
+        ),
+        pytest.param(
+            502,
+            {"data": "当前分组上游负载已饱和"},
+            RunwayTransientError,
+            f'CometAPI answered HTTP 502 for Runway task {TASK_ID}: {{"data": "当前分组上游负载已饱和"}}',
+            id="chinese-text-is-quoted-readable",
+        ),
+        pytest.param(
+            200,
             {"code": "500", "data": None},
             RunwayTransientError,
             f"CometAPI reported a server error for Runway task {TASK_ID}: 500: no message",
