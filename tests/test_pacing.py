@@ -416,3 +416,28 @@ def test_watch_without_pacer_polls_at_its_interval():
     watch.observe(task(S.RUNNING, 0.9))
     assert watch.pacer.schedule == PollSchedule.fixed(20)
     assert 18 <= watch.next_delay() <= 22
+
+
+def test_with_a_low_minimum_the_last_poll_of_a_short_run_still_lands_before_its_end():
+    # A 10 s image run (1 s to 11 s) with min_poll_interval lowered to 0.1 s, seen half a second
+    # before its end: the poll still aims short of the end instead of landing after it.
+    pacer = make_pacer(unjittered(min_interval=0.1))
+    delay = feed(
+        pacer,
+        (0, task(S.PENDING)),
+        (2, task(S.RUNNING, 0.1)),
+        (6, task(S.RUNNING, 0.5)),
+        (10.5, task(S.RUNNING, 0.95)),
+    )
+    assert pacer.reason == pacing.ESTIMATE and pacer.estimated_end == pytest.approx(T0 + 11)
+    assert delay == pytest.approx(0.55 * 0.5)  # aim × the half second left
+
+
+def test_a_calibrating_delay_counts_from_the_poll_not_from_when_it_is_asked():
+    # Seen running at 20 s (queued at 0 s): the next poll is due 10 s after that poll, so asked 3 s
+    # later (a slow answer), 7 s remain.
+    pacer = make_pacer(unjittered())
+    pacer.observe(task(S.PENDING), T0)
+    pacer.observe(task(S.RUNNING, 0.1), T0 + 20)
+    assert pacer.next_delay(T0 + 23) == pytest.approx(7)
+    assert pacer.reason == pacing.CALIBRATING

@@ -15,12 +15,20 @@ from runway_provider.exceptions import (
     RunwayApiError,
     RunwayAuthenticationError,
     RunwayBusinessError,
+    RunwayError,
     RunwayRateLimitError,
+    RunwayRequestRefusedError,
     RunwaySubmissionUncertainError,
     RunwayTransientError,
 )
-from runway_provider.models import NON_TERMINAL_STATUSES, TERMINAL_STATUSES, RunwayTask, RunwayTaskStatus
-from runway_provider.protocol import decode_body, normalize_task, parse_submission
+from runway_provider.models import (
+    NON_TERMINAL_STATUSES,
+    TERMINAL_STATUSES,
+    RouteFamily,
+    RunwayTask,
+    RunwayTaskStatus,
+)
+from runway_provider.protocol import decode_body, is_retryable_answer, normalize_task, parse_submission
 
 S = RunwayTaskStatus
 TASK_ID = "3d957031-9a2a-45e2-9dc7-bc8513059c50"  # the id of the live-validated feed example (§3.2)
@@ -171,6 +179,13 @@ def test_wrapper_documented_queued_example_is_read_verbatim():
         pytest.param("37%", 0.37, id="37%"),
         pytest.param("100%", 1.0, id="100%"),
         pytest.param(" 42% ", 0.42, id="padded-42%"),
+        pytest.param("1%", 0.01, id="1%"),
+        pytest.param("0.5%", 0.005, id="half-a-percent"),
+        pytest.param(40, 0.4, id="a-number-above-1-is-a-percent"),
+        pytest.param(1.5, 0.015, id="1.5-is-a-percent"),
+        pytest.param(1.0, 1.0, id="a-fraction-of-1-is-done"),
+        pytest.param(0.25, 0.25, id="a-fraction"),
+        pytest.param("120%", 1.0, id="over-100%-is-done"),
     ],
 )
 def test_wrapper_progress_percent_strings(progress, expected):
@@ -335,6 +350,16 @@ def test_legacy_documented_example_is_succeeded_with_its_url():
             legacy("3", video_url=LEGACY_VIDEO_URL), S.SUCCEEDED, LEGACY_VIDEO_URL, None, id="3-url-ok"
         ),
         pytest.param(
+            legacy("3", video_url=LEGACY_VIDEO_URL, msg="生成成功"),
+            S.SUCCEEDED,
+            LEGACY_VIDEO_URL,
+            None,
+            id="3-a-success-message-is-no-failure",
+        ),
+        pytest.param(
+            legacy("1", msg="生成中"), S.RUNNING, None, None, id="1-a-progress-message-is-no-failure"
+        ),
+        pytest.param(
             legacy("3", state="failed", video_url=LEGACY_VIDEO_URL, msg="content rejected"),
             S.FAILED,
             LEGACY_VIDEO_URL,
@@ -416,11 +441,14 @@ def test_official_task(body, status, progress, urls, failure, failure_code):
     ],
 )
 def test_task_not_exist_is_not_visible_yet(body, http_status):
-    task = normalize(body, http_status, runway_task_id="fresh-id-123")
+    task = normalize_task(body, http_status, runway_task_id="fresh-id-123", route_family=RouteFamily.OFFICIAL)
     assert task.visible is False
     assert task.status is S.PENDING
     assert task.runway_task_id == "fresh-id-123"
     assert task.service_status == "task_not_exist"
+    # Like any task: it keeps the family it was looked up in and, for diagnostics, the answer.
+    assert task.route_family is RouteFamily.OFFICIAL
+    assert task.to_dict()["raw"] == (body if isinstance(body, dict) else None)
     assert task.is_terminal is False
 
 
@@ -501,8 +529,49 @@ def test_non_json_200_is_transient():
 def test_wrapper_with_null_data_is_transient():
     with pytest.raises(RunwayTransientError) as info:
         normalize({"code": "success", "message": "", "data": None}, 200)
-    assert info.value.runway_task_id == TASK_ID
-    assert "no task object" in str(info.value)
+    assert (info.value.runway_task_id, info.value.http_status) == (TASK_ID, 200)
+    assert str(info.value) == (
+        f"CometAPI's answer for Runway task {TASK_ID} has no task object: "
+        '{"code": "success", "message": "", "data": null}'
+    )
+
+
+@pytest.mark.parametrize(("state", "status"), [("running", S.RUNNING), ("succeeded", S.SUCCEEDED)])
+def test_a_task_without_a_status_is_read_by_its_legacy_state(state, status):
+    body = {
+        "code": 200,
+        "msg": "成功",
+        "data": {"task_id": LEGACY_ID, "state": state, "video_url": LEGACY_VIDEO_URL},
+    }
+    task = normalize(body)
+    assert (task.status, task.service_status) == (status, state)
+
+
+def test_an_unknown_nested_status_is_kept_when_the_wrapper_has_none():
+    body = {"code": "success", "data": {"task_id": TASK_ID, "data": nested_task("AWAITING_MODERATION")}}
+    task = normalize(body)
+    assert (task.status, task.service_status) == (S.UNKNOWN, "AWAITING_MODERATION")
+
+
+def test_an_output_url_with_an_upper_case_scheme_is_an_output():
+    task = normalize(
+        official("SUCCEEDED", output=["HTTPS://dnznrvs05pmza.cloudfront.net/3d957031/output.mp4"])
+    )
+    assert task.video_url == "HTTPS://dnznrvs05pmza.cloudfront.net/3d957031/output.mp4"
+
+
+def test_a_task_keeps_the_route_family_it_was_looked_up_in():
+    task = normalize_task(official("RUNNING"), 200, runway_task_id=TASK_ID, route_family=RouteFamily.OFFICIAL)
+    assert task.route_family is RouteFamily.OFFICIAL and task.to_dict()["route_family"] == "official"
+
+
+def test_a_wrapper_with_msg_but_no_code_is_read_through_its_data():
+    body = {
+        "msg": "success",
+        "data": {"task_id": TASK_ID, "status": "FAILURE", "fail_reason": "Prompt flagged"},
+    }
+    task = normalize(body)
+    assert (task.status, task.failure, task.service_status) == (S.FAILED, "Prompt flagged", "FAILURE")
 
 
 def test_2xx_business_error_carries_its_code():
@@ -552,6 +621,7 @@ def test_2xx_business_error_carries_its_code():
         pytest.param({"code": "success", "data": {"id": TASK_ID}}, TASK_ID, id="data.id"),
         pytest.param({"taskId": TASK_ID}, TASK_ID, id="taskId"),
         pytest.param({"code": 200, "data": {"taskId": TASK_ID}}, TASK_ID, id="data.taskId"),
+        pytest.param({"task_id": TASK_ID}, TASK_ID, id="task_id"),
     ],
 )
 def test_parse_submission_reads_the_task_id(body, expected):
@@ -686,3 +756,214 @@ def test_terminal_and_non_terminal_statuses_partition_the_enum():
     assert {S.SUCCEEDED, S.FAILED, S.CANCELLED} == TERMINAL_STATUSES
     assert all(status.is_terminal for status in TERMINAL_STATUSES)
     assert not any(status.is_terminal for status in NON_TERMINAL_STATUSES)
+
+
+# --- 8. the error a user reads -------------------------------------------------------------------
+
+LIMIT_NOTE = "The request was not processed; it can be retried once the limit allows."
+
+
+@pytest.mark.parametrize(
+    ("http_status", "body", "error_class", "limit", "message"),
+    [
+        pytest.param(
+            429,
+            {"error": {"code": "insufficient_user_quota"}},
+            RunwayRateLimitError,
+            "account quota",
+            "CometAPI refused the request: account quota reached (HTTP 429): insufficient_user_quota. "
+            + LIMIT_NOTE,
+            id="quota-named-by-the-code-only",
+        ),
+        pytest.param(
+            429,
+            {"error": {"message": "Daily limit reached", "code": ""}},
+            RunwayRateLimitError,
+            "daily generation limit",
+            "CometAPI refused the request: daily generation limit reached (HTTP 429): Daily limit reached. "
+            + LIMIT_NOTE,
+            id="daily-named-by-the-message-only",
+        ),
+        pytest.param(
+            429,
+            {},
+            RunwayRateLimitError,
+            "rate limit",
+            "CometAPI refused the request: rate limit reached (HTTP 429): no message. " + LIMIT_NOTE,
+            id="429-saying-nothing",
+        ),
+        pytest.param(
+            300,
+            "<html>Multiple Choices</html>",
+            RunwayRequestRefusedError,
+            None,
+            "CometAPI answered HTTP 300: <html>Multiple Choices</html>",
+            id="a-redirect-is-a-refusal",
+        ),
+    ],
+)
+def test_a_refused_create_says_why_in_words(http_status, body, error_class, limit, message):
+    with pytest.raises(RunwayApiError) as info:
+        parse_submission(body, http_status)
+    assert type(info.value) is error_class
+    assert str(info.value) == message
+    assert getattr(info.value, "limit", None) == limit
+    assert info.value.http_status == http_status
+
+
+@pytest.mark.parametrize(
+    ("http_status", "body", "error_class", "message"),
+    [
+        pytest.param(
+            401,
+            {"error": {"message": "", "code": "invalid_api_key"}},
+            RunwayAuthenticationError,
+            f"CometAPI refused the API key (HTTP 401) for Runway task {TASK_ID}: no message",
+            id="key-refused-without-a-message",
+        ),
+        pytest.param(
+            200,
+            "<html>Service temporarily unavailable</html>",
+            RunwayTransientError,
+            f"CometAPI sent a non-JSON answer (HTTP 200) for Runway task {TASK_ID}: "
+            "<html>Service temporarily unavailable</html>",
+            id="non-json-2xx",
+        ),
+        pytest.param(
+            200,
+            "x" * 200,
+            RunwayTransientError,
+            f"CometAPI sent a non-JSON answer (HTTP 200) for Runway task {TASK_ID}: {'x' * 200}",
+            id="an-answer-of-exactly-200-characters-is-quoted-uncut",
+        ),
+        pytest.param(
+            502,
+            {"data": "当前分组上游负载已饱和"},
+            RunwayTransientError,
+            f'CometAPI answered HTTP 502 for Runway task {TASK_ID}: {{"data": "当前分组上游负载已饱和"}}',
+            id="chinese-text-is-quoted-readable",
+        ),
+        pytest.param(
+            200,
+            {"code": "500", "data": None},
+            RunwayTransientError,
+            f"CometAPI reported a server error for Runway task {TASK_ID}: 500: no message",
+            id="server-error-code-in-a-2xx",
+        ),
+        pytest.param(
+            200,
+            {"error": "model is busy, try another one", "data": None},
+            RunwayBusinessError,
+            f"CometAPI answered with an error for Runway task {TASK_ID}: model is busy, try another one",
+            id="error-text-in-a-2xx",
+        ),
+    ],
+)
+def test_a_failed_poll_says_why_in_words(http_status, body, error_class, message):
+    with pytest.raises(RunwayApiError) as info:
+        normalize(body, http_status)
+    assert type(info.value) is error_class
+    assert str(info.value) == message
+    assert (info.value.http_status, info.value.runway_task_id) == (http_status, TASK_ID)
+
+
+# --- 9. what a create answer means for the money ---------------------------------------------------
+
+PROXY_PAGE = (
+    "<html><head><title>502 Bad Gateway</title></head><body>" + "upstream trouble " * 10 + "</body></html>"
+)
+
+
+@pytest.mark.parametrize(
+    ("http_status", "body", "error_class", "message"),
+    [
+        pytest.param(
+            502,
+            PROXY_PAGE,
+            RunwaySubmissionUncertainError,
+            f"HTTP 502 after the request was sent: {PROXY_PAGE[:120]}…",
+            id="proxy-502-page-may-have-been-processed",
+        ),
+        pytest.param(
+            500,
+            "Internal Server Error",
+            RunwaySubmissionUncertainError,
+            "HTTP 500 after the request was sent: Internal Server Error",
+            id="500-without-cometapi-error-may-have-been-processed",
+        ),
+        pytest.param(
+            504,
+            error_envelope("gateway timeout", code="timeout"),
+            RunwaySubmissionUncertainError,
+            "HTTP 504 after the request was sent: "
+            '{"error": {"message": "gateway timeout", "type": "comet_api_error", "param": "", "code": "timeout"}}',
+            id="504-even-with-cometapi-error-may-have-been-processed",
+        ),
+        pytest.param(
+            503,
+            error_envelope("service unavailable"),
+            RunwayTransientError,
+            "CometAPI answered HTTP 503: service unavailable",
+            id="503-cometapi-error-not-processed-retryable",
+        ),
+        pytest.param(
+            500,
+            error_envelope("Invalid ratio 1:1", code="invalid_request"),
+            RunwayRequestRefusedError,
+            "CometAPI answered HTTP 500: Invalid ratio 1:1",
+            id="500-invalid-request-refused",
+        ),
+        pytest.param(
+            200,
+            "<html>maintenance</html>",
+            RunwaySubmissionUncertainError,
+            "a garbled answer (HTTP 200): CometAPI sent a non-JSON answer (HTTP 200): <html>maintenance</html>",
+            id="non-json-2xx-may-have-been-processed",
+        ),
+        pytest.param(
+            200,
+            {"code": 200, "msg": "success", "data": {"note": "accepted " * 20}},
+            RunwaySubmissionUncertainError,
+            'a successful answer (HTTP 200) without a task id: {"code": 200, "msg": "success", "data": '
+            '{"note": "accepted accepted accepted accepted accepted accepted accepted accepte…',
+            id="2xx-without-a-task-id-may-have-been-processed",
+        ),
+        pytest.param(
+            200,
+            {"code": "busy_now", "data": None},
+            RunwayBusinessError,
+            "CometAPI refused the request: busy_now: no message",
+            id="error-code-in-a-2xx-refused",
+        ),
+    ],
+)
+def test_a_create_answer_decides_whether_the_request_may_be_sent_again(
+    http_status, body, error_class, message
+):
+    """Uncertain: may exist and bill, never sent again; transient: not processed, retried; refused: not
+    processed, not retried."""
+    with pytest.raises(RunwayError) as info:
+        parse_submission(body, http_status)
+    assert type(info.value) is error_class
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("http_status", "body", "retried"),
+    [
+        pytest.param(503, error_envelope("service unavailable"), True, id="503"),
+        pytest.param(429, {}, True, id="429"),
+        pytest.param(
+            500, error_envelope("Invalid ratio 1:1", code="invalid_request"), False, id="invalid-request"
+        ),
+        pytest.param(
+            502, {"code": "task_not_exist", "message": "task_not_exist"}, False, id="not-visible-yet"
+        ),
+        pytest.param(404, {}, False, id="404"),
+        pytest.param(200, {}, False, id="200"),
+    ],
+)
+def test_a_poll_is_retried_on_a_retryable_status_unless_the_request_itself_is_wrong(
+    http_status, body, retried
+):
+    assert is_retryable_answer(http_status, body) is retried

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -145,3 +146,31 @@ def test_reuse_from_must_name_a_folder(runway_conn):
     op = RunwayGenerateOperator(task_id="g", prompt="p", image=IMAGE, reuse_from=42)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="reuse_from"):
         op.execute({"ti": RecordingTaskInstance(), "task_state_store": MemoryTaskStateStore()})
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../v.mp4", "more/v.mp4", ".v.mp4.0f3c9a.part"],
+    ids=["outside-the-folder", "in-a-subfolder", "a-staging-file"],
+)
+def test_a_record_naming_anything_but_a_stored_object_of_the_folder_is_not_reused(tmp_path, name):
+    """Even when the object it names is there, intact: only a file the transfer stored in that very
+    folder is reused, never one outside it, below it, or a hidden staging file of a download."""
+    folder = tmp_path / "results"
+    named = folder / name
+    named.parent.mkdir(parents=True, exist_ok=True)
+    named.write_bytes(b"video")
+    fingerprint = "a" * 64
+    record = StoredResult.of(
+        name=name,
+        uri=f"file://{named}",
+        runway_task_id="t",
+        sha256=hashlib.sha256(b"video").hexdigest(),
+        size=5,
+        content_type="video/mp4",
+        stored_at=1.0,
+        request=RequestRecord("/runway/pro/generate", "reverse", fingerprint, {}),
+    )
+    (folder / INDEX_FOLDER).mkdir(parents=True)
+    (folder / INDEX_FOLDER / f"{fingerprint}.json").write_text(json.dumps(record.to_dict()))
+    assert find_reusable(ObjectStoragePath(f"file://{folder}/"), fingerprint, LOG) is None

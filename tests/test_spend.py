@@ -17,6 +17,7 @@ from runway_provider.exceptions import (
     RunwayStateNotSavedError,
     RunwaySubmissionUncertainError,
     RunwayTaskCancelledError,
+    RunwayTaskFailedError,
     RunwayTaskTimeoutError,
     RunwayTransientError,
 )
@@ -272,3 +273,76 @@ async def test_trigger_on_kill_cancels_even_when_airflow_cancels_on_kill_itself(
         await asyncio.sleep(0.05)
     assert on_kill.cancelled()
     assert [r["runway_task_id"] for r in emulator.cancels()] == [runway_task_id]
+
+
+def test_a_later_try_of_a_lost_answer_names_when_it_was_sent_and_the_mapped_marker(runway_conn, emulator):
+    """The refusal a user reads: when the lost request was sent (not when the later try ran) and the
+    exact REST call that deletes this mapped task instance's marker."""
+    store = MemoryTaskStateStore()
+
+    def mapped_try(try_number: int) -> dict[str, Any]:
+        ti = RecordingTaskInstance(try_number=try_number, max_tries=2, map_index=3)
+        return {"ti": ti, "task_state_store": store}
+
+    op = generate(options=job_options(create_faults=["502_after_create"]))
+    sent_from = time.time()
+    with pytest.raises(RunwaySubmissionUncertainError):
+        op.execute(mapped_try(1))
+    sent_until = time.time()
+    while int(time.time()) <= int(sent_until):  # the retry comes in a later second than the send
+        time.sleep(0.01)
+    with pytest.raises(RunwaySubmissionUncertainError) as later:
+        generate(options=job_options(create_faults=["502_after_create"])).execute(mapped_try(2))
+
+    fingerprint = spend.request_fingerprint(op.route, op.build_payload())[:12]
+    marker = (
+        "/api/v2/dags/videos/dagRuns/nightly/taskInstances/generate/state-store/runway_submission?map_index=3"
+    )
+    expected = {
+        f"The Runway create on /runway/pro/generate (request fingerprint {fingerprint}, sent {when}) may have "
+        "been processed without its answer reaching Airflow: an earlier try sent this request and never "
+        "recorded an answer. A generation may exist and bill, so this request is not sent again, by this "
+        "try, by Airflow's retries or by a clear. Look for it in your CometAPI dashboard: if it exists, "
+        "collect it with RunwayTaskSensor. To pay for a new generation deliberately, delete the marker "
+        f"(DELETE {marker} on Airflow's REST API) and clear the task, or change the request."
+        for when in (
+            time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(second))
+            for second in range(int(sent_from), int(sent_until) + 1)
+        )
+    }
+    assert str(later.value) in expected
+    assert len(emulator.create_requests()) == 1
+
+
+def test_a_changed_request_sends_no_cancel_for_an_earlier_task_that_already_ended(runway_conn, emulator):
+    """Runway's DELETE also deletes a finished task: only a task still running is cancelled."""
+    emulator.scenario = Scenario(not_found_seconds=0, queued_seconds=0, running_seconds=0, outcome="failed")
+    store = MemoryTaskStateStore()
+    with pytest.raises(RunwayTaskFailedError):
+        image_to_video(wait_for_completion=True).execute(new_try(store, max_tries=1))
+    emulator.scenario = Scenario(not_found_seconds=0, queued_seconds=0, running_seconds=0)
+    new_id = image_to_video(prompt_text="a storm", wait_for_completion=True).execute(
+        new_try(store, try_number=2, max_tries=1)
+    )
+    assert emulator.cancels() == []
+    assert len(emulator.jobs) == 2 and list(emulator.jobs)[1] == new_id
+
+
+@pytest.mark.asyncio
+async def test_a_trigger_killed_by_a_user_says_which_task_it_cancelled_and_why(
+    runway_conn, emulator, monkeypatch, capsys
+):
+    emulator.scenario = SLOW
+    runway_task_id = image_to_video().hook.submit_image_to_video(prompt_image=IMAGE)
+    trigger = official_trigger(runway_task_id, cancel_on_kill=True)
+
+    async def marked_failed() -> tuple[bool, str | None]:
+        return True, "failed"
+
+    monkeypatch.setattr(trigger, "_task_instance_state", marked_failed)
+    await trigger.on_kill()
+    assert [r["runway_task_id"] for r in emulator.cancels()] == [runway_task_id]
+    assert (
+        f"Cancelled Runway task {runway_task_id}: a user stopped its deferred Airflow task (now failed)."
+        in capsys.readouterr().out
+    )

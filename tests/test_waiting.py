@@ -26,7 +26,7 @@ from runway_provider.exceptions import (
 )
 from runway_provider.models import RunwayTask, RunwayTaskStatus
 from runway_provider.protocol import normalize_task
-from runway_provider.waiting import OutcomeStatus, TaskWatch, error_outcome, resolve_event
+from runway_provider.waiting import NO_CANCEL_NOTE, OutcomeStatus, TaskWatch, error_outcome, resolve_event
 
 EVENT_SUCCESS, EVENT_FAILED = OutcomeStatus.SUCCESS, OutcomeStatus.FAILED
 EVENT_TIMEOUT, EVENT_ERROR = OutcomeStatus.TIMEOUT, OutcomeStatus.ERROR
@@ -446,3 +446,36 @@ async def test_the_async_poll_step_decides_as_the_sync_one():
 
     outcome = await make_watch().astep(fetch)
     assert outcome == make_watch().step(failed)
+
+
+def test_a_malformed_trigger_event_fails_naming_the_task_and_what_is_wrong():
+    """The error of a garbled event still names the generation it was about, as every task error does."""
+    garbled_task = {**_success_event(), "task": "not-a-task"}
+    with pytest.raises(RunwayError) as info:
+        resolve_event(garbled_task)
+    assert info.value.runway_task_id == TASK_ID
+    assert str(info.value) == (
+        "Received a Runway trigger event with a malformed task "
+        f"(TypeError(\"string indices must be integers, not 'str'\")): {garbled_task!r}"
+    )
+    with pytest.raises(RunwayError) as info:
+        resolve_event({**_success_event(), "status": "SUCCESS", "message": "done"})
+    assert info.value.runway_task_id == TASK_ID
+    assert (
+        str(info.value)
+        == f"Received an unexpected Runway trigger event status 'SUCCESS' for task {TASK_ID}: done"
+    )
+
+
+def test_a_wait_that_times_out_on_odd_answers_quotes_the_last_one_shortened():
+    odd = "unreadable answer: " + "x" * 300
+
+    def broken() -> RunwayTask:
+        raise ValueError(odd)
+
+    outcome = make_watch(end_in=-1).step(broken)
+    assert outcome is not None and outcome.status is OutcomeStatus.TIMEOUT
+    assert outcome.message == (
+        f"Runway task {TASK_ID} did not finish before its deadline (last status: never seen; last poll "
+        f"error: unexpected ValueError while polling: {odd[:200]}). {NO_CANCEL_NOTE}"
+    )
