@@ -370,8 +370,34 @@ def test_a_redirect_never_downgrades_to_http():
     from runway_provider.transfers.runway_to_object_storage import _redirect_target
 
     assert _redirect_target("https://cdn.example/a.mp4", "/b.mp4", "t") == "https://cdn.example/b.mp4"
-    with pytest.raises(RunwayTransferError, match="from https to http"):
-        _redirect_target("https://cdn.example/a.mp4", "http://cdn.example/b.mp4", "t")
+    assert _redirect_target("http://cdn.example/a.mp4", "https://cdn.example/b.mp4", "t") == (
+        "https://cdn.example/b.mp4"
+    )
+    with pytest.raises(RunwayTransferError) as caught:
+        _redirect_target("https://cdn.example/a.mp4", "http://cdn.example/b.mp4", "task-7")
+    assert str(caught.value) == "The media host of Runway task task-7 redirected from https to http."
+    assert caught.value.runway_task_id == "task-7"  # the failed Airflow task names its generation
+
+
+def test_a_redirect_without_a_location_is_refused_naming_the_task():
+    from runway_provider.transfers.runway_to_object_storage import _redirect_target
+
+    with pytest.raises(RunwayTransferError) as caught:
+        _redirect_target("https://cdn.example/a.mp4", "", "task-7")
+    assert str(caught.value) == "The media host of Runway task task-7 redirected without a Location."
+    assert caught.value.runway_task_id == "task-7"
+
+
+@pytest.mark.parametrize("allowed", ["127.0.0.1/8", "127.0.0.1", "localhost, 127.0.0.0/30"])
+def test_a_loopback_media_host_may_be_allowed_by_address_or_by_any_address_of_its_network(
+    monkeypatch, server, tmp_path, allowed
+):
+    # A network written from one of its own addresses ("127.0.0.1/8") means that network.
+    conn = json.loads(server.connection_json())
+    conn["extra"]["allowed_media_hosts"] = allowed
+    monkeypatch.setenv("AIRFLOW_CONN_RUNWAY_DEFAULT", json.dumps(conn))
+    result = run(runway_task=task_with_url(server, "x.mp4"), destination=str(tmp_path) + "/")
+    assert result["sha256"] == SAMPLE_SHA
 
 
 def test_the_signature_check_does_not_depend_on_chunking(runway_conn, server, tmp_path):
@@ -485,3 +511,63 @@ def test_an_image_is_stored_with_the_extension_of_its_content(runway_conn, serve
     stored = tmp_path / "made-up-task.png"
     assert stored.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result["content_type"] == "image/png" and result["uri"] == f"file://{stored}"
+
+
+# -- a task the Runway operator reused from storage --------------------------------------------
+
+
+def generate_then_store(
+    reuse_from: Path, destination: str, **store_kwargs: Any
+) -> tuple[str, dict[str, Any]]:
+    """generate (reusing from ``reuse_from``) then store to ``destination``, as a DAG wires them;
+    returns the Runway task id and the stored result."""
+    import pendulum
+    from airflow.sdk import DAG
+
+    from runway_provider.operators.runway import RunwayGenerateOperator
+    from tests.helpers import MemoryTaskStateStore, RecordingTaskInstance
+
+    with DAG("batch", start_date=pendulum.datetime(2026, 1, 1), schedule=None):
+        generate = RunwayGenerateOperator(
+            task_id="generate",
+            prompt="A paper boat",
+            image="https://example.com/boat.jpg",
+            options=DONE,
+            wait_for_completion=True,
+            poll_interval=0.1,
+            reuse_from=f"file://{reuse_from}/",
+        )
+        store = RunwayToObjectStorageOperator(
+            task_id="store", runway_task=generate.output, destination=destination, **store_kwargs
+        )
+    generate_ti = RecordingTaskInstance()
+    runway_task_id = generate.execute({"ti": generate_ti, "task_state_store": MemoryTaskStateStore()})
+    store_ti = RecordingTaskInstance()
+    store_ti.upstream = {("generate", key): value for key, value in generate_ti.xcom.items()}
+    store.runway_task = runway_task_id  # what Airflow renders generate.output to
+    result = store.execute({"ti": store_ti, "outlet_events": transfer_context()["outlet_events"]})
+    return runway_task_id, result
+
+
+def test_a_reused_task_already_at_a_named_file_is_not_stored_again(runway_conn, emulator, tmp_path):
+    library = tmp_path / "library"
+    target = library / "boat.mp4"
+    runway_task_id, first = generate_then_store(library, str(target))
+    before = target.stat().st_mtime_ns
+    downloads = len(emulator.media_requests)
+    again_id, second = generate_then_store(library, str(target))
+    assert again_id == runway_task_id and second == {**first, "reused": True}
+    assert len(emulator.media_requests) == downloads and target.stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("there", ["nothing", "other content"])
+def test_a_reused_task_is_stored_where_it_is_not_yet(runway_conn, emulator, tmp_path, there):
+    library, elsewhere = tmp_path / "library", tmp_path / "elsewhere"
+    runway_task_id, _ = generate_then_store(library, f"{library}/")
+    if there == "other content":
+        elsewhere.mkdir()
+        (elsewhere / f"{runway_task_id}.mp4").write_bytes(b"someone else's video")
+    again_id, result = generate_then_store(library, f"{elsewhere}/", overwrite=True)
+    assert again_id == runway_task_id and len(emulator.submissions()) == 1
+    assert (elsewhere / f"{runway_task_id}.mp4").read_bytes() == SAMPLE
+    assert result["reused"] is False and result["uri"] == f"file://{elsewhere}/{runway_task_id}.mp4"
