@@ -102,6 +102,40 @@ def test_an_expired_url_is_refreshed_once(runway_conn, server, emulator, tmp_pat
     ]
 
 
+def finished_official_task(emulator) -> str:
+    from runway_provider.testing import Scenario
+
+    emulator.scenario = Scenario(not_found_seconds=0, queued_seconds=0, running_seconds=0)
+    return RunwayHook().submit_upscale_video(video="https://example.com/clip.mp4")
+
+
+@pytest.mark.parametrize("family_from", ["the argument", "the upstream operator"])
+def test_an_official_task_id_is_fetched_from_its_own_route(runway_conn, emulator, tmp_path, family_from):
+    runway_task_id = finished_official_task(emulator)
+    destination = str(tmp_path) + "/"
+    if family_from == "the argument":
+        store = RunwayToObjectStorageOperator(
+            task_id="store", runway_task=runway_task_id, destination=destination, route_family="official"
+        )
+    else:
+        import pendulum
+        from airflow.sdk import DAG
+
+        from runway_provider.operators.runway import RunwayUpscaleVideoOperator
+
+        with DAG("upscale", start_date=pendulum.datetime(2026, 1, 1), schedule=None):
+            upscale = RunwayUpscaleVideoOperator(task_id="upscale", video="https://example.com/clip.mp4")
+            store = RunwayToObjectStorageOperator(
+                task_id="store", runway_task=upscale.output, destination=destination
+            )
+        store.runway_task = runway_task_id  # what Airflow renders upscale.output to
+    from tests.helpers import RecordingTaskInstance
+
+    result = store.execute({"ti": RecordingTaskInstance(), **transfer_context()})
+    assert result["runway_task_id"] == runway_task_id and result["sha256"] == SAMPLE_SHA
+    assert (tmp_path / f"{runway_task_id}.mp4").read_bytes() == SAMPLE
+
+
 def test_a_retry_after_success_is_a_no_op(runway_conn, server, tmp_path, capsys):
     task = finished_task(server)
     first = run(runway_task=task, destination=str(tmp_path) + "/")
@@ -261,6 +295,18 @@ def test_stores_on_s3(runway_conn, server, s3_endpoint, bucket):
     assert result["record_uri"] == f"s3://{bucket}/{key}.runway.json" and result["reused"] is False
     second = run(runway_task=task, destination=f"s3://s3_test@{bucket}/runway/")
     assert second["sha256"] == result["sha256"]
+
+
+def test_the_object_store_connection_may_be_given_apart_from_the_uri(
+    runway_conn, server, s3_endpoint, bucket
+):
+    result = run(
+        runway_task=task_with_url(server, "x.mp4"),
+        destination=f"s3://{bucket}/clips/",
+        destination_conn_id="s3_test",
+    )
+    assert s3_keys(s3_endpoint, bucket)["clips/made-up-task.mp4"] == SAMPLE
+    assert result["uri"] == f"s3://{bucket}/clips/made-up-task.mp4"
 
 
 def test_s3_with_an_object_storage_path_and_a_large_video(runway_conn, server, s3_endpoint, bucket):
@@ -517,10 +563,11 @@ def test_an_image_is_stored_with_the_extension_of_its_content(runway_conn, serve
 
 
 def generate_then_store(
-    reuse_from: Path, destination: str, **store_kwargs: Any
+    reuse_from: Path, destination: str, *, also_after: bool = False, **store_kwargs: Any
 ) -> tuple[str, dict[str, Any]]:
     """generate (reusing from ``reuse_from``) then store to ``destination``, as a DAG wires them;
-    returns the Runway task id and the stored result."""
+    returns the Runway task id and the stored result. ``also_after``: the transfer also waits on
+    another Runway operator, whose output it does not store."""
     import pendulum
     from airflow.sdk import DAG
 
@@ -540,6 +587,11 @@ def generate_then_store(
         store = RunwayToObjectStorageOperator(
             task_id="store", runway_task=generate.output, destination=destination, **store_kwargs
         )
+        if also_after:
+            (
+                RunwayGenerateOperator(task_id="other", prompt="A raft", image="https://example.com/raft.jpg")
+                >> store
+            )
     generate_ti = RecordingTaskInstance()
     runway_task_id = generate.execute({"ti": generate_ti, "task_state_store": MemoryTaskStateStore()})
     store_ti = RecordingTaskInstance()
@@ -549,13 +601,15 @@ def generate_then_store(
     return runway_task_id, result
 
 
-def test_a_reused_task_already_at_a_named_file_is_not_stored_again(runway_conn, emulator, tmp_path):
+@pytest.mark.parametrize("upstream", ["one Runway operator", "two, storing one's output"])
+def test_a_reused_task_already_at_a_named_file_is_not_stored_again(runway_conn, emulator, tmp_path, upstream):
     library = tmp_path / "library"
     target = library / "boat.mp4"
-    runway_task_id, first = generate_then_store(library, str(target))
+    also_after = upstream != "one Runway operator"
+    runway_task_id, first = generate_then_store(library, str(target), also_after=also_after)
     before = target.stat().st_mtime_ns
     downloads = len(emulator.media_requests)
-    again_id, second = generate_then_store(library, str(target))
+    again_id, second = generate_then_store(library, str(target), also_after=also_after)
     assert again_id == runway_task_id and second == {**first, "reused": True}
     assert len(emulator.media_requests) == downloads and target.stat().st_mtime_ns == before
 
