@@ -193,6 +193,27 @@ def test_max_bytes_is_enforced_while_streaming(runway_conn, server, tmp_path, mo
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("length", ["declared", "not declared"])
+def test_a_video_of_exactly_max_bytes_is_accepted(runway_conn, server, tmp_path, monkeypatch, length):
+    if length == "not declared":
+        import requests
+
+        real_get = requests.Session.get
+
+        def hide_length(self, url, **kwargs):
+            response = real_get(self, url, **kwargs)
+            del response.headers["Content-Length"]
+            return response
+
+        monkeypatch.setattr(requests.Session, "get", hide_length)
+    result = run(
+        runway_task=task_with_url(server, "size-1000000.mp4"),
+        destination=str(tmp_path) + "/",
+        max_bytes=1_000_000,
+    )
+    assert result["bytes"] == 1_000_000 == (tmp_path / "made-up-task.mp4").stat().st_size
+
+
 @pytest.mark.parametrize(
     ("name", "problem"), [("page-x", "text/html"), ("notvideo-x.mp4", "does not start like")]
 )
