@@ -527,8 +527,9 @@ def test_a_broken_download_leaves_no_temporary_file(runway_conn, server, tmp_pat
     assert list(temp_dir.iterdir()) == [] and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("scheme", ["", "file://", "local://"])
 def test_a_local_store_stages_beside_the_target_then_renames(
-    runway_conn, server, tmp_path, temp_dir, monkeypatch
+    runway_conn, server, tmp_path, temp_dir, monkeypatch, scheme
 ):
     moves: list[tuple[str, str]] = []
     replace = os.replace
@@ -540,7 +541,7 @@ def test_a_local_store_stages_beside_the_target_then_renames(
 
     monkeypatch.setattr(os, "replace", recording_replace)
     target = tmp_path / "videos" / "boat.mp4"
-    run(runway_task=task_with_url(server, "x.mp4"), destination=str(target))
+    run(runway_task=task_with_url(server, "x.mp4"), destination=f"{scheme}{target}")
     [(staged, final)] = moves
     assert final == str(target) and os.path.dirname(staged) == str(target.parent)
     assert os.path.basename(staged).startswith(".boat.mp4.") and staged.endswith(".part")
@@ -646,3 +647,71 @@ def test_a_reused_task_is_stored_where_it_is_not_yet(runway_conn, emulator, tmp_
     assert again_id == runway_task_id and len(emulator.submissions()) == 1
     assert (elsewhere / f"{runway_task_id}.mp4").read_bytes() == SAMPLE
     assert result["reused"] is False and result["uri"] == f"file://{elsewhere}/{runway_task_id}.mp4"
+
+
+# -- what a refused download tells the user ----------------------------------------------------
+
+
+def _refused(server: EmulatorServer, tmp_path: Path, name: str, **kwargs: Any) -> RunwayTransferError:
+    with pytest.raises(RunwayTransferError) as caught:
+        run(runway_task=task_with_url(server, name), destination=str(tmp_path) + "/", **kwargs)
+    assert list(tmp_path.iterdir()) == []
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "message"),
+    [
+        (
+            "page-x",
+            {},
+            "The media host answered text/html for Runway task made-up-task, not a video or an image.",
+        ),
+        (
+            "size-3000000.mp4",
+            {"max_bytes": 1_000_000},
+            "The video of Runway task made-up-task is 3,000,000 bytes, over max_bytes=1,000,000.",
+        ),
+        ("size-0.mp4", {}, "The video of Runway task made-up-task is empty."),
+        (
+            "size-3.mp4",
+            {},
+            "The download for Runway task made-up-task does not start like a video (MP4, MOV, WebM) or an "
+            "image (PNG, JPEG, WebP).",
+        ),
+        (
+            "size-25000000.mp4",
+            {"download_timeout": 0.000001},
+            "The download of Runway task made-up-task took longer than download_timeout=1e-06s.",
+        ),
+    ],
+    ids=["not a video", "too large", "empty", "too short to be a video", "too slow"],
+)
+def test_a_refused_download_says_why_and_names_its_task(runway_conn, server, tmp_path, name, kwargs, message):
+    error = _refused(server, tmp_path, name, **kwargs)
+    assert str(error) == message and error.runway_task_id == "made-up-task"
+
+
+def test_a_broken_or_oversized_stream_names_its_task(runway_conn, server, tmp_path, monkeypatch):
+    error = _refused(server, tmp_path, "broken-3000000.mp4")
+    assert str(error).startswith("The download of Runway task made-up-task broke after ")
+    assert error.runway_task_id == "made-up-task"
+    import requests
+
+    real_get = requests.Session.get
+
+    def hide_length(self, url, **kwargs):
+        response = real_get(self, url, **kwargs)
+        del response.headers["Content-Length"]
+        return response
+
+    monkeypatch.setattr(requests.Session, "get", hide_length)
+    error = _refused(server, tmp_path, "size-3000000.mp4", max_bytes=1_000_000)
+    assert str(error) == "The video of Runway task made-up-task exceeds max_bytes=1,000,000."
+    assert error.runway_task_id == "made-up-task"
+
+
+def test_a_file_shorter_than_the_signature_window_is_judged_on_what_it_has(runway_conn, server, tmp_path):
+    # The first 8 bytes of an MP4 already say "ftyp": short, but it starts like a video.
+    result = run(runway_task=task_with_url(server, "size-8.mp4"), destination=str(tmp_path) + "/")
+    assert result["bytes"] == 8 and (tmp_path / "made-up-task.mp4").read_bytes() == SAMPLE[:8]
