@@ -715,3 +715,68 @@ def test_a_file_shorter_than_the_signature_window_is_judged_on_what_it_has(runwa
     # The first 8 bytes of an MP4 already say "ftyp": short, but it starts like a video.
     result = run(runway_task=task_with_url(server, "size-8.mp4"), destination=str(tmp_path) + "/")
     assert result["bytes"] == 8 and (tmp_path / "made-up-task.mp4").read_bytes() == SAMPLE[:8]
+
+
+@pytest.mark.parametrize(
+    ("head", "extension"),
+    [
+        (b"\x00\x00\x00\x20ftypisom\x00\x00", ".mp4"),
+        (b"\x00\x00\x00\x14ftypqt  \x00\x00", ".mp4"),  # a MOV is stored as .mp4
+        (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81", ".webm"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0d", ".png"),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01", ".jpg"),
+        (b"RIFF\x24\x00\x00\x00WEBP", ".webp"),
+        (b"RIFF\x24\x00\x00\x00WAVE", None),  # audio in the same container
+        (b"\x89png\r\n\x1a\n\x00\x00\x00\x0d", None),
+        (b"<html><body>", None),
+        (b"\x00\x00\x00\x20FTYPisom\x00\x00", None),
+    ],
+    ids=["mp4", "mov", "webm", "png", "jpeg", "webp", "wav", "png-lowercase", "html", "FTYP"],
+)
+def test_the_first_bytes_decide_what_is_accepted_and_its_extension(head, extension):
+    from runway_provider.transfers.runway_to_object_storage import _media_extension
+
+    assert _media_extension(head) == extension
+
+
+def test_a_refused_task_id_or_destination_says_what_to_do(runway_conn, server, emulator, tmp_path):
+    with pytest.raises(RunwayTransferError) as caught:
+        run(runway_task=task_with_url(server, "x.mp4", ".hidden"), destination=f"{tmp_path}/")
+    assert str(caught.value) == (
+        "Runway task id '.hidden' cannot name a file: expected letters, digits, '.', '_' and '-', not "
+        "starting with a dot. Give destination a file name instead of a folder."
+    )
+    assert caught.value.runway_task_id == ".hidden"
+    with pytest.raises(RunwayInputError) as refused:
+        run(runway_task=task_with_url(server, "x.mp4"), destination="  ")
+    assert (
+        str(refused.value)
+        == "Invalid `destination`: expected a path, a URI or an ObjectStoragePath, got '  '"
+    )
+    assert emulator.media_requests == []
+
+
+def test_a_folder_is_named_by_its_path_whatever_its_last_letter(runway_conn, server, tmp_path):
+    result = run(runway_task=task_with_url(server, "x.mp4"), destination=f"{tmp_path}/take-X/")
+    assert (tmp_path / "take-X" / "made-up-task.mp4").read_bytes() == SAMPLE
+    assert result["uri"] == f"file://{tmp_path}/take-X/made-up-task.mp4"
+
+
+def test_a_refused_media_url_says_why_and_names_its_task():
+    from runway_provider.transfers.runway_to_object_storage import _check_media_url
+
+    url = "ftp://cdn.example/" + "v" * 100
+    with pytest.raises(RunwayTransferError) as caught:
+        _check_media_url(url, lambda: (), "task-7")
+    assert str(caught.value) == f"Runway task task-7 has no http(s) media URL ({url[:80]!r})."
+    assert caught.value.runway_task_id == "task-7"
+    with pytest.raises(RunwayTransferError) as caught:
+        _check_media_url("http://10.0.0.7/v.mp4", lambda: ("192.168.0.0/16", "cdn.example"), "task-7")
+    assert str(caught.value) == (
+        "The media URL of Runway task task-7 points at 10.0.0.7 (10.0.0.7), a loopback, private, "
+        "link-local or reserved address; list the host in the Runway connection's extra "
+        "`allowed_media_hosts` if it is yours."
+    )
+    assert caught.value.runway_task_id == "task-7"
+    _check_media_url("http://10.0.0.7/v.mp4", lambda: ("10.0.0.0/8",), "task-7")  # allowed: no error
+    _check_media_url("HTTP://10.0.0.7/v.mp4", lambda: ("10.0.0.7",), "task-7")
