@@ -781,3 +781,4 @@ def test_a_refused_media_url_says_why_and_names_its_task():
     _check_media_url("http://10.0.0.7/v.mp4", lambda: ("10.0.0.0/8",), "task-7")  # allowed: no error
     _check_media_url("HTTP://10.0.0.7/v.mp4", lambda: ("10.0.0.7",), "task-7")
     _check_media_url("https://10.0.0.7/v.mp4", lambda: ("10.0.0.7",), "task-7")
+    _check_media_url("http://LocalHost:8080/v.mp4", lambda: ("localhost",), "task-7")  # names ignore case
