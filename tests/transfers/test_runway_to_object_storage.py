@@ -782,3 +782,15 @@ def test_a_refused_media_url_says_why_and_names_its_task():
     _check_media_url("HTTP://10.0.0.7/v.mp4", lambda: ("10.0.0.7",), "task-7")
     _check_media_url("https://10.0.0.7/v.mp4", lambda: ("10.0.0.7",), "task-7")
     _check_media_url("http://LocalHost:8080/v.mp4", lambda: ("localhost",), "task-7")  # names ignore case
+
+
+def test_a_host_answering_one_public_and_one_private_address_is_refused(monkeypatch):
+    import socket
+
+    from runway_provider.transfers.runway_to_object_storage import _check_media_url
+
+    # A DNS answer mixing a public and a private address (DNS rebinding): every address must pass.
+    answer = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, 443)) for ip in ("1.2.3.4", "10.0.0.5")]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: answer)
+    with pytest.raises(RunwayTransferError, match=r"points at cdn\.example \(10\.0\.0\.5\)"):
+        _check_media_url("https://cdn.example/v.mp4", lambda: (), "task-7")
