@@ -372,7 +372,10 @@ class RunwayToObjectStorageOperator(BaseOperator):
             raise
         if size == 0:
             os.unlink(local_path)
-            raise RunwayTransferError(f"The video of Runway task {task.runway_task_id} is empty.")
+            raise RunwayTransferError(
+                f"The video of Runway task {task.runway_task_id} is empty.",
+                runway_task_id=task.runway_task_id,
+            )
         if len(head) < _SIGNATURE_BYTES and _media_extension(head) is None:
             os.unlink(local_path)
             self._check_signature(task, head)

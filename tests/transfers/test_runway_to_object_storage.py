@@ -102,6 +102,40 @@ def test_an_expired_url_is_refreshed_once(runway_conn, server, emulator, tmp_pat
     ]
 
 
+def finished_official_task(emulator) -> str:
+    from runway_provider.testing import Scenario
+
+    emulator.scenario = Scenario(not_found_seconds=0, queued_seconds=0, running_seconds=0)
+    return RunwayHook().submit_upscale_video(video="https://example.com/clip.mp4")
+
+
+@pytest.mark.parametrize("family_from", ["the argument", "the upstream operator"])
+def test_an_official_task_id_is_fetched_from_its_own_route(runway_conn, emulator, tmp_path, family_from):
+    runway_task_id = finished_official_task(emulator)
+    destination = str(tmp_path) + "/"
+    if family_from == "the argument":
+        store = RunwayToObjectStorageOperator(
+            task_id="store", runway_task=runway_task_id, destination=destination, route_family="official"
+        )
+    else:
+        import pendulum
+        from airflow.sdk import DAG
+
+        from runway_provider.operators.runway import RunwayUpscaleVideoOperator
+
+        with DAG("upscale", start_date=pendulum.datetime(2026, 1, 1), schedule=None):
+            upscale = RunwayUpscaleVideoOperator(task_id="upscale", video="https://example.com/clip.mp4")
+            store = RunwayToObjectStorageOperator(
+                task_id="store", runway_task=upscale.output, destination=destination
+            )
+        store.runway_task = runway_task_id  # what Airflow renders upscale.output to
+    from tests.helpers import RecordingTaskInstance
+
+    result = store.execute({"ti": RecordingTaskInstance(), **transfer_context()})
+    assert result["runway_task_id"] == runway_task_id and result["sha256"] == SAMPLE_SHA
+    assert (tmp_path / f"{runway_task_id}.mp4").read_bytes() == SAMPLE
+
+
 def test_a_retry_after_success_is_a_no_op(runway_conn, server, tmp_path, capsys):
     task = finished_task(server)
     first = run(runway_task=task, destination=str(tmp_path) + "/")
@@ -157,6 +191,27 @@ def test_max_bytes_is_enforced_while_streaming(runway_conn, server, tmp_path, mo
             max_bytes=1_000_000,
         )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("length", ["declared", "not declared"])
+def test_a_video_of_exactly_max_bytes_is_accepted(runway_conn, server, tmp_path, monkeypatch, length):
+    if length == "not declared":
+        import requests
+
+        real_get = requests.Session.get
+
+        def hide_length(self, url, **kwargs):
+            response = real_get(self, url, **kwargs)
+            del response.headers["Content-Length"]
+            return response
+
+        monkeypatch.setattr(requests.Session, "get", hide_length)
+    result = run(
+        runway_task=task_with_url(server, "size-1000000.mp4"),
+        destination=str(tmp_path) + "/",
+        max_bytes=1_000_000,
+    )
+    assert result["bytes"] == 1_000_000 == (tmp_path / "made-up-task.mp4").stat().st_size
 
 
 @pytest.mark.parametrize(
@@ -261,6 +316,18 @@ def test_stores_on_s3(runway_conn, server, s3_endpoint, bucket):
     assert result["record_uri"] == f"s3://{bucket}/{key}.runway.json" and result["reused"] is False
     second = run(runway_task=task, destination=f"s3://s3_test@{bucket}/runway/")
     assert second["sha256"] == result["sha256"]
+
+
+def test_the_object_store_connection_may_be_given_apart_from_the_uri(
+    runway_conn, server, s3_endpoint, bucket
+):
+    result = run(
+        runway_task=task_with_url(server, "x.mp4"),
+        destination=f"s3://{bucket}/clips/",
+        destination_conn_id="s3_test",
+    )
+    assert s3_keys(s3_endpoint, bucket)["clips/made-up-task.mp4"] == SAMPLE
+    assert result["uri"] == f"s3://{bucket}/clips/made-up-task.mp4"
 
 
 def test_s3_with_an_object_storage_path_and_a_large_video(runway_conn, server, s3_endpoint, bucket):
@@ -370,8 +437,34 @@ def test_a_redirect_never_downgrades_to_http():
     from runway_provider.transfers.runway_to_object_storage import _redirect_target
 
     assert _redirect_target("https://cdn.example/a.mp4", "/b.mp4", "t") == "https://cdn.example/b.mp4"
-    with pytest.raises(RunwayTransferError, match="from https to http"):
-        _redirect_target("https://cdn.example/a.mp4", "http://cdn.example/b.mp4", "t")
+    assert _redirect_target("http://cdn.example/a.mp4", "https://cdn.example/b.mp4", "t") == (
+        "https://cdn.example/b.mp4"
+    )
+    with pytest.raises(RunwayTransferError) as caught:
+        _redirect_target("https://cdn.example/a.mp4", "http://cdn.example/b.mp4", "task-7")
+    assert str(caught.value) == "The media host of Runway task task-7 redirected from https to http."
+    assert caught.value.runway_task_id == "task-7"  # the failed Airflow task names its generation
+
+
+def test_a_redirect_without_a_location_is_refused_naming_the_task():
+    from runway_provider.transfers.runway_to_object_storage import _redirect_target
+
+    with pytest.raises(RunwayTransferError) as caught:
+        _redirect_target("https://cdn.example/a.mp4", "", "task-7")
+    assert str(caught.value) == "The media host of Runway task task-7 redirected without a Location."
+    assert caught.value.runway_task_id == "task-7"
+
+
+@pytest.mark.parametrize("allowed", ["127.0.0.1/8", "127.0.0.1", "localhost, 127.0.0.0/30"])
+def test_a_loopback_media_host_may_be_allowed_by_address_or_by_any_address_of_its_network(
+    monkeypatch, server, tmp_path, allowed
+):
+    # A network written from one of its own addresses ("127.0.0.1/8") means that network.
+    conn = json.loads(server.connection_json())
+    conn["extra"]["allowed_media_hosts"] = allowed
+    monkeypatch.setenv("AIRFLOW_CONN_RUNWAY_DEFAULT", json.dumps(conn))
+    result = run(runway_task=task_with_url(server, "x.mp4"), destination=str(tmp_path) + "/")
+    assert result["sha256"] == SAMPLE_SHA
 
 
 def test_the_signature_check_does_not_depend_on_chunking(runway_conn, server, tmp_path):
@@ -434,8 +527,9 @@ def test_a_broken_download_leaves_no_temporary_file(runway_conn, server, tmp_pat
     assert list(temp_dir.iterdir()) == [] and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("scheme", ["", "file://", "local://"])
 def test_a_local_store_stages_beside_the_target_then_renames(
-    runway_conn, server, tmp_path, temp_dir, monkeypatch
+    runway_conn, server, tmp_path, temp_dir, monkeypatch, scheme
 ):
     moves: list[tuple[str, str]] = []
     replace = os.replace
@@ -447,7 +541,7 @@ def test_a_local_store_stages_beside_the_target_then_renames(
 
     monkeypatch.setattr(os, "replace", recording_replace)
     target = tmp_path / "videos" / "boat.mp4"
-    run(runway_task=task_with_url(server, "x.mp4"), destination=str(target))
+    run(runway_task=task_with_url(server, "x.mp4"), destination=f"{scheme}{target}")
     [(staged, final)] = moves
     assert final == str(target) and os.path.dirname(staged) == str(target.parent)
     assert os.path.basename(staged).startswith(".boat.mp4.") and staged.endswith(".part")
@@ -485,3 +579,218 @@ def test_an_image_is_stored_with_the_extension_of_its_content(runway_conn, serve
     stored = tmp_path / "made-up-task.png"
     assert stored.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result["content_type"] == "image/png" and result["uri"] == f"file://{stored}"
+
+
+# -- a task the Runway operator reused from storage --------------------------------------------
+
+
+def generate_then_store(
+    reuse_from: Path, destination: str, *, also_after: bool = False, **store_kwargs: Any
+) -> tuple[str, dict[str, Any]]:
+    """generate (reusing from ``reuse_from``) then store to ``destination``, as a DAG wires them;
+    returns the Runway task id and the stored result. ``also_after``: the transfer also waits on
+    another Runway operator, whose output it does not store."""
+    import pendulum
+    from airflow.sdk import DAG
+
+    from runway_provider.operators.runway import RunwayGenerateOperator
+    from tests.helpers import MemoryTaskStateStore, RecordingTaskInstance
+
+    with DAG("batch", start_date=pendulum.datetime(2026, 1, 1), schedule=None):
+        generate = RunwayGenerateOperator(
+            task_id="generate",
+            prompt="A paper boat",
+            image="https://example.com/boat.jpg",
+            options=DONE,
+            wait_for_completion=True,
+            poll_interval=0.1,
+            reuse_from=f"file://{reuse_from}/",
+        )
+        store = RunwayToObjectStorageOperator(
+            task_id="store", runway_task=generate.output, destination=destination, **store_kwargs
+        )
+        if also_after:
+            (
+                RunwayGenerateOperator(task_id="other", prompt="A raft", image="https://example.com/raft.jpg")
+                >> store
+            )
+    generate_ti = RecordingTaskInstance()
+    runway_task_id = generate.execute({"ti": generate_ti, "task_state_store": MemoryTaskStateStore()})
+    store_ti = RecordingTaskInstance()
+    store_ti.upstream = {("generate", key): value for key, value in generate_ti.xcom.items()}
+    store.runway_task = runway_task_id  # what Airflow renders generate.output to
+    result = store.execute({"ti": store_ti, "outlet_events": transfer_context()["outlet_events"]})
+    return runway_task_id, result
+
+
+@pytest.mark.parametrize("upstream", ["one Runway operator", "two, storing one's output"])
+def test_a_reused_task_already_at_a_named_file_is_not_stored_again(runway_conn, emulator, tmp_path, upstream):
+    library = tmp_path / "library"
+    target = library / "boat.mp4"
+    also_after = upstream != "one Runway operator"
+    runway_task_id, first = generate_then_store(library, str(target), also_after=also_after)
+    before = target.stat().st_mtime_ns
+    downloads = len(emulator.media_requests)
+    again_id, second = generate_then_store(library, str(target), also_after=also_after)
+    assert again_id == runway_task_id and second == {**first, "reused": True}
+    assert len(emulator.media_requests) == downloads and target.stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("there", ["nothing", "other content"])
+def test_a_reused_task_is_stored_where_it_is_not_yet(runway_conn, emulator, tmp_path, there):
+    library, elsewhere = tmp_path / "library", tmp_path / "elsewhere"
+    runway_task_id, _ = generate_then_store(library, f"{library}/")
+    if there == "other content":
+        elsewhere.mkdir()
+        (elsewhere / f"{runway_task_id}.mp4").write_bytes(b"someone else's video")
+    again_id, result = generate_then_store(library, f"{elsewhere}/", overwrite=True)
+    assert again_id == runway_task_id and len(emulator.submissions()) == 1
+    assert (elsewhere / f"{runway_task_id}.mp4").read_bytes() == SAMPLE
+    assert result["reused"] is False and result["uri"] == f"file://{elsewhere}/{runway_task_id}.mp4"
+
+
+# -- what a refused download tells the user ----------------------------------------------------
+
+
+def _refused(server: EmulatorServer, tmp_path: Path, name: str, **kwargs: Any) -> RunwayTransferError:
+    with pytest.raises(RunwayTransferError) as caught:
+        run(runway_task=task_with_url(server, name), destination=str(tmp_path) + "/", **kwargs)
+    assert list(tmp_path.iterdir()) == []
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "message"),
+    [
+        (
+            "page-x",
+            {},
+            "The media host answered text/html for Runway task made-up-task, not a video or an image.",
+        ),
+        (
+            "size-3000000.mp4",
+            {"max_bytes": 1_000_000},
+            "The video of Runway task made-up-task is 3,000,000 bytes, over max_bytes=1,000,000.",
+        ),
+        ("size-0.mp4", {}, "The video of Runway task made-up-task is empty."),
+        (
+            "size-3.mp4",
+            {},
+            "The download for Runway task made-up-task does not start like a video (MP4, MOV, WebM) or an "
+            "image (PNG, JPEG, WebP).",
+        ),
+        (
+            "size-25000000.mp4",
+            {"download_timeout": 0.000001},
+            "The download of Runway task made-up-task took longer than download_timeout=1e-06s.",
+        ),
+    ],
+    ids=["not a video", "too large", "empty", "too short to be a video", "too slow"],
+)
+def test_a_refused_download_says_why_and_names_its_task(runway_conn, server, tmp_path, name, kwargs, message):
+    error = _refused(server, tmp_path, name, **kwargs)
+    assert str(error) == message and error.runway_task_id == "made-up-task"
+
+
+def test_a_broken_or_oversized_stream_names_its_task(runway_conn, server, tmp_path, monkeypatch):
+    error = _refused(server, tmp_path, "broken-3000000.mp4")
+    assert str(error).startswith("The download of Runway task made-up-task broke after ")
+    assert error.runway_task_id == "made-up-task"
+    import requests
+
+    real_get = requests.Session.get
+
+    def hide_length(self, url, **kwargs):
+        response = real_get(self, url, **kwargs)
+        del response.headers["Content-Length"]
+        return response
+
+    monkeypatch.setattr(requests.Session, "get", hide_length)
+    error = _refused(server, tmp_path, "size-3000000.mp4", max_bytes=1_000_000)
+    assert str(error) == "The video of Runway task made-up-task exceeds max_bytes=1,000,000."
+    assert error.runway_task_id == "made-up-task"
+
+
+def test_a_file_shorter_than_the_signature_window_is_judged_on_what_it_has(runway_conn, server, tmp_path):
+    # The first 8 bytes of an MP4 already say "ftyp": short, but it starts like a video.
+    result = run(runway_task=task_with_url(server, "size-8.mp4"), destination=str(tmp_path) + "/")
+    assert result["bytes"] == 8 and (tmp_path / "made-up-task.mp4").read_bytes() == SAMPLE[:8]
+
+
+@pytest.mark.parametrize(
+    ("head", "extension"),
+    [
+        (b"\x00\x00\x00\x20ftypisom\x00\x00", ".mp4"),
+        (b"\x00\x00\x00\x14ftypqt  \x00\x00", ".mp4"),  # a MOV is stored as .mp4
+        (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81", ".webm"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0d", ".png"),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01", ".jpg"),
+        (b"RIFF\x24\x00\x00\x00WEBP", ".webp"),
+        (b"RIFF\x24\x00\x00\x00WAVE", None),  # audio in the same container
+        (b"\x89png\r\n\x1a\n\x00\x00\x00\x0d", None),
+        (b"<html><body>", None),
+        (b"\x00\x00\x00\x20FTYPisom\x00\x00", None),
+    ],
+    ids=["mp4", "mov", "webm", "png", "jpeg", "webp", "wav", "png-lowercase", "html", "FTYP"],
+)
+def test_the_first_bytes_decide_what_is_accepted_and_its_extension(head, extension):
+    from runway_provider.transfers.runway_to_object_storage import _media_extension
+
+    assert _media_extension(head) == extension
+
+
+def test_a_refused_task_id_or_destination_says_what_to_do(runway_conn, server, emulator, tmp_path):
+    with pytest.raises(RunwayTransferError) as caught:
+        run(runway_task=task_with_url(server, "x.mp4", ".hidden"), destination=f"{tmp_path}/")
+    assert str(caught.value) == (
+        "Runway task id '.hidden' cannot name a file: expected letters, digits, '.', '_' and '-', not "
+        "starting with a dot. Give destination a file name instead of a folder."
+    )
+    assert caught.value.runway_task_id == ".hidden"
+    with pytest.raises(RunwayInputError) as refused:
+        run(runway_task=task_with_url(server, "x.mp4"), destination="  ")
+    assert (
+        str(refused.value)
+        == "Invalid `destination`: expected a path, a URI or an ObjectStoragePath, got '  '"
+    )
+    assert emulator.media_requests == []
+
+
+def test_a_folder_is_named_by_its_path_whatever_its_last_letter(runway_conn, server, tmp_path):
+    result = run(runway_task=task_with_url(server, "x.mp4"), destination=f"{tmp_path}/take-X/")
+    assert (tmp_path / "take-X" / "made-up-task.mp4").read_bytes() == SAMPLE
+    assert result["uri"] == f"file://{tmp_path}/take-X/made-up-task.mp4"
+
+
+def test_a_refused_media_url_says_why_and_names_its_task():
+    from runway_provider.transfers.runway_to_object_storage import _check_media_url
+
+    url = "ftp://cdn.example/" + "v" * 100
+    with pytest.raises(RunwayTransferError) as caught:
+        _check_media_url(url, lambda: (), "task-7")
+    assert str(caught.value) == f"Runway task task-7 has no http(s) media URL ({url[:80]!r})."
+    assert caught.value.runway_task_id == "task-7"
+    with pytest.raises(RunwayTransferError) as caught:
+        _check_media_url("http://10.0.0.7/v.mp4", lambda: ("192.168.0.0/16", "cdn.example"), "task-7")
+    assert str(caught.value) == (
+        "The media URL of Runway task task-7 points at 10.0.0.7 (10.0.0.7), a loopback, private, "
+        "link-local or reserved address; list the host in the Runway connection's extra "
+        "`allowed_media_hosts` if it is yours."
+    )
+    assert caught.value.runway_task_id == "task-7"
+    _check_media_url("http://10.0.0.7/v.mp4", lambda: ("10.0.0.0/8",), "task-7")  # allowed: no error
+    _check_media_url("HTTP://10.0.0.7/v.mp4", lambda: ("10.0.0.7",), "task-7")
+    _check_media_url("https://10.0.0.7/v.mp4", lambda: ("10.0.0.7",), "task-7")
+    _check_media_url("http://LocalHost:8080/v.mp4", lambda: ("localhost",), "task-7")  # names ignore case
+
+
+def test_a_host_answering_one_public_and_one_private_address_is_refused(monkeypatch):
+    import socket
+
+    from runway_provider.transfers.runway_to_object_storage import _check_media_url
+
+    # A DNS answer mixing a public and a private address (DNS rebinding): every address must pass.
+    answer = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, 443)) for ip in ("1.2.3.4", "10.0.0.5")]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: answer)
+    with pytest.raises(RunwayTransferError, match=r"points at cdn\.example \(10\.0\.0\.5\)"):
+        _check_media_url("https://cdn.example/v.mp4", lambda: (), "task-7")
