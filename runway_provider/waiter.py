@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from datetime import timedelta
 from functools import cached_property
 from typing import Any
@@ -74,6 +75,19 @@ def runway_upstream(task: Any) -> tuple[str, bool] | None:
         if issubclass(cls, RunwayTaskWaiter):
             found.append((upstream.task_id, operator_class is not None))
     return found[0] if len(found) == 1 else None
+
+
+def request_route_family(request: Any) -> RouteFamily | None:
+    """The route family recorded in a ``runway_request`` XCom; None when absent or not a family.
+
+    What tells a sensor or a transfer given a templated id (``"{{ ti.xcom_pull('animate') }}"``)
+    where the task lives: such a string names no operator when the DAG is parsed.
+    """
+    family = request.get("route_family") if isinstance(request, Mapping) else None
+    try:
+        return RouteFamily(family) if isinstance(family, str) else None
+    except ValueError:
+        return None
 
 
 def pull_request(context: Any, source: tuple[str, bool] | None) -> Any:

@@ -352,6 +352,57 @@ def test_the_transfer_notes_its_lineage_when_it_stores(runway_conn, server, enab
     assert TEST_API_KEY not in text and "_emulator/callback" not in text
 
 
+def test_a_transfer_of_a_reused_result_reports_what_was_stored_under_its_own_family(
+    runway_conn, server, emulator, enabled, tmp_path
+):
+    """A rerun that reuses a stored video still tells the lineage backend where it came from: the
+    official task that made it (the record's family, though the transfer is given only an id) and
+    the object, stored once by the first run."""
+    import pendulum
+    from airflow.sdk import DAG
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    from runway_provider.operators.runway import RunwayImageToVideoOperator
+    from runway_provider.testing import Scenario
+    from runway_provider.transfers.runway_to_object_storage import RunwayToObjectStorageOperator
+    from tests.helpers import MemoryTaskStateStore, RecordingTaskInstance
+
+    emulator.scenario = Scenario(not_found_seconds=0, queued_seconds=0, running_seconds=0)
+    library = tmp_path / "library"
+
+    def animate_then_store() -> tuple[dict[str, Any], RunwayToObjectStorageOperator]:
+        with DAG("reuse", start_date=pendulum.datetime(2026, 1, 1), schedule=None):
+            animate = RunwayImageToVideoOperator(
+                task_id="animate",
+                prompt_image="https://example.com/boat.jpg",
+                wait_for_completion=True,
+                poll_interval=0.1,
+                reuse_from=f"file://{library}/",
+            )
+            # An id rendered from a template: the transfer is not told the family.
+            store = RunwayToObjectStorageOperator(
+                task_id="store", runway_task="{{ ti.xcom_pull('animate') }}", destination=f"{library}/"
+            )
+            animate >> store
+        animate_ti = RecordingTaskInstance()
+        store.runway_task = animate.execute({"ti": animate_ti, "task_state_store": MemoryTaskStateStore()})
+        store_ti = RecordingTaskInstance()
+        store_ti.upstream = {("animate", key): value for key, value in animate_ti.xcom.items()}
+        return store.execute({"ti": store_ti, "outlet_events": OutletEventAccessors()}), store
+
+    first, _ = animate_then_store()
+    second, store = animate_then_store()
+    assert (first["reused"], second["reused"]) == (False, True) and len(emulator.submissions()) == 1
+    result = store.get_openlineage_facets_on_complete(None)
+    host = server.base_url.split("://")[1]
+    runway_task_id = first["runway_task_id"]
+    assert [(d.namespace, d.name) for d in result.inputs] == [
+        (f"runway://{host}", f"official/{runway_task_id}")
+    ]
+    assert [(d.namespace, d.name) for d in result.outputs] == [("file", f"{library}/{runway_task_id}.mp4")]
+    assert result.outputs[0].facets["version"].datasetVersion == first["sha256"]
+
+
 # -- off unless installed and configured ---------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ from runway_provider.waiter import (
     XCOM_RUNWAY_TASK,
     RunwayTaskWaiter,
     pull_request,
+    request_route_family,
     runway_upstream,
     upstream_route_family,
     upstream_source,
@@ -44,7 +45,8 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
     :param runway_conn_id: The ``runway`` connection. Default ``runway_default``.
     :param route_family: ``reverse`` (tasks created on ``/runway/pro/*``, polled through the feed)
         or ``official`` (tasks created on ``/runwayml/v1/*``). Default: the family of the Runway
-        operator whose output ``runway_task_id`` is (``animate.output``), else ``reverse``.
+        operator whose output ``runway_task_id`` is (``animate.output``), else the family that the
+        one Runway operator upstream recorded with its request (a templated id), else ``reverse``.
     :param poll_interval: Seconds between polls (±10%), a fixed schedule. Default 10. None for the
         adaptive schedule (see the operators), in every mode: deferred, poke and reschedule.
     :param min_poll_interval: Adaptive schedule: the shortest delay between polls. Default 4.
@@ -90,11 +92,14 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         super().__init__(timeout=timeout, **kwargs)
         self.runway_task_id = runway_task_id
         self.runway_conn_id = runway_conn_id
-        self.route_family = (
+        # Given, or read at parse from the operator whose output this is; else read at run time
+        # from the request that operator pushed.
+        self._known_family = (
             checked_route_family(route_family)
             if route_family is not None
-            else upstream_route_family(runway_task_id) or RouteFamily.REVERSE
+            else upstream_route_family(runway_task_id)
         )
+        self.route_family = self._known_family or RouteFamily.REVERSE
         self.poll_schedule = schedule
         self.poll_interval = schedule.fixed_interval
         self.not_found_grace = not_found_grace
@@ -109,6 +114,7 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         request = pull_request(context, self._source or runway_upstream(self))
         if request is not None:
             context["ti"].xcom_push(key=spend.XCOM_RUNWAY_REQUEST, value=request)
+            self.route_family = self._known_family or request_route_family(request) or RouteFamily.REVERSE
         started_at = self._first_check_time(context)
         if self.deferrable:
             try:

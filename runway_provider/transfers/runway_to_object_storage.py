@@ -25,7 +25,13 @@ from runway_provider.models import RouteFamily, RunwayTask
 from runway_provider.records import RequestRecord, StoredResult, record_path, sha256_of
 from runway_provider.records import write as write_record
 from runway_provider.routes import route_family as checked_route_family
-from runway_provider.waiter import pull_request, runway_upstream, upstream_route_family, upstream_source
+from runway_provider.waiter import (
+    pull_request,
+    request_route_family,
+    runway_upstream,
+    upstream_route_family,
+    upstream_source,
+)
 
 if TYPE_CHECKING:
     import requests
@@ -105,7 +111,8 @@ class RunwayToObjectStorageOperator(BaseOperator):
     :param download_timeout: Seconds the whole download may take. Default 1800.
     :param route_family: Where to look the task up for a fresh URL. Default: the task dict's own
         ``route_family``, else the family of the Runway operator whose output ``runway_task`` is,
-        else ``reverse``.
+        else the family that the one Runway operator upstream recorded with its request (a
+        templated id), else ``reverse``.
     """
 
     template_fields: Sequence[str] = ("runway_task", "destination")
@@ -146,7 +153,9 @@ class RunwayToObjectStorageOperator(BaseOperator):
         self._source = upstream_source(runway_task)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        request = RequestRecord.from_dict(pull_request(context, self._source or runway_upstream(self)))
+        pulled = pull_request(context, self._source or runway_upstream(self))
+        request = RequestRecord.from_dict(pulled)
+        self.route_family = self.route_family or request_route_family(pulled)
         if request is not None and request.reused is not None:
             unchanged = self._already_here(StoredResult.from_dict(request.reused))
             if unchanged is not None:

@@ -136,6 +136,47 @@ def test_an_official_task_id_is_fetched_from_its_own_route(runway_conn, emulator
     assert (tmp_path / f"{runway_task_id}.mp4").read_bytes() == SAMPLE
 
 
+def test_a_templated_id_is_looked_up_on_the_family_its_operator_recorded(runway_conn, emulator, tmp_path):
+    """``"{{ ti.xcom_pull('upscale') }}"`` names no operator when the DAG is parsed: the sensor and
+    the transfer read the family from the request the upstream operator pushed, and never ask the
+    reverse feed about an official task (the service would answer that it does not exist)."""
+    import pendulum
+    from airflow.sdk import DAG
+
+    from runway_provider.operators.runway import RunwayUpscaleVideoOperator
+    from runway_provider.sensors.runway import RunwayTaskSensor
+    from runway_provider.testing import Scenario
+    from tests.helpers import MemoryTaskStateStore, RecordingTaskInstance
+
+    emulator.scenario = Scenario(not_found_seconds=0, queued_seconds=0, running_seconds=0.3)
+    with DAG("upscale", start_date=pendulum.datetime(2026, 1, 1), schedule=None):
+        upscale = RunwayUpscaleVideoOperator(task_id="upscale", video="https://example.com/clip.mp4")
+        wait = RunwayTaskSensor(
+            task_id="wait",
+            runway_task_id="{{ ti.xcom_pull('upscale') }}",
+            poll_interval=0.1,
+            not_found_grace=5,
+        )
+        store = RunwayToObjectStorageOperator(
+            task_id="store",
+            runway_task="{{ ti.xcom_pull('wait')['runway_task_id'] }}",
+            destination=f"{tmp_path}/",
+        )
+        upscale >> wait >> store
+    upscale_ti, wait_ti, store_ti = RecordingTaskInstance(), RecordingTaskInstance(), RecordingTaskInstance()
+    runway_task_id = upscale.execute({"ti": upscale_ti, "task_state_store": MemoryTaskStateStore()})
+    wait.runway_task_id = runway_task_id  # what Airflow renders the templates to
+    wait_ti.upstream = {("upscale", key): value for key, value in upscale_ti.xcom.items()}
+    task = wait.execute({"ti": wait_ti})
+    store.runway_task = runway_task_id
+    store_ti.upstream = {("wait", key): value for key, value in wait_ti.xcom.items()}
+    result = store.execute({"ti": store_ti, **transfer_context()})
+    assert (task["status"], task["route_family"]) == ("SUCCEEDED", "official")
+    assert result["runway_task_id"] == runway_task_id and result["sha256"] == SAMPLE_SHA
+    lookups = {r["path"] for r in emulator.requests if r.get("runway_task_id") == runway_task_id}
+    assert lookups == {"/runwayml/v1/video_upscale", f"/runwayml/v1/tasks/{runway_task_id}"}
+
+
 def test_a_retry_after_success_is_a_no_op(runway_conn, server, tmp_path, capsys):
     task = finished_task(server)
     first = run(runway_task=task, destination=str(tmp_path) + "/")
