@@ -313,6 +313,24 @@ def test_resolve_failed_raises_failed_error_with_details():
     assert str(err) == event.message
 
 
+@pytest.mark.parametrize(
+    ("task", "expected"),
+    [
+        (
+            failed,
+            f"Runway task {TASK_ID} failed (status FAILURE): Prompt flagged by moderation [SAFETY.INPUT.TEXT]",
+        ),
+        (cancelled, f"Runway task {TASK_ID} was cancelled (status FAILURE): no reason given"),
+    ],
+)
+def test_a_task_that_did_not_succeed_says_how_it_ended_why_and_its_code(task, expected):
+    """The line a user reads in the failed task's log: failed or cancelled, the service's reason
+    (or that it gave none), and the failure code only when there is one."""
+    outcome = make_watch().observe(task())
+    assert outcome is not None and outcome.status is OutcomeStatus.FAILED
+    assert outcome.message == expected
+
+
 def test_resolve_cancelled_raises_cancelled_error():
     with pytest.raises(RunwayTaskCancelledError) as info:
         resolve_event(make_watch().observe(cancelled()).to_event())
