@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -688,6 +689,40 @@ def test_a_reused_task_is_stored_where_it_is_not_yet(runway_conn, emulator, tmp_
     assert again_id == runway_task_id and len(emulator.submissions()) == 1
     assert (elsewhere / f"{runway_task_id}.mp4").read_bytes() == SAMPLE
     assert result["reused"] is False and result["uri"] == f"file://{elsewhere}/{runway_task_id}.mp4"
+
+
+def test_the_result_says_what_was_stored_where_and_when(runway_conn, server, tmp_path):
+    """The transfer's XCom, every key: what the next task (a manifest, a publisher) reads."""
+    task = finished_task(server)
+    runway_task_id = task["runway_task_id"]
+    before = time.time()
+    result = run(runway_task=task, destination=f"{tmp_path}/")
+    assert before <= result.pop("stored_at") <= time.time()
+    assert result == {
+        "uri": f"file://{tmp_path}/{runway_task_id}.mp4",
+        "bytes": len(SAMPLE),
+        "sha256": SAMPLE_SHA,
+        "content_type": "video/mp4",
+        "runway_task_id": runway_task_id,
+        "record_uri": f"file://{tmp_path}/{runway_task_id}.mp4.runway.json",
+        "reused": False,
+    }
+
+
+def test_a_local_destination_is_announced_as_a_file_and_keeps_its_reuse_index(
+    runway_conn, emulator, tmp_path
+):
+    """``local://`` is fsspec's other name for the disk: the asset URI says ``file://`` (the one
+    Airflow knows), and the reuse index is written, its folder made first, so a rerun pays nothing."""
+    library = tmp_path / "library"
+    runway_task_id, first = generate_then_store(library, f"local://{library}/")
+    assert first["uri"] == f"file://{library}/{runway_task_id}.mp4"
+    assert first["record_uri"] == f"file://{library}/{runway_task_id}.mp4.runway.json"
+    [index] = (library / "_runway_index").iterdir()
+    assert json.loads(index.read_text())["runway_task_id"] == runway_task_id
+    again_id, second = generate_then_store(library, f"local://{library}/")
+    assert again_id == runway_task_id and second == {**first, "reused": True}
+    assert len(emulator.submissions()) == 1
 
 
 # -- what a refused download tells the user ----------------------------------------------------
