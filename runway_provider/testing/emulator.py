@@ -424,7 +424,8 @@ class Emulator:
         ``size-<bytes>.mp4`` streams a video-signed file of that size, ``broken-<bytes>.mp4`` drops
         the connection halfway, ``redirect-<n>-<name>`` redirects n times, ``goto-<host>-<name>``
         redirects to another host, ``tiny-first-chunk.mp4`` sends its first 4 bytes alone, ``expired-<anything>`` answers 403 like an expired signed URL,
-        ``page-<anything>`` answers an HTML page and ``notvideo-<anything>`` text labelled video/mp4.
+        ``page-<anything>`` answers an HTML page, ``notvideo-<anything>`` text labelled video/mp4 and
+        ``nowhere-<anything>`` a redirect with no Location.
         Who asked, and with which Authorization header, is kept in ``media_requests``.
         """
         name = request.match_info["name"]
@@ -456,6 +457,8 @@ class Emulator:
             raise web.HTTPForbidden(text="Request has expired")
         if name.startswith("page-"):
             return web.Response(text="<html><body>Not a video</body></html>", content_type="text/html")
+        if name.startswith("nowhere-"):
+            return web.Response(status=302)
         if name.startswith("notvideo-"):
             return web.Response(body=b"this is plain text, not a video", content_type="video/mp4")
         if name.endswith(".mp4"):

@@ -285,7 +285,7 @@ class RunwayToObjectStorageOperator(BaseOperator):
                     f"max_bytes={self.max_bytes:,}.",
                     runway_task_id=task.runway_task_id,
                 )
-            return self._stream_to_temp(task, response, content_type or "application/octet-stream")
+            return self._stream_to_temp(task, response, content_type)
         finally:
             response.close()
 
@@ -370,6 +370,13 @@ class RunwayToObjectStorageOperator(BaseOperator):
                         )
                     digest.update(chunk)
                     local.write(chunk)
+            if size == 0:
+                raise RunwayTransferError(
+                    f"The video of Runway task {task.runway_task_id} is empty.",
+                    runway_task_id=task.runway_task_id,
+                )
+            # A file shorter than the signature window is judged on what it has.
+            extension = self._check_signature(task, head)
         except requests.exceptions.RequestException as err:
             os.unlink(local_path)
             raise RunwayTransferError(
@@ -379,31 +386,25 @@ class RunwayToObjectStorageOperator(BaseOperator):
         except BaseException:
             os.unlink(local_path)
             raise
-        if size == 0:
-            os.unlink(local_path)
-            raise RunwayTransferError(
-                f"The video of Runway task {task.runway_task_id} is empty.",
-                runway_task_id=task.runway_task_id,
-            )
-        if len(head) < _SIGNATURE_BYTES and _media_extension(head) is None:
-            os.unlink(local_path)
-            self._check_signature(task, head)
         return _Download(
             local_path=local_path,
             size=size,
             sha256=digest.hexdigest(),
             content_type=content_type,
-            extension=_media_extension(head) or ".mp4",
+            extension=extension,
         )
 
     @staticmethod
-    def _check_signature(task: RunwayTask, head: bytes) -> None:
-        if _media_extension(head) is None:
+    def _check_signature(task: RunwayTask, head: bytes) -> str:
+        """The extension the first bytes stand for; refuses what is no video or image."""
+        extension = _media_extension(head)
+        if extension is None:
             raise RunwayTransferError(
                 f"The download for Runway task {task.runway_task_id} does not start like a video (MP4, MOV, "
                 "WebM) or an image (PNG, JPEG, WebP).",
                 runway_task_id=task.runway_task_id,
             )
+        return extension
 
     def _store(self, download: _Download, target: ObjectStoragePath) -> str:
         """Put the verified file at ``target`` in one step; return what was done."""

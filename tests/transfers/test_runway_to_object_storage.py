@@ -431,16 +431,26 @@ def test_a_hostile_task_id_is_fine_with_a_file_destination(runway_conn, server, 
     assert target.read_bytes() == SAMPLE
 
 
-def test_redirects_are_followed_a_few_times_only(runway_conn, server, tmp_path):
-    result = run(runway_task=task_with_url(server, "redirect-2-x.mp4"), destination=str(tmp_path) + "/")
-    assert result["sha256"] == SAMPLE_SHA
-    with pytest.raises(RunwayTransferError, match="redirected more than 3 times"):
-        run(runway_task=task_with_url(server, "redirect-5-x.mp4"), destination=str(tmp_path / "b.mp4"))
+def test_redirects_are_followed_three_times_at_most(runway_conn, server, emulator, tmp_path):
+    result = run(runway_task=task_with_url(server, "redirect-3-x.mp4"), destination=str(tmp_path) + "/")
+    assert result["sha256"] == SAMPLE_SHA and len(emulator.media_requests) == 4
+    with pytest.raises(RunwayTransferError) as caught:
+        run(runway_task=task_with_url(server, "redirect-4-x.mp4"), destination=str(tmp_path / "b.mp4"))
+    assert str(caught.value) == "The media host of Runway task made-up-task redirected more than 3 times."
+    assert caught.value.runway_task_id == "made-up-task"
+    assert not (tmp_path / "b.mp4").exists()
+
+
+def test_a_redirect_with_no_location_is_refused_naming_the_task(runway_conn, server, tmp_path):
+    error = _refused(server, tmp_path, "nowhere-x.mp4")
+    assert str(error) == "The media host of Runway task made-up-task redirected without a Location."
+    assert error.runway_task_id == "made-up-task"
 
 
 def test_a_redirect_to_a_loopback_host_not_allowed_is_refused(runway_conn, server, emulator, tmp_path):
-    with pytest.raises(RunwayTransferError, match="allowed_media_hosts"):
+    with pytest.raises(RunwayTransferError, match="allowed_media_hosts") as caught:
         run(runway_task=task_with_url(server, "goto-127.0.0.2-x.mp4"), destination=str(tmp_path) + "/")
+    assert caught.value.runway_task_id == "made-up-task"
     assert [r["name"] for r in emulator.media_requests] == ["goto-127.0.0.2-x.mp4"]
     assert list(tmp_path.iterdir()) == []
 
@@ -784,6 +794,25 @@ def test_a_broken_or_oversized_stream_names_its_task(runway_conn, server, tmp_pa
     monkeypatch.setattr(requests.Session, "get", hide_length)
     error = _refused(server, tmp_path, "size-3000000.mp4", max_bytes=1_000_000)
     assert str(error) == "The video of Runway task made-up-task exceeds max_bytes=1,000,000."
+    assert error.runway_task_id == "made-up-task"
+
+
+def test_a_media_answer_without_a_content_type_is_refused(runway_conn, server, tmp_path, monkeypatch):
+    """aiohttp always labels a body, so the header is taken off on the way in, as a bare CDN would send it."""
+    import requests
+
+    real_get = requests.Session.get
+
+    def hide_type(self, url, **kwargs):
+        response = real_get(self, url, **kwargs)
+        del response.headers["Content-Type"]
+        return response
+
+    monkeypatch.setattr(requests.Session, "get", hide_type)
+    error = _refused(server, tmp_path, "x.mp4")
+    assert str(error) == (
+        "The media host answered no content type for Runway task made-up-task, not a video or an image."
+    )
     assert error.runway_task_id == "made-up-task"
 
 
