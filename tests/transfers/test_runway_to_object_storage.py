@@ -178,6 +178,40 @@ def test_a_templated_id_is_looked_up_on_the_family_its_operator_recorded(runway_
     assert lookups == {"/runwayml/v1/video_upscale", f"/runwayml/v1/tasks/{runway_task_id}"}
 
 
+@pytest.mark.parametrize("family_from", ["the task dict", "the argument"])
+def test_an_official_task_dict_with_an_expired_url_is_refreshed_on_its_own_route(
+    runway_conn, server, emulator, tmp_path, family_from
+):
+    runway_task_id = finished_official_task(emulator)
+    task = task_with_url(server, "expired-url.mp4", runway_task_id)
+    kwargs: dict[str, Any] = {}
+    if family_from == "the task dict":
+        task["route_family"] = "official"
+    else:
+        kwargs["route_family"] = "official"
+    result = run(runway_task=task, destination=f"{tmp_path}/", **kwargs)
+    assert result["sha256"] == SAMPLE_SHA
+    lookups = {r["path"] for r in emulator.requests if r.get("runway_task_id") == runway_task_id}
+    assert lookups == {"/runwayml/v1/video_upscale", f"/runwayml/v1/tasks/{runway_task_id}"}
+
+
+@pytest.mark.parametrize(
+    ("runway_task", "problem"),
+    [
+        (42, "expected a task dict or a Runway task id, got 42"),
+        ("   ", "expected a task dict or a Runway task id, got '   '"),
+        ({"status": "SUCCEEDED"}, "is not a Runway task dict (KeyError('runway_task_id'))"),
+    ],
+)
+def test_a_runway_task_that_is_no_task_is_refused_saying_what_it_got(
+    runway_conn, tmp_path, runway_task, problem
+):
+    with pytest.raises(RunwayInputError) as refused:
+        run(runway_task=runway_task, destination=f"{tmp_path}/")
+    assert str(refused.value) == f"Invalid `runway_task`: {problem}"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_retry_after_success_is_a_no_op(runway_conn, server, tmp_path, capsys):
     task = finished_task(server)
     first = run(runway_task=task, destination=str(tmp_path) + "/")
@@ -637,11 +671,17 @@ def test_an_image_is_stored_with_the_extension_of_its_content(runway_conn, serve
 
 
 def generate_then_store(
-    reuse_from: Path, destination: str, *, also_after: bool = False, **store_kwargs: Any
+    reuse_from: Path,
+    destination: str,
+    *,
+    also_after: bool = False,
+    task_dict: bool = False,
+    **store_kwargs: Any,
 ) -> tuple[str, dict[str, Any]]:
     """generate (reusing from ``reuse_from``) then store to ``destination``, as a DAG wires them;
     returns the Runway task id and the stored result. ``also_after``: the transfer also waits on
-    another Runway operator, whose output it does not store."""
+    another Runway operator, whose output it does not store. ``task_dict``: the transfer is given
+    the operator's ``runway_task`` XCom rather than its id."""
     import pendulum
     from airflow.sdk import DAG
 
@@ -670,7 +710,8 @@ def generate_then_store(
     runway_task_id = generate.execute({"ti": generate_ti, "task_state_store": MemoryTaskStateStore()})
     store_ti = RecordingTaskInstance()
     store_ti.upstream = {("generate", key): value for key, value in generate_ti.xcom.items()}
-    store.runway_task = runway_task_id  # what Airflow renders generate.output to
+    # What Airflow renders generate.output (or the runway_task XCom) to.
+    store.runway_task = generate_ti.xcom["runway_task"] if task_dict else runway_task_id
     result = store.execute({"ti": store_ti, "outlet_events": transfer_context()["outlet_events"]})
     return runway_task_id, result
 
@@ -733,6 +774,20 @@ def test_a_local_destination_is_announced_as_a_file_and_keeps_its_reuse_index(
     again_id, second = generate_then_store(library, f"local://{library}/")
     assert again_id == runway_task_id and second == {**first, "reused": True}
     assert len(emulator.submissions()) == 1
+
+
+def test_a_reused_task_dict_is_fetched_from_the_service_to_be_stored_elsewhere(
+    runway_conn, emulator, tmp_path
+):
+    """A reused task's dict lists where it was stored, which is no media URL: storing it in another
+    place asks the service for the task's media again (no new generation)."""
+    library, elsewhere = tmp_path / "library", tmp_path / "elsewhere"
+    runway_task_id, _ = generate_then_store(library, f"{library}/")
+    downloads = len(emulator.media_requests)
+    again_id, result = generate_then_store(library, f"{elsewhere}/", task_dict=True)
+    assert again_id == runway_task_id and len(emulator.submissions()) == 1
+    assert (elsewhere / f"{runway_task_id}.mp4").read_bytes() == SAMPLE and result["reused"] is False
+    assert [r["name"] for r in emulator.media_requests[downloads:]] == [f"{runway_task_id}.mp4"]
 
 
 # -- what a refused download tells the user ----------------------------------------------------
