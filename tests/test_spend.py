@@ -346,3 +346,55 @@ async def test_a_trigger_killed_by_a_user_says_which_task_it_cancelled_and_why(
         f"Cancelled Runway task {runway_task_id}: a user stopped its deferred Airflow task (now failed)."
         in capsys.readouterr().out
     )
+
+
+@pytest.mark.parametrize(
+    ("last_status", "cancels"),
+    [(None, 1), ("RUNNING", 1), ("SUCCEEDED", 0), ("FAILED", 0)],
+    ids=["never-seen", "running", "succeeded", "failed"],
+)
+def test_a_timed_out_last_try_cancels_unless_its_task_had_already_ended(
+    runway_conn, emulator, last_status, cancels
+):
+    """A task the wait never saw (it timed out before the first answer) may be running and billing,
+    so it is cancelled like a running one; a task seen ended is left alone."""
+    emulator.scenario = SLOW
+    op = image_to_video()
+    runway_task_id = op.hook.submit_image_to_video(prompt_image=IMAGE)
+    spend.on_wait_timeout(
+        op.hook,
+        runway_task_id=runway_task_id,
+        last_status=last_status,
+        route_family="official",
+        cancel_on_timeout=True,
+        will_retry=False,
+        log=op.log,
+    )
+    assert [c["runway_task_id"] for c in emulator.cancels()] == [runway_task_id] * cancels
+
+
+def test_a_marker_that_lost_its_task_id_is_an_uncertain_create(runway_conn, emulator):
+    """A marker past the create but without its id (written by hand, or half-restored) cannot say
+    which generation was made: nothing is sent, and the error says when is unknown."""
+    store = MemoryTaskStateStore()
+    op = generate()
+    fingerprint = spend.request_fingerprint(op.route, op.build_payload())
+    store.set(spend.STATE_KEY, {"phase": "submitted", "fingerprint": fingerprint, "route_family": "reverse"})
+    with pytest.raises(RunwaySubmissionUncertainError) as caught:
+        op.execute(new_try(store))
+    assert f"(request fingerprint {fingerprint[:12]}, sent unknown)" in str(caught.value)
+    assert emulator.create_requests() == []
+
+
+def test_a_marker_without_a_route_family_reconnects_through_the_feed(runway_conn, emulator):
+    """Markers of an earlier provider carry no route family: theirs was the reverse feed."""
+    store = MemoryTaskStateStore()
+    options = job_options(not_found_seconds=0, queued_seconds=0.2, running_seconds=1)
+    with pytest.raises(RunwayTaskTimeoutError):
+        generate(wait_for_completion=True, timeout=0.3, options=options).execute(new_try(store, max_tries=1))
+    del store.values[spend.STATE_KEY]["route_family"]
+    task = generate(wait_for_completion=True, timeout=30, options=options).execute(
+        new_try(store, try_number=2, max_tries=1)
+    )
+    [job] = emulator.jobs.values()
+    assert task == job.runway_task_id and len(emulator.create_requests()) == 1
