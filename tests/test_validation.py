@@ -365,6 +365,8 @@ ACCEPTED = [
         ([{"uri": IMG, "tag": "A_23456789012345"}],),
         [{"uri": IMG, "tag": "A_23456789012345"}],
     ),
+    # An empty mapping asks for the service's default, said out loud in the body.
+    (v.require_content_moderation, ({},), {"publicFigureThreshold": "auto"}),
     (v.require_content_moderation, ({"publicFigureThreshold": "auto"},), {"publicFigureThreshold": "auto"}),
     (v.require_content_moderation, ({"publicFigureThreshold": "low"},), {"publicFigureThreshold": "low"}),
 ]
