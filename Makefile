@@ -68,11 +68,12 @@ bench: venv
 	$(BIN)/python benchmarks/run_all.py
 
 # Mutation testing of the modules that decide outcomes, with their fast tests; prints the score
-# per module (docs/testing.md). Not part of make test: it takes about half an hour on 2 cores.
+# per module (docs/testing.md). Not part of make test: a complete run took about two hours on
+# 2 cores. Four children on 2 cores: many mutants' tests wait on the emulator rather than compute.
 mutation: venv
 	$(BIN)/python -m pip install --quiet -e '.[mutation]'
 	rm -rf mutants
-	$(BIN)/python -m mutmut run --max-children 2 || true
+	$(BIN)/python -m mutmut run --max-children 4 || true
 	$(BIN)/python scripts/mutation_report.py
 
 # Retakes the UI screenshots in docs/img/ui/ with the browser test (about a minute).
