@@ -215,6 +215,25 @@ def test_rate_is_measured_over_a_rise_above_the_noise():
     assert pacer.best_rate == pytest.approx(0.2 / 40)  # not 0.02 / 4 = 0.005: that is noise
 
 
+def test_rate_is_measured_far_enough_back_for_the_time_left():
+    # After 0.1 at 20 s and 0.3 at 60 s the end looks 140 s away: a rate over the last 10 s (0.3 to
+    # 0.42) is too short a stretch for that, so it is measured from 20 s: 0.32 in 50 s.
+    pacer = make_pacer(unjittered(max_interval=600))
+    feed(pacer, (20, task(S.RUNNING, 0.1)), (60, task(S.RUNNING, 0.3)))
+    assert pacer.estimated_end == pytest.approx(T0 + 200)
+    feed(pacer, (70, task(S.RUNNING, 0.42)))
+    assert pacer.best_rate == pytest.approx(0.32 / 50)
+
+
+def test_rate_is_measured_from_the_most_recent_poll_far_enough_back():
+    # Speeding up: 0.1 at 20 s, 0.3 at 60 s, 0.6 at 100 s. The recent pace (0.3 in 40 s) predicts
+    # the end, not the pace since the first poll (0.5 in 80 s).
+    pacer = make_pacer(unjittered(max_interval=600))
+    feed(pacer, (20, task(S.RUNNING, 0.1)), (60, task(S.RUNNING, 0.3)), (100, task(S.RUNNING, 0.6)))
+    assert pacer.best_rate == pytest.approx(0.3 / 40)
+    assert pacer.estimated_end == pytest.approx(T0 + 100 + 0.4 / (0.3 / 40))
+
+
 def test_early_estimates_are_capped_by_the_time_seen_running():
     # A slow start (0.01 to 0.11 in 40 s) says 356 s are left: too early to believe it.
     pacer = make_pacer(unjittered(max_interval=600))
@@ -234,6 +253,11 @@ def test_calibrating_after_the_first_running_poll():
     pacer = make_pacer(schedule)
     assert feed(pacer, (30, task(S.PENDING)), (60, task(S.RUNNING, 0.6))) == pytest.approx(
         max(4, 0.55 * 0.4 / (0.6 / 15))
+    )
+    # Nearly done at its first running poll, with a low minimum: polled again within a second.
+    pacer = make_pacer(unjittered(min_interval=0.5))
+    assert feed(pacer, (30, task(S.PENDING)), (60, task(S.RUNNING, 0.9))) == pytest.approx(
+        0.55 * 0.1 / (0.9 / 15)
     )
     # No rate yet after a second poll: wait up to growth × the time seen running.
     pacer = make_pacer(schedule)
@@ -278,6 +302,26 @@ def test_a_stall_keeps_the_pace_backs_off_and_never_exceeds_the_fallback():
     # Once it moves again, the pace before the stall is kept: the end is not pushed out by it.
     feed(pacer, (150, task(S.RUNNING, 0.52)))
     assert pacer.best_rate == rate
+
+
+def test_a_stall_early_in_a_run_is_still_capped_by_the_time_seen_running():
+    # 0.1 at 20 s, 0.25 at 30 s: the end looks 50 s away; stalled at 31 s. Aiming short of that end
+    # would wait 27 s, but the task has been seen running for 11 s only: at most 2 x 11 s.
+    pacer = make_pacer(unjittered(fallback_interval=60, max_interval=600))
+    delay = feed(pacer, (20, task(S.RUNNING, 0.1)), (30, task(S.RUNNING, 0.25)), (31, task(S.RUNNING, 0.25)))
+    assert pacer.reason == pacing.STALLED
+    assert pacer.estimated_end == pytest.approx(T0 + 80)
+    assert delay == pytest.approx(22)
+
+
+def test_asked_after_the_estimated_end_the_next_poll_comes_in_half_the_time_overdue():
+    # Estimated to end at 66 s (100% then); asked at 76 s, 10 s overdue: poll in 5 s.
+    pacer = make_pacer(unjittered())
+    feed(pacer, (0, task(S.PENDING)), (20, task(S.RUNNING, 0.1)), (60, task(S.RUNNING, 0.9)))
+    pacer.observe(task(S.RUNNING, 1.0), T0 + 66)
+    assert pacer.estimated_end == pytest.approx(T0 + 66)
+    assert pacer.next_delay(T0 + 76) == pytest.approx(5)
+    assert pacer.reason == pacing.OVERDUE
 
 
 def test_past_the_estimated_end_polls_back_off_to_the_fallback():

@@ -792,6 +792,34 @@ LIMIT_NOTE = "The request was not processed; it can be retried once the limit al
             "CometAPI refused the request: rate limit reached (HTTP 429): no message. " + LIMIT_NOTE,
             id="429-saying-nothing",
         ),
+        # Each word alone names the account's quota: CometAPI's messages vary by upstream.
+        pytest.param(
+            403,
+            {"error": {"message": "Your balance is too low"}},
+            RunwayRateLimitError,
+            "account quota",
+            "CometAPI refused the request: account quota reached (HTTP 403): Your balance is too low. "
+            + LIMIT_NOTE,
+            id="balance-alone-is-the-quota",
+        ),
+        pytest.param(
+            403,
+            {"error": {"message": "insufficient credits"}},
+            RunwayRateLimitError,
+            "account quota",
+            "CometAPI refused the request: account quota reached (HTTP 403): insufficient credits. "
+            + LIMIT_NOTE,
+            id="insufficient-alone-is-the-quota",
+        ),
+        pytest.param(
+            403,
+            {"error": {"message": "monthly quota used up"}},
+            RunwayRateLimitError,
+            "account quota",
+            "CometAPI refused the request: account quota reached (HTTP 403): monthly quota used up. "
+            + LIMIT_NOTE,
+            id="quota-alone-is-the-quota",
+        ),
         pytest.param(
             300,
             "<html>Multiple Choices</html>",
@@ -837,6 +865,13 @@ def test_a_refused_create_says_why_in_words(http_status, body, error_class, limi
             id="an-answer-of-exactly-200-characters-is-quoted-uncut",
         ),
         pytest.param(
+            200,
+            "y" * 201,
+            RunwayTransientError,
+            f"CometAPI sent a non-JSON answer (HTTP 200) for Runway task {TASK_ID}: {'y' * 200}…",
+            id="an-answer-of-201-characters-is-cut-to-200",
+        ),
+        pytest.param(
             502,
             {"data": "当前分组上游负载已饱和"},
             RunwayTransientError,
@@ -856,6 +891,13 @@ def test_a_refused_create_says_why_in_words(http_status, body, error_class, limi
             RunwayBusinessError,
             f"CometAPI answered with an error for Runway task {TASK_ID}: model is busy, try another one",
             id="error-text-in-a-2xx",
+        ),
+        pytest.param(
+            200,
+            {"error": {"code": "content_blocked"}},
+            RunwayBusinessError,
+            f'CometAPI answered with an error for Runway task {TASK_ID}: {{"error": {{"code": "content_blocked"}}}}',
+            id="an-error-without-words-is-quoted-whole",
         ),
     ],
 )

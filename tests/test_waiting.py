@@ -26,7 +26,14 @@ from runway_provider.exceptions import (
 )
 from runway_provider.models import RunwayTask, RunwayTaskStatus
 from runway_provider.protocol import normalize_task
-from runway_provider.waiting import NO_CANCEL_NOTE, OutcomeStatus, TaskWatch, error_outcome, resolve_event
+from runway_provider.waiting import (
+    NO_CANCEL_NOTE,
+    Outcome,
+    OutcomeStatus,
+    TaskWatch,
+    error_outcome,
+    resolve_event,
+)
 
 EVENT_SUCCESS, EVENT_FAILED = OutcomeStatus.SUCCESS, OutcomeStatus.FAILED
 EVENT_TIMEOUT, EVENT_ERROR = OutcomeStatus.TIMEOUT, OutcomeStatus.ERROR
@@ -243,7 +250,9 @@ def test_check_deadline_after_end_time_is_timeout():
     assert TASK_ID in event.message
     assert "last status: RUNNING" in event.message
     assert "may still be running: an Airflow retry reconnects to it" in event.message
-    assert "last poll error" not in event.message
+    assert event.message == (
+        f"Runway task {TASK_ID} did not finish before its deadline (last status: RUNNING). {NO_CANCEL_NOTE}"
+    )
 
 
 def test_check_deadline_includes_last_poll_error():
@@ -260,7 +269,21 @@ def test_check_deadline_without_any_task_says_never_seen():
     event = make_watch(end_in=-1).check_deadline()
     assert event.runway_task_id == TASK_ID
     assert event.task is None
-    assert "never seen" in event.message
+    assert event.message == (
+        f"Runway task {TASK_ID} did not finish before its deadline (last status: never seen). {NO_CANCEL_NOTE}"
+    )
+
+
+def test_a_failed_event_without_its_task_raises_the_failure_with_the_event_message():
+    """An event from a trigger that failed before it saw the task still fails the Airflow task."""
+    outcome = Outcome.from_event(
+        {"status": "failed", "runway_task_id": TASK_ID, "task": None, "message": "lost on the way"}
+    )
+    with pytest.raises(RunwayTaskFailedError) as info:
+        outcome.result()
+    assert type(info.value) is RunwayTaskFailedError
+    assert str(info.value) == "lost on the way"
+    assert (info.value.runway_task_id, info.value.status, info.value.failure_code) == (TASK_ID, None, None)
 
 
 # --- next_delay() ----------------------------------------------------------------------------------
