@@ -852,6 +852,26 @@ def test_a_broken_or_oversized_stream_names_its_task(runway_conn, server, tmp_pa
     assert error.runway_task_id == "made-up-task"
 
 
+def test_what_is_not_media_is_refused_on_its_first_bytes(runway_conn, server, tmp_path, monkeypatch):
+    """Text labelled video/mp4 and longer than max_bytes, with no length announced: the user is told
+    it is not a video (judged on its first bytes), not that it is too large (found only by reading on)."""
+    import requests
+
+    real_get = requests.Session.get
+
+    def hide_length(self, url, **kwargs):
+        response = real_get(self, url, **kwargs)
+        del response.headers["Content-Length"]
+        return response
+
+    monkeypatch.setattr(requests.Session, "get", hide_length)
+    error = _refused(server, tmp_path, "notvideo-x.mp4", max_bytes=20)
+    assert str(error) == (
+        "The download for Runway task made-up-task does not start like a video (MP4, MOV, WebM) or an "
+        "image (PNG, JPEG, WebP)."
+    )
+
+
 def test_a_media_answer_without_a_content_type_is_refused(runway_conn, server, tmp_path, monkeypatch):
     """aiohttp always labels a body, so the header is taken off on the way in, as a bare CDN would send it."""
     import requests
