@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import threading
 import time
 from typing import Any
@@ -62,6 +63,19 @@ def image_to_video(**kwargs: Any) -> RunwayImageToVideoOperator:
     )
 
 
+def test_fingerprint_is_the_documented_canonical_form_so_stored_ones_keep_matching():
+    """Markers and reuse records written by an earlier release are matched by this value: it must not
+    drift. sha256 of the path, a newline and the compact, key-sorted JSON body, text kept as UTF-8."""
+    payload = {
+        "prompt": "Un bateau en papier — 紙の船",
+        "options": {"seconds": 5, "motion_vector": {"x": 0.5}},
+    }
+    canonical = '{"options":{"motion_vector":{"x":0.5},"seconds":5},"prompt":"Un bateau en papier — 紙の船"}'
+    expected = hashlib.sha256(f"/runway/pro/generate\n{canonical}".encode()).hexdigest()
+    assert spend.request_fingerprint(routes.GENERATE, payload) == expected
+    assert expected == "3c4c67d7d54d09b675fb547f3166af1e67e4affadbdc88cf1155d424ea71fd4b"
+
+
 def test_fingerprint_ignores_key_order_and_tells_requests_apart():
     one = spend.request_fingerprint(routes.GENERATE, {"prompt": "a", "options": {"x": 1, "y": 2}})
     assert one == spend.request_fingerprint(routes.GENERATE, {"options": {"y": 2, "x": 1}, "prompt": "a"})
@@ -86,7 +100,15 @@ def test_a_lost_answer_is_never_sent_again_by_any_later_try(runway_conn, emulato
     # How to pay for a new one deliberately: the exact REST call for this task instance.
     marker = "DELETE /api/v2/dags/videos/dagRuns/nightly/taskInstances/generate/state-store/runway_submission?map_index=-1"
     assert f"{marker} on Airflow's REST API) and clear the task, or change the request." in message
-    assert store.values[spend.STATE_KEY]["phase"] == "submitting"
+    # What an operator reads in the state store before deleting it: what was sent, where, and when.
+    saved = dict(store.values[spend.STATE_KEY])
+    assert time.time() - 60 < saved.pop("started_at") <= time.time()
+    assert saved == {
+        "phase": "submitting",
+        "fingerprint": fingerprint,
+        "route": "/runway/pro/generate",
+        "route_family": "reverse",
+    }
 
     for _ in range(2):  # a retry, then a clear: the same request is refused locally
         with pytest.raises(RunwaySubmissionUncertainError, match="never recorded an answer"):
