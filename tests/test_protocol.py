@@ -792,6 +792,31 @@ LIMIT_NOTE = "The request was not processed; it can be retried once the limit al
             "CometAPI refused the request: rate limit reached (HTTP 429): no message. " + LIMIT_NOTE,
             id="429-saying-nothing",
         ),
+        pytest.param(
+            429,
+            {"error": {"type": "insufficient_user_quota", "message": ""}},
+            RunwayRateLimitError,
+            "account quota",
+            "CometAPI refused the request: account quota reached (HTTP 429): insufficient_user_quota. "
+            + LIMIT_NOTE,
+            id="an-openai-style-error-type-is-its-code",
+        ),
+        pytest.param(
+            400,
+            {"code": "bad_prompt", "message": "prompt too long"},
+            RunwayRequestRefusedError,
+            None,
+            "CometAPI answered HTTP 400: prompt too long",
+            id="a-flat-error-message",
+        ),
+        pytest.param(
+            400,
+            {"code": "bad_prompt", "msg": "prompt too long"},
+            RunwayRequestRefusedError,
+            None,
+            "CometAPI answered HTTP 400: prompt too long",
+            id="a-flat-error-msg",
+        ),
         # Each word alone names the account's quota: CometAPI's messages vary by upstream.
         pytest.param(
             403,
