@@ -740,6 +740,18 @@ def test_a_reused_task_is_stored_where_it_is_not_yet(runway_conn, emulator, tmp_
     assert again_id == runway_task_id and len(emulator.submissions()) == 1
     assert (elsewhere / f"{runway_task_id}.mp4").read_bytes() == SAMPLE
     assert result["reused"] is False and result["uri"] == f"file://{elsewhere}/{runway_task_id}.mp4"
+    # The same generation: its record there names the same request, so a rerun there pays nothing too.
+    first, copy = (
+        json.loads((place / f"{runway_task_id}.mp4.runway.json").read_text())
+        for place in (library, elsewhere)
+    )
+    same = ("fingerprint", "submitted_at", "route", "route_family", "request", "sha256")
+    assert {key: copy[key] for key in same} == {key: first[key] for key in same}
+    assert first["fingerprint"] and first["submitted_at"]
+    index_names = [
+        sorted(p.name for p in (place / "_runway_index").iterdir()) for place in (library, elsewhere)
+    ]
+    assert index_names[0] == index_names[1] == [f"{first['fingerprint']}.json"]
 
 
 def test_the_result_says_what_was_stored_where_and_when(runway_conn, server, tmp_path):
