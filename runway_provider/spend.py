@@ -371,7 +371,7 @@ def _uncertain_error(
     )
     return RunwaySubmissionUncertainError(
         f"The Runway create on {route} (request fingerprint {fingerprint[:_SHOWN_FINGERPRINT]}, sent {when}) "
-        f"may have been processed without its answer reaching Airflow: {detail}. A generation may exist "
+        f"may have been processed without its answer reaching Airflow: {detail.rstrip('.')}. A generation may exist "
         "and bill, so this request is not sent again, by this try, by Airflow's retries or by a clear. "
         "Look for it in your CometAPI dashboard: if it exists, collect it with RunwayTaskSensor. To pay "
         f"for a new generation deliberately, delete the marker (DELETE {marker_path} on Airflow's REST "

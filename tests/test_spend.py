@@ -94,7 +94,11 @@ def test_a_lost_answer_is_never_sent_again_by_any_later_try(runway_conn, emulato
     fingerprint = spend.request_fingerprint(op.route, op.build_payload())
     assert first.value.route == "/runway/pro/generate" and first.value.fingerprint == fingerprint
     assert f"on /runway/pro/generate (request fingerprint {fingerprint[:12]}, sent 20" in message
-    assert " UTC) may have been processed without its answer reaching Airflow" in message
+    assert (
+        " UTC) may have been processed without its answer reaching Airflow: The create request to " in message
+    )
+    assert "(RunwaySubmissionUncertainError: HTTP 502 after the request was sent: " in message
+    assert "no idempotency key. A generation may exist and bill" in message  # one sentence ends once
     assert "is not sent again, by this try, by Airflow's retries or by a clear" in message
     assert "Look for it in your CometAPI dashboard: if it exists, collect it with RunwayTaskSensor" in message
     # How to pay for a new one deliberately: the exact REST call for this task instance.

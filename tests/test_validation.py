@@ -89,6 +89,7 @@ REFUSED = [
         "Invalid `callback_url`: expected an http(s) URL, got 'example.com/hook'",
     ),
     (v.require_http_url, (None, "callback_url"), "Invalid `callback_url`: expected an http(s) URL, got None"),
+    (v.require_http_url, ("  ", "callback_url"), "Invalid `callback_url`: expected an http(s) URL, got '  '"),
     # ratios
     (
         v.require_ratio,
