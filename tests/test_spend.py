@@ -161,7 +161,13 @@ def test_the_id_survives_a_store_that_fails_after_the_create(runway_conn, emulat
         generate().execute(context)
     [runway_task_id] = emulator.jobs
     assert isinstance(caught.value, AirflowFailException)
-    assert runway_task_id in str(caught.value) and caught.value.runway_task_id == runway_task_id
+    assert str(caught.value) == (
+        f"Runway task {runway_task_id} was created on /runway/pro/generate but saving its id for later "
+        "tries failed (ConnectionError: execution API unreachable). Not retrying, since a retry would not "
+        "know the id and would pay for a new generation. Collect this one with "
+        f"RunwayTaskSensor(runway_task_id={runway_task_id!r}, route_family='reverse')."
+    )
+    assert caught.value.runway_task_id == runway_task_id
     assert context["ti"].xcom["runway_task_id"] == runway_task_id
 
 
