@@ -352,6 +352,23 @@ def test_the_transfer_notes_its_lineage_when_it_stores(runway_conn, server, enab
     assert TEST_API_KEY not in text and "_emulator/callback" not in text
 
 
+def test_a_transfer_of_an_official_task_names_it_under_its_family(runway_conn, emulator, enabled, tmp_path):
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    from runway_provider.hooks.runway import RunwayHook
+    from runway_provider.testing import Scenario
+    from runway_provider.transfers.runway_to_object_storage import RunwayToObjectStorageOperator
+
+    emulator.scenario = Scenario(not_found_seconds=0, queued_seconds=0, running_seconds=0)
+    hook = RunwayHook()
+    runway_task_id = hook.submit_image_to_video(prompt_image=SIGNED)
+    task = hook.get_task(runway_task_id, "official").to_dict()
+    op = RunwayToObjectStorageOperator(task_id="store", runway_task=task, destination=f"file://{tmp_path}/")
+    op.execute({"outlet_events": OutletEventAccessors()})
+    [runway_input] = op.get_openlineage_facets_on_complete(None).inputs
+    assert runway_input.name == f"official/{runway_task_id}"
+
+
 def test_a_transfer_of_a_reused_result_reports_what_was_stored_under_its_own_family(
     runway_conn, server, emulator, enabled, tmp_path
 ):
