@@ -817,6 +817,14 @@ LIMIT_NOTE = "The request was not processed; it can be retried once the limit al
             "CometAPI answered HTTP 400: prompt too long",
             id="a-flat-error-msg",
         ),
+        pytest.param(
+            200,
+            {"code": "429", "message": "too many requests", "data": None},
+            RunwayRateLimitError,
+            "rate limit",
+            "CometAPI refused the request: rate limit reached (HTTP 200): too many requests. " + LIMIT_NOTE,
+            id="a-429-code-inside-a-2xx-wrapper",
+        ),
         # Each word alone names the account's quota: CometAPI's messages vary by upstream.
         pytest.param(
             403,
