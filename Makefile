@@ -68,7 +68,7 @@ bench: venv
 	$(BIN)/python benchmarks/run_all.py
 
 # Mutation testing of the modules that decide outcomes, with their fast tests; prints the score
-# per module (docs/testing.md). Not part of make test: a complete run took about two hours on
+# per module (docs/testing.md). Not part of make test: a complete run took about 2.5 hours on
 # 2 cores. Four children on 2 cores: many mutants' tests wait on the emulator rather than compute.
 mutation: venv
 	$(BIN)/python -m pip install --quiet -e '.[mutation]'
