@@ -197,7 +197,7 @@ def test_waits_spread_over_two_triggerers_and_move_when_one_is_killed(
     creates = [r for r in records if r["method"] == "POST" and r["path"] == "/runwayml/v1/image_to_video"]
     cancels = [r for r in records if r["method"] == "DELETE"]
     logs = {map_index: trigger_logs(cluster, map_index) for map_index in range(GENERATIONS)}
-    # The event of every moved wait came from the survivor (the victim was dead by then).
+    # Moved waits whose event the survivor's trigger log shows (see the last assertion).
     completed_by_survivor = sum(
         "Trigger fired event" in logs[map_index].get(survivor, "")
         and "'status': 'success'" in logs[map_index][survivor]
@@ -215,7 +215,7 @@ def test_waits_spread_over_two_triggerers_and_move_when_one_is_killed(
         "seconds_since_last_heartbeat_at_kill": round(heartbeat_age, 1),
         "seconds_until_reassigned": round(seconds_to_reassign, 1),
         "seconds_until_all_moved_polled_again": round(seconds_to_poll_again, 1),
-        "moved_completed_by_survivor": completed_by_survivor,
+        "moved_events_in_survivor_log": completed_by_survivor,
         # Airflow 3.3 also calls on_kill when a trigger leaves a live triggerer (two triggerers
         # on SQLite can both claim one); the trigger then declines to cancel, its task being
         # still deferred. A SIGKILLed triggerer calls nothing.
@@ -240,4 +240,11 @@ def test_waits_spread_over_two_triggerers_and_move_when_one_is_killed(
     assert sorted(jobs()) == list(range(GENERATIONS)), figures
     assert not cancels, figures
     assert all(job.cancelled_at is None for job in jobs().values()), figures
-    assert completed_by_survivor == len(moved), figures
+    # Every moved wait ended through the survivor: the victim was SIGKILLed before any moved
+    # generation ended, each was polled again after the kill, and each task succeeded. The survivor's
+    # trigger logs usually say so too, but not always: in one CI run Airflow 3.3 left one moved
+    # trigger's log at its "starting" line, though the trigger fired and its task succeeded. So the
+    # log count is a figure, not the proof.
+    assert min(job.finishes_at for job in moved_jobs) > killed_at, figures
+    assert set(first_polls) == moved_ids, figures
+    assert completed_by_survivor > 0, figures
