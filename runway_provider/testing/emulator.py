@@ -135,6 +135,8 @@ class Job:
     created_at: float = field(default_factory=time.time)
     official: bool = False
     cancelled_at: float | None = None
+    # Runway's DELETE of a finished task deletes it and its output.
+    deleted_at: float | None = None
     expired_left: int = 0
     output_extension: str = "mp4"
     timeline: Timeline | None = None
@@ -164,6 +166,8 @@ class Emulator:
     :param seed: Seed of the random faults, for repeatable runs.
     :param keep_records: Keep a record of every request (``requests``); benchmarks turn it off and
         read only ``request_count``.
+    :param cancel_supported: Whether ``DELETE /runwayml/v1/tasks/{id}`` is served; CometAPI does not
+        document it, and a gateway that does not pass it through answers 405.
     """
 
     def __init__(
@@ -177,6 +181,7 @@ class Emulator:
         slow_seconds: float = 5.0,
         seed: int | None = None,
         keep_records: bool = True,
+        cancel_supported: bool = True,
     ) -> None:
         for kind in (*fault_kinds, *(create_fault_kinds or ())):
             if not _known_fault(kind):
@@ -188,6 +193,7 @@ class Emulator:
         self.create_fault_kinds = create_fault_kinds
         self.slow_seconds = slow_seconds
         self.keep_records = keep_records
+        self.cancel_supported = cancel_supported
         self.jobs: dict[str, Job] = {}
         self.requests: list[dict[str, Any]] = []
         self.request_count = 0
@@ -212,6 +218,10 @@ class Emulator:
     def cancels(self) -> list[dict[str, Any]]:
         """Every cancel request (``DELETE /runwayml/v1/tasks/{id}``) received."""
         return [r for r in self.requests if r["method"] == "DELETE"]
+
+    def deleted_results(self) -> list[str]:
+        """The ids of finished tasks a DELETE destroyed, with their output: a result paid for and lost."""
+        return [job.runway_task_id for job in self.jobs.values() if job.deleted_at is not None]
 
     def reset(self) -> None:
         with self._lock:
@@ -335,17 +345,24 @@ class Emulator:
         return await self._answer_task(request, record, request.match_info["runway_task_id"], official=True)
 
     async def _official_cancel(self, request: web.Request) -> web.StreamResponse:
-        """Runway's cancel: a PENDING or RUNNING task becomes CANCELLED; 204 without a body."""
+        """Runway's ``DELETE /v1/tasks/{id}``: a PENDING, THROTTLED or RUNNING task becomes CANCELLED; a
+        finished one is deleted with its output (later reads answer 404, its media is gone). 204
+        without a body. ``record["deleted"]`` marks a DELETE that destroyed a finished task."""
         record = self._record(request)
         if not self._authorized(request):
             return self._finish(record, _error(401, "Invalid token", ""))
         runway_task_id = request.match_info["runway_task_id"]
         record["runway_task_id"] = runway_task_id
+        if not self.cancel_supported:
+            return self._finish(record, _error(405, "Method Not Allowed", ""))
         job = self.jobs.get(runway_task_id)
-        if job is None or not job.official:
+        if job is None or not job.official or job.deleted_at is not None:
             return self._finish(record, web.json_response({"error": "Task not found"}, status=404))
         if job.cancelled_at is None and time.time() < job.finishes_at:
             job.cancelled_at = time.time()
+        else:
+            job.deleted_at = time.time()
+            record["deleted"] = True
         return self._finish(record, web.Response(status=204))
 
     def _new_job(
@@ -377,8 +394,9 @@ class Emulator:
     ) -> web.StreamResponse:
         record["runway_task_id"] = runway_task_id
         job = self.jobs.get(runway_task_id)
-        if job is not None and job.official != official:
-            # Each route family knows only its own tasks, as the real service's lookups would.
+        if job is not None and (job.official != official or job.deleted_at is not None):
+            # Each route family knows only its own tasks, as the real service's lookups would; a
+            # deleted task is known to none.
             job = None
         if job is not None:
             job.feed_requests += 1
@@ -430,6 +448,9 @@ class Emulator:
         """
         name = request.match_info["name"]
         self.media_requests.append({"name": name, "authorization": request.headers.get("Authorization")})
+        deleted = self.jobs.get(name.rpartition(".")[0])
+        if deleted is not None and deleted.deleted_at is not None:
+            raise web.HTTPNotFound(text="Deleted with its task")
         if name.startswith("size-") or name.startswith("broken-"):
             return await self._stream_video(request, name)
         if name.startswith("redirect-"):
