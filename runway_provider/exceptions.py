@@ -123,6 +123,12 @@ class RunwayStateNotSavedError(AirflowFailException, RunwayError):
     retry would not know the id and would pay again. The message names the Runway task id."""
 
 
+class RunwayAlreadyGeneratedError(AirflowFailException, RunwayError):
+    """This very request was generated and succeeded in an earlier try (its record is kept, marked
+    done), but the service no longer gives that task. Not retried and not sent again: the same
+    request is never paid twice by a retry or a clear. The message says how to ask for a new take."""
+
+
 class RunwayTaskError(RunwayError):
     """A Runway task ended without a usable result.
 

@@ -65,16 +65,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from runway_provider import routes
 from runway_provider.exceptions import (
+    RunwayAlreadyGeneratedError,
     RunwayConfigurationError,
-    RunwayError,
     RunwayInputError,
     RunwayRequestRefusedError,
     RunwayStateNotSavedError,
     RunwaySubmissionUncertainError,
     RunwayTransientError,
 )
-from runway_provider.models import CancelOutcome, RunwayTaskStatus
+from runway_provider.models import CancelOutcome, RouteFamily, RunwayTask, RunwayTaskStatus
 from runway_provider.records import RequestRecord, StoredResult, find_reusable
 from runway_provider.waiting import OutcomeStatus, TaskWatch
 
@@ -92,6 +93,8 @@ XCOM_SUBMITTED_AT = "runway_submitted_at"
 XCOM_RUNWAY_REQUEST = "runway_request"
 SUBMITTING = "submitting"
 SUBMITTED = "submitted"
+# The generation succeeded: every later try or clear of the same request reconnects to it.
+DONE = "done"
 # The fingerprint's first characters, enough to tell requests apart in a log line.
 _SHOWN_FINGERPRINT = 12
 # Errors raised by a create that prove the service did not process it.
@@ -195,11 +198,24 @@ def _push(
     ti.xcom_push(key=XCOM_RUNWAY_REQUEST, value=request.to_dict())
 
 
-def forget(context: Mapping[str, Any]) -> None:
-    """Once the task instance has succeeded, a later clear and rerun should generate anew."""
+def mark_done(context: Mapping[str, Any], runway_task_id: str) -> None:
+    """Keep the record of a generation that succeeded, marked done, for every later try and clear.
+
+    Removing it would let a try that runs again (the return value's XCom push failed, the worker died
+    after ``execute`` returned, a user cleared the task) submit the same request again and pay twice;
+    kept, such a try reconnects to this generation. A deliberate new take changes the request (a new
+    seed) or deletes the record (``docs/reliability.md``).
+
+    :param context: The Airflow context of the try.
+    :param runway_task_id: The task that succeeded; the record is left alone if it names another.
+    """
     store = context.get("task_state_store")
-    if store is not None:
-        store.delete(STATE_KEY)
+    if store is None:
+        return
+    saved = store.get(STATE_KEY)
+    if not isinstance(saved, Mapping) or saved.get("runway_task_id") != runway_task_id:
+        return
+    store.set(STATE_KEY, {**saved, "phase": DONE, "succeeded_at": time.time()})
 
 
 def _create(
@@ -211,6 +227,10 @@ def _create(
     fingerprint: str,
     log: Any,
 ) -> Submission:
+    # Everything that can fail without sending happens before the marker: the connection is read, the
+    # key checked and the session built. A marker written before a failure that sent nothing would
+    # block every later try as an "uncertain create".
+    hook.get_conn()
     started_at = time.time()
     record: dict[str, Any] = {
         "phase": SUBMITTING,
@@ -276,7 +296,20 @@ def _resume(
         )
     submission = Submission(str(runway_task_id), float(saved["submitted_at"]))
     family = str(saved.get("route_family") or "reverse")
-    return submission if _worth_reconnecting(hook, submission, family, not_found_grace, log) else None
+    # A task seen succeeded that the service no longer knows is gone, not "not visible yet".
+    grace = 0.0 if saved.get("phase") == DONE else not_found_grace
+    if _worth_reconnecting(hook, submission, family, grace, log):
+        return submission
+    if saved.get("phase") == DONE:
+        raise RunwayAlreadyGeneratedError(
+            f"Runway task {runway_task_id} was generated for this very request (fingerprint "
+            f"{fingerprint[:_SHOWN_FINGERPRINT]}) and succeeded on "
+            f"{_utc(float(saved.get('succeeded_at') or 0.0))}, but the service no longer gives it. Not "
+            "paying for the same request again. For a new take, change the request (a new seed) or "
+            f"delete this task's record ({_marker_call(context)} on Airflow's REST API) and clear the task.",
+            runway_task_id=str(runway_task_id),
+        )
+    return None
 
 
 def _leave_other_request(hook: RunwayHook, saved: Mapping[str, Any], fingerprint: str, log: Any) -> None:
@@ -299,7 +332,9 @@ def _leave_other_request(hook: RunwayHook, saved: Mapping[str, Any], fingerprint
         fingerprint[:_SHOWN_FINGERPRINT],
     )
     family = str(saved.get("route_family") or "reverse")
-    _cancel_if_unfinished(hook, str(runway_task_id), family, "its request changed before this try", log)
+    cancel_if_unfinished(
+        hook, str(runway_task_id), family, reason="its request changed before this try", log=log
+    )
 
 
 def _worth_reconnecting(
@@ -346,38 +381,32 @@ def _worth_reconnecting(
     return False
 
 
-def _cancel_if_unfinished(
-    hook: RunwayHook, runway_task_id: str, route_family: str, reason: str, log: Any
-) -> None:
-    # Runway's DELETE also deletes a finished task: never send it for one that may hold a video.
-    try:
-        task = hook.get_task(runway_task_id, route_family)
-    except RunwayError as err:
-        log.warning("Could not check Runway task %s (%s); not cancelling it: %s", runway_task_id, reason, err)
-        return
-    if task.visible and not task.is_terminal:
-        cancel_abandoned(hook, runway_task_id, route_family, reason=reason, log=log)
-
-
 def _uncertain_error(
     context: Mapping[str, Any], route: str, fingerprint: str, started_at: float, detail: str
 ) -> RunwaySubmissionUncertainError:
-    ti = context["ti"]
-    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started_at)) if started_at else "unknown"
-    marker_path = (
-        f"/api/v2/dags/{getattr(ti, 'dag_id', '<dag_id>')}/dagRuns/{getattr(ti, 'run_id', '<run_id>')}"
-        f"/taskInstances/{getattr(ti, 'task_id', '<task_id>')}/state-store/{STATE_KEY}"
-        f"?map_index={getattr(ti, 'map_index', -1)}"
-    )
     return RunwaySubmissionUncertainError(
-        f"The Runway create on {route} (request fingerprint {fingerprint[:_SHOWN_FINGERPRINT]}, sent {when}) "
+        f"The Runway create on {route} (request fingerprint {fingerprint[:_SHOWN_FINGERPRINT]}, sent {_utc(started_at)}) "
         f"may have been processed without its answer reaching Airflow: {detail.rstrip('.')}. A generation may exist "
         "and bill, so this request is not sent again, by this try, by Airflow's retries or by a clear. "
         "Look for it in your CometAPI dashboard: if it exists, collect it with RunwayTaskSensor. To pay "
-        f"for a new generation deliberately, delete the marker (DELETE {marker_path} on Airflow's REST "
+        f"for a new generation deliberately, delete the marker ({_marker_call(context)} on Airflow's REST "
         "API) and clear the task, or change the request.",
         route=route,
         fingerprint=fingerprint,
+    )
+
+
+def _utc(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch)) if epoch else "unknown"
+
+
+def _marker_call(context: Mapping[str, Any]) -> str:
+    """The REST call that deletes this task instance's record (what a user does to pay again deliberately)."""
+    ti = context["ti"]
+    return (
+        f"DELETE /api/v2/dags/{getattr(ti, 'dag_id', '<dag_id>')}/dagRuns/{getattr(ti, 'run_id', '<run_id>')}"
+        f"/taskInstances/{getattr(ti, 'task_id', '<task_id>')}/state-store/{STATE_KEY}"
+        f"?map_index={getattr(ti, 'map_index', -1)}"
     )
 
 
@@ -392,7 +421,7 @@ def on_wait_timeout(
     *,
     runway_task_id: str,
     last_status: str | None,
-    route_family: str,
+    route_family: RouteFamily | str,
     cancel_on_timeout: bool,
     will_retry: bool,
     log: Any,
@@ -423,7 +452,9 @@ def on_wait_timeout(
             last_status or "unseen",
         )
     else:
-        cancel_abandoned(hook, runway_task_id, route_family, reason="the last try's wait timed out", log=log)
+        cancel_if_unfinished(
+            hook, runway_task_id, route_family, reason="the last try's wait timed out", log=log
+        )
 
 
 # Airflow 3.3's triggerer runs a trigger's on_kill() for every trigger it stops on a "user action",
@@ -442,30 +473,129 @@ def kill_cancels(state_known: bool, state: str | None) -> bool:
     return state_known and state not in _STATES_THAT_KEEP_THE_GENERATION
 
 
-def cancel_abandoned(
-    hook: RunwayHook, runway_task_id: str, route_family: str, *, reason: str, log: Any
+# Runway's DELETE cancels a task in one of these states, and deletes a finished one with its output.
+CANCELLABLE_STATUSES = frozenset(
+    {RunwayTaskStatus.PENDING, RunwayTaskStatus.THROTTLED, RunwayTaskStatus.RUNNING}
+)
+
+
+def cancel_if_unfinished(
+    hook: RunwayHook, runway_task_id: str, route_family: RouteFamily | str, *, reason: str, log: Any
 ) -> None:
-    """Cancel a task nobody will collect, best effort: never raises, always says what happened."""
+    """The one rule for every DELETE: send it only when a read of the task in the same moment shows
+    it PENDING, THROTTLED or RUNNING. Never raises; always says what happened.
+
+    Runway's ``DELETE /v1/tasks/{id}`` cancels an unfinished task but *deletes a finished one with
+    its output*: a task never seen, whose read fails, that is not visible yet, that has ended or
+    whose status is unknown is left alone, and the log says what was left, why, and how to cancel
+    it by hand. What a DELETE sent here can still destroy: a task that finishes between the read and
+    the DELETE (one round trip); what a task left alone can still cost: the rest of its generation.
+
+    :param hook: The hook that reads and cancels.
+    :param runway_task_id: The task.
+    :param route_family: ``reverse`` (never cancellable: no request is sent) or ``official``.
+    :param reason: Why it is being cancelled, for the log.
+    :param log: Where to say what happened.
+    """
+    family = RouteFamily(route_family)
+    if family is not RouteFamily.OFFICIAL:
+        _log_cancel(CancelOutcome.NOT_CANCELLABLE, runway_task_id, reason, log)
+        return
     try:
-        outcome: CancelOutcome | RunwayError = hook.cancel_task(runway_task_id, route_family)
-    except RunwayError as err:
+        task: RunwayTask | Exception = hook.get_task(runway_task_id, family)
+    except Exception as err:  # a best-effort cancel must not fail the kill or the timeout it serves
+        task = err
+    if not _may_delete(task, runway_task_id, reason, _cancel_by_hand(hook, runway_task_id), log):
+        return
+    try:
+        outcome: CancelOutcome | Exception = hook.cancel_task(runway_task_id, family)
+    except Exception as err:
         outcome = err
     _log_cancel(outcome, runway_task_id, reason, log)
 
 
-async def acancel_abandoned(
-    hook: RunwayHook, runway_task_id: str, route_family: str, *, reason: str, log: Any
+async def acancel_if_unfinished(
+    hook: RunwayHook, runway_task_id: str, route_family: RouteFamily | str, *, reason: str, log: Any
 ) -> None:
-    """Async :func:`cancel_abandoned`, for a trigger's ``on_kill``."""
+    """Async :func:`cancel_if_unfinished`, for a trigger's ``on_kill``: the same rule, on the event loop."""
+    family = RouteFamily(route_family)
+    if family is not RouteFamily.OFFICIAL:
+        _log_cancel(CancelOutcome.NOT_CANCELLABLE, runway_task_id, reason, log)
+        return
     try:
-        outcome: CancelOutcome | RunwayError = await hook.acancel_task(runway_task_id, route_family)
-    except RunwayError as err:
+        task: RunwayTask | Exception = await hook.aget_task(runway_task_id, family)
+    except Exception as err:
+        task = err
+    if not _may_delete(task, runway_task_id, reason, _cancel_by_hand(hook, runway_task_id), log):
+        return
+    try:
+        outcome: CancelOutcome | Exception = await hook.acancel_task(runway_task_id, family)
+    except Exception as err:
         outcome = err
     _log_cancel(outcome, runway_task_id, reason, log)
 
 
-def _log_cancel(outcome: CancelOutcome | RunwayError, runway_task_id: str, reason: str, log: Any) -> None:
-    if isinstance(outcome, RunwayError):
+def _may_delete(
+    task: RunwayTask | Exception, runway_task_id: str, reason: str, by_hand: str, log: Any
+) -> bool:
+    """Whether the read just made lets a DELETE go; says why not when it does not."""
+    if isinstance(task, Exception):
+        log.warning(
+            "Not cancelling Runway task %s (%s): its state could not be read (%s), and a DELETE would "
+            "delete it if it has finished. It may still be running and billing. %s",
+            runway_task_id,
+            reason,
+            task,
+            by_hand,
+        )
+        return False
+    if task.visible and task.status in CANCELLABLE_STATUSES:
+        return True
+    if task.visible and task.status is RunwayTaskStatus.SUCCEEDED:
+        log.info(
+            "Not cancelling Runway task %s (%s): it has already succeeded, and a DELETE would delete "
+            "its output.",
+            runway_task_id,
+            reason,
+        )
+    elif task.visible and task.is_terminal:
+        log.info(
+            "Not cancelling Runway task %s (%s): it has already ended (%s).",
+            runway_task_id,
+            reason,
+            task.status.value,
+        )
+    else:
+        shown = (
+            "not visible yet (task_not_exist)"
+            if not task.visible
+            else f"in a status this provider does not know ({task.service_status!r})"
+        )
+        log.warning(
+            "Not cancelling Runway task %s (%s): it is %s, so it may have finished, and a DELETE would "
+            "delete its output. It may still be running and billing. %s",
+            runway_task_id,
+            reason,
+            shown,
+            by_hand,
+        )
+    return False
+
+
+def _cancel_by_hand(hook: RunwayHook, runway_task_id: str) -> str:
+    """How a user cancels a task the provider left alone (the key is theirs to add)."""
+    try:
+        base_url = hook.settings.base_url
+    except Exception:
+        base_url = "<CometAPI base URL>"
+    return (
+        "To cancel it by hand, check in your CometAPI dashboard that it is still running, then send "
+        f"DELETE {base_url}{routes.task_path(runway_task_id)} with your CometAPI key."
+    )
+
+
+def _log_cancel(outcome: CancelOutcome | Exception, runway_task_id: str, reason: str, log: Any) -> None:
+    if isinstance(outcome, Exception):
         log.warning(
             "Could not cancel Runway task %s (%s): %s. It may still finish and bill.",
             runway_task_id,

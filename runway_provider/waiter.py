@@ -8,17 +8,16 @@ worker's ``on_kill`` and what a timed-out wait does with its generation (decided
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowTaskTimeout
+from airflow.sdk.exceptions import AirflowTaskTimeout, TaskDeferralTimeout
 
 from runway_provider import spend
-from runway_provider.exceptions import RunwayTaskTimeoutError
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.models import RouteFamily, RunwayTask, RunwayTaskStatus
 from runway_provider.pacing import PollSchedule
@@ -114,9 +113,8 @@ class RunwayTaskWaiter:
     cancel_on_kill: bool
     cancel_on_timeout: bool
     log: Any
-    # The task a blocking wait on the worker is polling, and the try's task instance: on_kill needs them.
+    # The task a blocking wait on the worker is polling: on_kill needs it.
     _waiting_on: str | None = None
-    _waiting_ti: Any = None
 
     @cached_property
     def hook(self) -> RunwayHook:
@@ -153,7 +151,11 @@ class RunwayTaskWaiter:
         from runway_provider.triggers.runway import RunwayTaskTrigger
 
         # Airflow resolves the "Runway video" link when the task defers, too: give it the state so far.
-        self.push_state(context, watch.last_task or RunwayTask(runway_task_id, RunwayTaskStatus.UNKNOWN))
+        self.push_state(
+            context,
+            watch.last_task
+            or RunwayTask(runway_task_id, RunwayTaskStatus.UNKNOWN, route_family=self.route_family),
+        )
         self.log.info("Runway task %s is not finished; deferring to the triggerer.", runway_task_id)
         self.defer(  # type: ignore[attr-defined]
             trigger=RunwayTaskTrigger(
@@ -178,40 +180,86 @@ class RunwayTaskWaiter:
         """Push the task's latest known state (the finished task at the end) to XCom ``runway_task``."""
         context["ti"].xcom_push(key=XCOM_RUNWAY_TASK, value=task.to_dict())
 
-    def settle_timeout(self, error: RunwayTaskTimeoutError, *, will_retry: bool) -> None:
-        """Keep a timed-out task for the retry, or cancel it (see :func:`runway_provider.spend.on_wait_timeout`)."""
+    def deferred_end_time(self, end_time: float, *, execute_started: float) -> float:
+        """The deadline of a deferred wait: the wait's own, and no later than ``execution_timeout``.
+
+        Airflow 3 does not apply ``execution_timeout`` to a deferral, and its trigger timeout fails the
+        task without calling ``execute_complete``: carried in the trigger's own deadline, the timeout
+        comes back as an event, so the last try cancels its generation like any timed-out wait.
+
+        :param end_time: The wait's own deadline, epoch seconds.
+        :param execute_started: When this try's ``execute`` began, epoch seconds.
+        """
+        limit = getattr(self, "execution_timeout", None)
+        return end_time if limit is None else min(end_time, execute_started + limit.total_seconds())
+
+    @contextmanager
+    def blocking_wait(self, context: Any, runway_task_id: str) -> Iterator[None]:
+        """Around a wait that holds the worker: on_kill knows the task, and ``execution_timeout`` settles it.
+
+        Airflow raises ``AirflowTaskTimeout`` inside the wait and calls ``on_kill`` only once this
+        frame has left, so the timeout is settled here, as every timed-out wait is: cancelled on
+        the last try (if still unfinished), left running for a retry to reconnect to.
+        """
+        self._waiting_on = runway_task_id
+        try:
+            yield
+        except AirflowTaskTimeout:
+            self.settle_timeout(
+                runway_task_id, last_status=None, will_retry=spend.retry_follows(context["ti"])
+            )
+            raise
+        finally:
+            self._waiting_on = None
+
+    def settle_timeout(self, runway_task_id: str, *, last_status: str | None, will_retry: bool) -> None:
+        """Keep a timed-out task for the retry, or cancel it (see :func:`runway_provider.spend.on_wait_timeout`).
+
+        :param runway_task_id: The task waited on.
+        :param last_status: Its last known normalized status, None if never seen.
+        :param will_retry: Whether Airflow will run this task instance again.
+        """
         spend.on_wait_timeout(
             self.hook,
-            runway_task_id=str(error.runway_task_id),
-            last_status=error.status,
+            runway_task_id=runway_task_id,
+            last_status=last_status,
             route_family=self.route_family,
             cancel_on_timeout=self.cancel_on_timeout,
             will_retry=will_retry,
             log=self.log,
         )
 
-    def on_kill(self) -> None:
-        """Airflow stops this try on the worker: cancel the task of a blocking wait, if asked to.
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
+        """Resume after a deferral; settle the generation when Airflow's own trigger timeout fired.
 
-        Airflow calls this when a user marks the running task failed or clears it, and when
-        ``execution_timeout`` strikes; a timeout that Airflow will retry leaves the task running
-        so that the retry reconnects to it.
+        That backstop (the triggerer never answered by the deferral's timeout) fails the task without
+        ``execute_complete``: the generation last seen (XCom ``runway_task``) is settled as any
+        timed-out wait's.
+        """
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)  # type: ignore[misc]
+        except TaskDeferralTimeout:
+            ti = context["ti"]
+            last = ti.xcom_pull(task_ids=ti.task_id, key=XCOM_RUNWAY_TASK)
+            if isinstance(last, Mapping) and last.get("runway_task_id"):
+                self.settle_timeout(
+                    str(last["runway_task_id"]),
+                    last_status=last.get("status") if last.get("status") != "UNKNOWN" else None,
+                    will_retry=spend.retry_follows(ti),
+                )
+            raise
+
+    def on_kill(self) -> None:
+        """A user stopped this try while its blocking wait polled (marked it failed or cleared it):
+        cancel the generation if asked to, by the one rule (:func:`runway_provider.spend.cancel_if_unfinished`).
+
+        A deferred wait's kill is the trigger's (``RunwayTaskTrigger.on_kill``); a timeout is settled
+        by the wait itself (:meth:`blocking_wait`).
         """
         runway_task_id = self._waiting_on
         if runway_task_id is None or not self.cancel_on_kill:
             return
-        if isinstance(sys.exc_info()[1], AirflowTaskTimeout):
-            spend.on_wait_timeout(
-                self.hook,
-                runway_task_id=runway_task_id,
-                last_status=None,
-                route_family=self.route_family,
-                cancel_on_timeout=self.cancel_on_timeout,
-                will_retry=spend.retry_follows(self._waiting_ti),
-                log=self.log,
-            )
-            return
-        spend.cancel_abandoned(
+        spend.cancel_if_unfinished(
             self.hook,
             runway_task_id,
             self.route_family,

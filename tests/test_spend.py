@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import hashlib
+import json
 import threading
 import time
 from typing import Any
@@ -14,6 +16,8 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from runway_provider import routes, spend
 from runway_provider.exceptions import (
+    RunwayAlreadyGeneratedError,
+    RunwayConfigurationError,
     RunwayRequestRefusedError,
     RunwayStateNotSavedError,
     RunwaySubmissionUncertainError,
@@ -210,9 +214,12 @@ def test_reverse_tasks_are_never_sent_a_cancel(runway_conn, emulator, capsys):
 
 
 def test_an_endpoint_without_cancel_is_logged_not_raised(runway_conn, emulator, capsys):
+    emulator.scenario = SLOW
+    emulator.cancel_supported = False
     op = image_to_video()
-    spend.cancel_abandoned(op.hook, "not-an-official-task", "official", reason="a test", log=op.log)
-    assert len(emulator.cancels()) == 1  # asked once, answered 404
+    runway_task_id = op.hook.submit_image_to_video(prompt_image=IMAGE)
+    spend.cancel_if_unfinished(op.hook, runway_task_id, "official", reason="a test", log=op.log)
+    assert len(emulator.cancels()) == 1  # asked once, answered 405
     assert "not supported by this endpoint" in capsys.readouterr().out
 
 
@@ -430,3 +437,321 @@ def test_a_marker_without_a_route_family_reconnects_through_the_feed(runway_conn
     )
     [job] = emulator.jobs.values()
     assert task == job.runway_task_id and len(emulator.create_requests()) == 1
+
+
+# -- issue: every DELETE by one rule, execution_timeout, markers, the kept record --------------------
+
+QUICK = Scenario(not_found_seconds=0, queued_seconds=0, running_seconds=0.2)
+
+
+def succeeded_official_task(emulator: Any) -> tuple[RunwayImageToVideoOperator, str]:
+    """An official-format task that has finished with a video (what Runway's DELETE would destroy)."""
+    emulator.scenario = QUICK
+    op = image_to_video(wait_for_completion=True)
+    runway_task_id = op.execute(new_try(MemoryTaskStateStore()))
+    return op, runway_task_id
+
+
+def test_a_kill_right_after_success_sends_no_delete(runway_conn, emulator, capsys):
+    """The worker's kill lands after the generation finished: a DELETE would delete the paid video."""
+    op, runway_task_id = succeeded_official_task(emulator)
+    op._waiting_on = runway_task_id  # the kill arrives while the wait has not yet left
+    op.on_kill()
+    assert emulator.cancels() == [] and emulator.deleted_results() == []
+    assert op.hook.get_task(runway_task_id, "official").video_url  # the result is still there
+    assert "it has already succeeded, and a DELETE would delete its output" in capsys.readouterr().out
+
+
+@pytest.mark.asyncio
+async def test_a_trigger_kill_right_after_success_sends_no_delete(runway_conn, emulator, monkeypatch):
+    _, runway_task_id = succeeded_official_task(emulator)
+    trigger = official_trigger(runway_task_id, cancel_on_kill=True)
+
+    async def marked_failed() -> tuple[bool, str | None]:
+        return True, "failed"
+
+    monkeypatch.setattr(trigger, "_task_instance_state", marked_failed)
+    await trigger.on_kill()
+    assert emulator.cancels() == [] and emulator.deleted_results() == []
+
+
+def test_a_timeout_of_a_task_never_seen_that_has_finished_sends_no_delete(runway_conn, emulator):
+    """The wait timed out before it saw the task (last status unknown); it finished meanwhile."""
+    op, runway_task_id = succeeded_official_task(emulator)
+    spend.on_wait_timeout(
+        op.hook,
+        runway_task_id=runway_task_id,
+        last_status=None,
+        route_family="official",
+        cancel_on_timeout=True,
+        will_retry=False,
+        log=op.log,
+    )
+    assert emulator.cancels() == [] and emulator.deleted_results() == []
+
+
+def test_a_task_whose_read_fails_is_left_running_and_the_log_says_how_to_cancel_it(
+    runway_conn, emulator, server, capsys
+):
+    emulator.scenario = dataclasses.replace(SLOW, feed_faults=["500"] * 20)
+    op = image_to_video()
+    runway_task_id = op.hook.submit_image_to_video(prompt_image=IMAGE)
+    op.hook.retry_policy = dataclasses.replace(op.hook.retry_policy, backoff=0.01, backoff_max=0.02)
+    spend.cancel_if_unfinished(op.hook, runway_task_id, "official", reason="a test", log=op.log)
+    assert emulator.cancels() == []
+    out = capsys.readouterr().out
+    assert f"Not cancelling Runway task {runway_task_id} (a test): its state could not be read" in out
+    assert (
+        "To cancel it by hand, check in your CometAPI dashboard that it is still running, then send "
+        f"DELETE {server.base_url}/runwayml/v1/tasks/{runway_task_id} with your CometAPI key." in out
+    )
+    assert TEST_API_KEY not in out
+
+
+@pytest.mark.asyncio
+async def test_a_trigger_kill_whose_read_fails_sends_no_delete(runway_conn, emulator, monkeypatch, capsys):
+    emulator.scenario = dataclasses.replace(SLOW, feed_faults=["500"] * 20)
+    runway_task_id = image_to_video().hook.submit_image_to_video(prompt_image=IMAGE)
+    trigger = official_trigger(runway_task_id, cancel_on_kill=True)
+
+    async def marked_failed() -> tuple[bool, str | None]:
+        return True, "failed"
+
+    monkeypatch.setattr(trigger, "_task_instance_state", marked_failed)
+    await trigger.on_kill()
+    assert emulator.cancels() == []
+    assert "its state could not be read" in capsys.readouterr().out
+
+
+def test_a_sensor_whose_reads_fail_until_its_timeout_deletes_nothing(runway_conn, emulator):
+    """The review example's `fresh_draft_url`: an approved draft's reads answer 429 for the whole
+    timeout. Before, the never-seen task was cancelled, which deleted the finished draft."""
+    from airflow.sdk.exceptions import AirflowSensorTimeout
+
+    from runway_provider.sensors.runway import RunwayTaskSensor
+
+    _, runway_task_id = succeeded_official_task(emulator)
+    emulator.jobs[runway_task_id].pending_faults = ["429"] * 50
+    sensor = RunwayTaskSensor(
+        task_id="fresh_draft_url", runway_task_id=runway_task_id, route_family="official", timeout=2
+    )
+    with pytest.raises(AirflowSensorTimeout):
+        sensor.execute({"ti": RecordingTaskInstance()})
+    assert emulator.cancels() == [] and emulator.deleted_results() == []
+
+
+def run_like_the_task_runner(op: Any, context: dict[str, Any]) -> Any:
+    """What Airflow's task runner does with ``execution_timeout``: SIGALRM inside execute, then on_kill."""
+    from airflow.sdk.exceptions import AirflowTaskTimeout
+    from airflow.sdk.execution_time.timeout import timeout
+
+    try:
+        with timeout(op.execution_timeout.total_seconds()):
+            return op.execute(context)
+    except AirflowTaskTimeout:
+        op.on_kill()
+        raise
+
+
+@pytest.mark.parametrize(("max_tries", "cancels"), [(0, 1), (1, 0)], ids=["last-try", "retry-follows"])
+def test_execution_timeout_of_a_blocking_wait_cancels_on_the_last_try(
+    runway_conn, emulator, max_tries, cancels
+):
+    from airflow.sdk.exceptions import AirflowTaskTimeout
+
+    emulator.scenario = SLOW
+    op = image_to_video(wait_for_completion=True, execution_timeout=datetime.timedelta(seconds=1))
+    with pytest.raises(AirflowTaskTimeout):
+        run_like_the_task_runner(op, new_try(MemoryTaskStateStore(), max_tries=max_tries))
+    [job] = emulator.jobs.values()
+    assert [c["runway_task_id"] for c in emulator.cancels()] == [job.runway_task_id] * cancels
+    assert (job.cancelled_at is not None) == bool(cancels)
+
+
+def test_execution_timeout_of_a_blocking_sensor_cancels_on_the_last_try(runway_conn, emulator):
+    from airflow.sdk.exceptions import AirflowTaskTimeout
+
+    from runway_provider.sensors.runway import RunwayTaskSensor
+
+    emulator.scenario = SLOW
+    runway_task_id = image_to_video().hook.submit_image_to_video(prompt_image=IMAGE)
+    sensor = RunwayTaskSensor(
+        task_id="wait",
+        runway_task_id=runway_task_id,
+        route_family="official",
+        poll_interval=0.1,
+        execution_timeout=datetime.timedelta(seconds=1),
+    )
+    with pytest.raises(AirflowTaskTimeout):
+        run_like_the_task_runner(sensor, {"ti": RecordingTaskInstance()})
+    assert [c["runway_task_id"] for c in emulator.cancels()] == [runway_task_id]
+
+
+@pytest.mark.parametrize(("max_tries", "cancels"), [(0, 1), (1, 0)], ids=["last-try", "retry-follows"])
+def test_execution_timeout_of_a_deferred_wait_cancels_on_the_last_try(
+    runway_conn, emulator, max_tries, cancels
+):
+    """Airflow 3 does not apply execution_timeout to a deferral: the trigger's own deadline carries it,
+    so its timeout event comes back to execute_complete, which settles the generation."""
+    from airflow.sdk.exceptions import TaskDeferred
+
+    emulator.scenario = SLOW
+    op = image_to_video(
+        wait_for_completion=True,
+        deferrable=True,
+        timeout=600,
+        execution_timeout=datetime.timedelta(seconds=1),
+    )
+    context = new_try(MemoryTaskStateStore(), max_tries=max_tries)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    trigger = deferred.value.trigger
+    assert trigger.end_time == pytest.approx(time.time() + 1, abs=1)  # not the 600 s of `timeout`
+    event = asyncio.run(anext_event(trigger))
+    assert event["status"] == "timeout"
+    with pytest.raises(RunwayTaskTimeoutError):
+        op.execute_complete(context, event)
+    [job] = emulator.jobs.values()
+    assert [c["runway_task_id"] for c in emulator.cancels()] == [job.runway_task_id] * cancels
+
+
+async def anext_event(trigger: RunwayTaskTrigger) -> dict[str, Any]:
+    async for event in trigger.run():
+        return dict(event.payload)
+    raise AssertionError("the trigger yielded no event")
+
+
+@pytest.mark.parametrize(("scenario", "cancels"), [(SLOW, 1), (QUICK, 0)], ids=["running", "succeeded"])
+def test_airflows_own_trigger_timeout_settles_the_generation_too(runway_conn, emulator, scenario, cancels):
+    """Airflow's backstop (the triggerer never answered) fails the task without execute_complete."""
+    from airflow.sdk.bases.operator import TriggerFailureReason
+    from airflow.sdk.exceptions import TaskDeferralTimeout
+
+    emulator.scenario = scenario
+    op = image_to_video()
+    runway_task_id = op.hook.submit_image_to_video(prompt_image=IMAGE)
+    time.sleep(0.5)
+    ti = RecordingTaskInstance()
+    ti.task_id = "animate"
+    # What the operator pushed before it deferred.
+    ti.upstream[("animate", "runway_task")] = {
+        "runway_task_id": runway_task_id,
+        "status": "UNKNOWN",
+        "route_family": "official",
+    }
+    with pytest.raises(TaskDeferralTimeout):
+        op.resume_execution("__fail__", {"error": TriggerFailureReason.TRIGGER_TIMEOUT}, {"ti": ti})
+    assert [c["runway_task_id"] for c in emulator.cancels()] == [runway_task_id] * cancels
+    assert emulator.deleted_results() == []
+
+
+def test_a_missing_connection_on_an_official_route_leaves_no_marker(monkeypatch, runway_conn, emulator):
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    store = MemoryTaskStateStore()
+    monkeypatch.delenv("AIRFLOW_CONN_RUNWAY_DEFAULT")
+    with pytest.raises(AirflowNotFoundException):
+        image_to_video().execute(new_try(store, max_tries=1))
+    assert store.values == {} and emulator.requests == []
+    monkeypatch.setenv("AIRFLOW_CONN_RUNWAY_DEFAULT", json.dumps(runway_conn))
+    image_to_video().execute(new_try(store, try_number=2, max_tries=1))  # the retry is not "uncertain"
+    assert len(emulator.create_requests()) == 1
+
+
+def test_a_secrets_backend_outage_leaves_no_marker(monkeypatch, runway_conn, emulator):
+    from runway_provider.hooks.runway import RunwayHook
+
+    read_connection = RunwayHook.get_connection
+    outage = [True]
+
+    def secrets_backend(conn_id: str) -> Any:
+        if outage[0]:  # what a secrets backend that cannot be reached raises
+            raise ConnectionError("secrets backend unreachable")
+        return read_connection(conn_id)
+
+    store = MemoryTaskStateStore()
+    monkeypatch.setattr(RunwayHook, "get_connection", staticmethod(secrets_backend))
+    with pytest.raises(ConnectionError):
+        image_to_video().execute(new_try(store, max_tries=1))
+    assert store.values == {} and emulator.requests == []
+    outage[0] = False
+    image_to_video().execute(new_try(store, try_number=2, max_tries=1))  # the retry is not "uncertain"
+    assert len(emulator.create_requests()) == 1
+
+
+@pytest.mark.parametrize("route", ["official", "reverse"])
+def test_a_key_http_headers_cannot_carry_is_refused_when_the_connection_is_read(
+    monkeypatch, server, emulator, route
+):
+    bad_key = "sk-test’4f9c2e71"  # a typographic apostrophe pasted into the key
+    set_connection(monkeypatch, server, password=bad_key)
+    store = MemoryTaskStateStore()
+    op = image_to_video() if route == "official" else generate()
+    with pytest.raises(RunwayConfigurationError) as caught:
+        op.execute(new_try(store, max_tries=1))
+    message = str(caught.value)
+    assert message == (
+        "Connection 'runway_default': the API key in the password field holds a character HTTP headers "
+        "cannot carry (a non-ASCII character at position 8 of 16, such as a typographic quote); paste "
+        "the key again."
+    )
+    assert bad_key not in message and isinstance(caught.value, AirflowFailException)
+    assert store.values == {} and emulator.requests == []
+    set_connection(monkeypatch, server, password=TEST_API_KEY)
+    (image_to_video() if route == "official" else generate()).execute(
+        new_try(store, try_number=2, max_tries=1)
+    )
+    assert len(emulator.create_requests()) == 1  # the next try sends, and is not an "uncertain create"
+
+
+def test_a_runway_version_http_headers_cannot_carry_is_refused_when_the_connection_is_read(
+    monkeypatch, server
+):
+    set_connection(monkeypatch, server, password=TEST_API_KEY, extra={"runway_version": "2024‑11‑06"})
+    with pytest.raises(RunwayConfigurationError, match="extra `runway_version` must be a date such as"):
+        image_to_video().execute(new_try(MemoryTaskStateStore()))
+
+
+def test_a_create_that_fails_while_being_encoded_is_not_sent_and_not_uncertain(server, emulator):
+    """The transport's own guarantee, below the connection checks: an encoding failure sends nothing."""
+    from runway_provider.hooks import _http
+    from runway_provider.hooks.runway import RunwayConnectionSettings
+
+    settings = RunwayConnectionSettings(
+        base_url=server.base_url, api_key="sk’", runway_version="2024-11-06", callback_url=None, timeout=5
+    )
+    session = _http.new_session(settings, _http.RetryPolicy(3, 3, 0.01, 0.02))
+    with session, pytest.raises(RunwayConfigurationError, match="Did not send the request to CometAPI at "):
+        _http.send(session, settings, "POST", "/runwayml/v1/image_to_video", {"model": "x"}, create=True)
+    assert emulator.requests == []
+
+
+def test_a_retry_after_a_success_reconnects_instead_of_paying_again(runway_conn, emulator):
+    """The worker died after execute returned, or the return value's XCom push failed: the record,
+    kept and marked done, makes the next try (or a clear) reconnect."""
+    emulator.scenario = QUICK
+    store = MemoryTaskStateStore()
+    first = image_to_video(wait_for_completion=True).execute(new_try(store, max_tries=2))
+    assert store.values[spend.STATE_KEY]["phase"] == "done"
+    for try_number in (2, 3):  # a retry, then a clear of the succeeded task
+        context = new_try(store, try_number=try_number, max_tries=2)
+        assert image_to_video(wait_for_completion=True).execute(context) == first
+        assert context["ti"].xcom["runway_task"]["status"] == "SUCCEEDED"
+    assert len(emulator.create_requests()) == 1
+
+
+def test_a_done_request_the_service_no_longer_has_is_not_paid_again(runway_conn, emulator):
+    emulator.scenario = QUICK
+    store = MemoryTaskStateStore()
+    runway_task_id = image_to_video(wait_for_completion=True).execute(new_try(store))
+    emulator.jobs.clear()  # the service forgot it (expired, or deleted by hand)
+    with pytest.raises(RunwayAlreadyGeneratedError) as caught:
+        image_to_video(wait_for_completion=True).execute(new_try(store, try_number=2))
+    assert isinstance(caught.value, AirflowFailException) and caught.value.runway_task_id == runway_task_id
+    message = str(caught.value)
+    assert f"Runway task {runway_task_id} was generated for this very request" in message
+    assert "For a new take, change the request (a new seed) or delete this task's record (DELETE " in message
+    assert len(emulator.create_requests()) == 1
+    # A deliberate new take: another seed is another request, submitted (and paid) once.
+    image_to_video(wait_for_completion=True, seed=7).execute(new_try(store, try_number=3))
+    assert len(emulator.create_requests()) == 2

@@ -20,7 +20,11 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
 
-from runway_provider.exceptions import RunwaySubmissionUncertainError, RunwayTransientError
+from runway_provider.exceptions import (
+    RunwayConfigurationError,
+    RunwaySubmissionUncertainError,
+    RunwayTransientError,
+)
 from runway_provider.protocol import (
     CREATE_RESENDABLE_STATUSES,
     RETRYABLE_HTTP_STATUSES,
@@ -157,6 +161,14 @@ def send(
         what = "Did not send the request to" if create else "Could not reach"
         raise RunwayTransientError(
             f"{what} CometAPI at {url}: {described}", runway_task_id=runway_task_id
+        ) from None
+    except ValueError as err:
+        # A header or URL that HTTP cannot carry (UnicodeEncodeError) fails while the request is
+        # encoded, before a byte leaves: not sent, and no retry can fix it.
+        if create and _SENDS.sent:
+            raise RunwaySubmissionUncertainError(uncertain_message(url, err), route=path) from None
+        raise RunwayConfigurationError(
+            f"Did not send the request to CometAPI at {url}: {describe(err, settings.api_key)}"
         ) from None
     return response.status_code, decode_body(_answer_text(answer))
 

@@ -79,6 +79,15 @@ class RunwayConnectionSettings:
                 f"Connection {conn.conn_id!r}: the API key in the password field has whitespace or control "
                 f"characters inside it ({len(api_key)} characters long); paste the key again."
             )
+        if not api_key.isascii():
+            # HTTP headers carry ASCII: a typographic quote or dash pasted into the key would fail every
+            # request while it is being encoded, before a byte is sent. Said here, never mid-create.
+            position = next(index for index, character in enumerate(api_key) if not character.isascii())
+            raise RunwayConfigurationError(
+                f"Connection {conn.conn_id!r}: the API key in the password field holds a character HTTP "
+                f"headers cannot carry (a non-ASCII character at position {position + 1} of "
+                f"{len(api_key)}, such as a typographic quote); paste the key again."
+            )
         extra = conn.extra_dejson
 
         def extra_value(name: str) -> Any:
@@ -95,10 +104,16 @@ class RunwayConnectionSettings:
                 f"Connection {conn.conn_id!r}: extra `timeout` must be a positive number of seconds, "
                 f"got {extra_value('timeout')!r}."
             )
+        runway_version = str(extra_value("runway_version") or DEFAULT_RUNWAY_VERSION).strip()
+        if not runway_version.isascii() or not runway_version.isprintable() or " " in runway_version:
+            raise RunwayConfigurationError(
+                f"Connection {conn.conn_id!r}: extra `runway_version` must be a date such as "
+                f"{DEFAULT_RUNWAY_VERSION} (it is sent as the X-Runway-Version header), got {runway_version!r:.40}."
+            )
         return cls(
             base_url=_base_url(conn),
             api_key=api_key,
-            runway_version=str(extra_value("runway_version") or DEFAULT_RUNWAY_VERSION),
+            runway_version=runway_version,
             callback_url=extra_value("callback_url"),
             timeout=timeout,
             allowed_media_hosts=_host_list(conn.conn_id, extra_value("allowed_media_hosts")),

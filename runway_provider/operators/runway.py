@@ -129,6 +129,7 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         return self.hook.payload(self.route, **{name: getattr(self, name) for name in fields})
 
     def execute(self, context: Context) -> str:
+        execute_started = time.time()
         payload = self.build_payload()
         self._lineage_payload = payload
         submission = spend.submit_or_resume(
@@ -151,7 +152,7 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
             )
             return self._finish(context, stored)
         if not self.wait_for_completion:
-            spend.forget(context)
+            # The record stays: a later try or clear of this request reconnects to this task.
             self._lineage_facts = lineage.note_submission(self, runway_task_id)
             return runway_task_id
         end_time = time.time() + self.timeout
@@ -161,11 +162,10 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
                     context,
                     runway_task_id=runway_task_id,
                     submitted_at=submission.submitted_at,
-                    end_time=end_time,
+                    end_time=self.deferred_end_time(end_time, execute_started=execute_started),
                 )
             else:
-                self._waiting_on, self._waiting_ti = runway_task_id, context["ti"]
-                try:
+                with self.blocking_wait(context, runway_task_id):
                     task = waiting.wait(
                         self.watch(
                             runway_task_id=runway_task_id,
@@ -174,10 +174,10 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
                         ),
                         lambda: self.hook.get_task(runway_task_id, self.route_family),
                     )
-                finally:
-                    self._waiting_on = self._waiting_ti = None
         except RunwayTaskTimeoutError as err:
-            self.settle_timeout(err, will_retry=spend.retry_follows(context["ti"]))
+            self.settle_timeout(
+                runway_task_id, last_status=err.status, will_retry=spend.retry_follows(context["ti"])
+            )
             raise
         return self._finish(context, task)
 
@@ -186,7 +186,9 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         try:
             task = resolve_event(event)
         except RunwayTaskTimeoutError as err:
-            self.settle_timeout(err, will_retry=spend.retry_follows(context["ti"]))
+            self.settle_timeout(
+                str(err.runway_task_id), last_status=err.status, will_retry=spend.retry_follows(context["ti"])
+            )
             raise
         return self._finish(context, task)
 
@@ -205,7 +207,7 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
 
     def _finish(self, context: Context, task: RunwayTask) -> str:
         self.push_state(context, task)
-        spend.forget(context)
+        spend.mark_done(context, task.runway_task_id)
         self.log.info("Runway task %s succeeded: %s", task.runway_task_id, task.video_url)
         self._lineage_facts = lineage.note_submission(self, task.runway_task_id)
         return task.runway_task_id

@@ -110,11 +110,11 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         self._source = upstream_source(runway_task_id)
 
     def execute(self, context: Context) -> Any:
+        execute_started = time.time()
         # The request behind the task travels on to the transfer, which records it beside the file.
-        request = pull_request(context, self._source or runway_upstream(self))
+        request = self._read_upstream_request(context)
         if request is not None:
             context["ti"].xcom_push(key=spend.XCOM_RUNWAY_REQUEST, value=request)
-            self.route_family = self._known_family or request_route_family(request) or RouteFamily.REVERSE
         started_at = self._first_check_time(context)
         if self.deferrable:
             try:
@@ -122,27 +122,26 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
                     context,
                     runway_task_id=self.runway_task_id,
                     submitted_at=started_at,
-                    end_time=started_at + self.timeout,
+                    end_time=self.deferred_end_time(
+                        started_at + self.timeout, execute_started=execute_started
+                    ),
                 )
             except RunwayTaskTimeoutError as err:
-                self.settle_timeout(err, will_retry=False)
+                self.settle_timeout(self.runway_task_id, last_status=err.status, will_retry=False)
                 raise AirflowSensorTimeout(str(err)) from err
             self.push_state(context, task)
             return task.to_dict()
         self._watch = self.watch(
             runway_task_id=self.runway_task_id, submitted_at=started_at, end_time=started_at + self.timeout
         )
-        self._waiting_on, self._waiting_ti = self.runway_task_id, context["ti"]
         try:
-            return super().execute(context)
+            with self.blocking_wait(context, self.runway_task_id):
+                return super().execute(context)
         except AirflowSensorTimeout as err:
             last = self._watch.last_task
             status = last.status.value if last else None
             # Airflow never retries a sensor timeout: this was the last try.
-            self.settle_timeout(
-                RunwayTaskTimeoutError(str(err), runway_task_id=self.runway_task_id, status=status),
-                will_retry=False,
-            )
+            self.settle_timeout(self.runway_task_id, last_status=status, will_retry=False)
             raise AirflowSensorTimeout(
                 f"{err} Runway task {self.runway_task_id}, last status: {status or 'never seen'}."
             ) from err
@@ -150,8 +149,14 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
             if self.soft_fail:
                 raise AirflowSkipException(f"Skipping because soft_fail is set: {err}") from err
             raise
-        finally:
-            self._waiting_on = self._waiting_ti = None
+
+    def _read_upstream_request(self, context: Context) -> Any:
+        """The request behind the task (XCom ``runway_request`` upstream), which also tells a
+        templated id's route family; None when no Runway operator upstream recorded one."""
+        request = pull_request(context, self._source or runway_upstream(self))
+        if request is not None:
+            self.route_family = self._known_family or request_route_family(request) or RouteFamily.REVERSE
+        return request
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         watch = self._watch
@@ -180,7 +185,10 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         try:
             task = resolve_event(event)
         except RunwayTaskTimeoutError as err:
-            self.settle_timeout(err, will_retry=False)
+            # A resumed sensor is a new instance: the route family of a templated id is read again.
+            self._read_upstream_request(context)
+            # Raised as a sensor timeout, which Airflow never retries: this was the last try.
+            self.settle_timeout(self.runway_task_id, last_status=err.status, will_retry=False)
             raise AirflowSensorTimeout(str(err)) from err
         self.push_state(context, task)
         return task.to_dict()

@@ -137,7 +137,7 @@ class RunwayTaskTrigger(BaseTrigger):
                 state if known else "in an unknown state",
             )
             return
-        await spend.acancel_abandoned(
+        await spend.acancel_if_unfinished(
             RunwayHook(self.runway_conn_id, poll_retries=1),
             self.runway_task_id,
             self.route_family,

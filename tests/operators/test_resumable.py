@@ -49,7 +49,7 @@ def saved(op: RunwayGenerateOperator, runway_task_id: str, submitted_at: float) 
     }
 
 
-def test_first_try_saves_the_task_then_forgets_it_on_success(runway_conn, store):
+def test_first_try_saves_the_task_then_marks_it_done_on_success(runway_conn, store):
     saved: list[Any] = []
     original_set = store.set
     store.set = lambda key, value: (saved.append(dict(value)), original_set(key, value))  # type: ignore[method-assign]
@@ -59,11 +59,15 @@ def test_first_try_saves_the_task_then_forgets_it_on_success(runway_conn, store)
     assert [(value["phase"], value["fingerprint"]) for value in saved] == [
         ("submitting", fingerprint),
         ("submitted", fingerprint),
+        ("done", fingerprint),
     ]
     assert "runway_task_id" not in saved[0]  # the marker is written before the POST
     assert saved[1]["runway_task_id"] == runway_task_id
     assert time.time() - 30 < saved[1]["submitted_at"] <= time.time()
-    assert store.values == {}
+    # Kept, not removed: a try that runs again after this success reconnects instead of paying again.
+    done = store.values[STATE_KEY]
+    assert done == {**saved[1], "phase": "done", "succeeded_at": done["succeeded_at"]}
+    assert saved[1]["submitted_at"] <= done["succeeded_at"] <= time.time()
 
 
 def test_retry_after_a_timed_out_wait_reconnects(runway_conn, emulator, store):
@@ -144,7 +148,9 @@ def test_retry_without_waiting_returns_the_earlier_task(runway_conn, emulator, s
     context = new_try(store)
     assert op.execute(context) == runway_task_id
     assert context["ti"].xcom["runway_task_id"] == runway_task_id
-    assert len(emulator.jobs) == 1 and store.values == {}
+    assert len(emulator.jobs) == 1
+    # Not known to have succeeded yet: the record stays as it was, for a later try to reconnect.
+    assert store.values[STATE_KEY] == saved(op, runway_task_id, store.values[STATE_KEY]["submitted_at"])
 
 
 def test_bad_input_on_a_retry_sends_nothing(runway_conn, emulator, store):
