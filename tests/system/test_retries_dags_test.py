@@ -172,3 +172,46 @@ def test_every_route_family_chains_operator_sensor_transfer_with_an_expired_url(
             {"/runway/feed"} if family == "reverse" else {f"/runwayml/v1/tasks/{runway_task_id}"}
         )
         assert any(r["name"].startswith(f"expired-{runway_task_id}") for r in emulator.media_requests)
+
+
+@pytest.mark.parametrize("mode", ["blocking", "deferrable"])
+@pytest.mark.parametrize(("retries", "cancels"), [(0, 1), (1, 1)], ids=["last-try", "retried-then-last"])
+def test_execution_timeout_cancels_on_the_last_try_only(sandbox, retry_server, mode, retries, cancels):
+    """Airflow's own execution_timeout: the generation outlives every try; only the last one cancels,
+    after the retry reconnected (one create)."""
+    emulator = retry_server.emulator
+    emulator.reset()
+    emulator.scenario = Scenario(not_found_seconds=0.5, queued_seconds=0.5, running_seconds=120)
+    dag_id = f"runway_spend_execution_timeout_{mode}_retries_{retries}"
+    try:
+        result = sandbox.dags_test(dag_id)
+    finally:
+        emulator.scenario = Scenario()
+    assert result.returncode != 0
+    assert len(emulator.create_requests()) == 1
+    [job] = emulator.jobs.values()
+    assert [r["runway_task_id"] for r in emulator.cancels()] == [job.runway_task_id] * cancels
+    assert job.cancelled_at is not None and emulator.deleted_results() == []
+    assert tries(sandbox, dag_id) == [("failed", retries + 1)]
+    if retries:
+        assert f"Leaving Runway task {job.runway_task_id} running: Airflow will retry" in result.output
+        assert f"Reconnecting to Runway task {job.runway_task_id}" in result.output
+    assert f"Cancelled Runway task {job.runway_task_id}: the last try's wait timed out" in result.output
+
+
+def test_a_try_that_fails_after_its_generation_succeeded_is_not_paid_again(sandbox, retry_server):
+    emulator = retry_server.emulator
+    emulator.reset()
+    emulator.scenario = Scenario(not_found_seconds=0.5, queued_seconds=0.5, running_seconds=1)
+    dag_id = "runway_spend_failure_after_success"
+    try:
+        result = sandbox.dags_test(dag_id)
+    finally:
+        emulator.scenario = Scenario()
+    assert result.returncode == 0, result.output[-4000:]
+    assert "the try failed after execute returned" in result.output
+    [job] = emulator.jobs.values()
+    assert len(emulator.create_requests()) == 1 and emulator.cancels() == []
+    assert tries(sandbox, dag_id) == [("success", 2)]
+    assert sandbox.xcom(dag_id, "animate") == [job.runway_task_id]
+    assert f"Runway task {job.runway_task_id} from an earlier try already succeeded" in result.output

@@ -1,8 +1,10 @@
-"""DAGs with `retries=2` that show what a lost answer, a refusal, a changed request and a timeout cost."""
+"""DAGs with retries that show what a lost answer, a refusal, a changed request, a timeout, Airflow's
+execution_timeout and a failure after success cost."""
 
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import pendulum
 from airflow.sdk import DAG
@@ -67,3 +69,37 @@ for retries_left in (True, False):
             poll_interval=1,
             timeout=4 if retries_left else 2,
         )
+
+for mode in ("blocking", "deferrable"):
+    # Airflow's execution_timeout strikes while the generation runs (the emulator's default scenario
+    # sets how long): the last try cancels it, a try Airflow retries leaves it for the retry.
+    for retries in (0, 1):
+        with spend_dag(f"runway_spend_execution_timeout_{mode}_retries_{retries}", retries=retries):
+            RunwayImageToVideoOperator(
+                task_id="animate",
+                prompt_image=IMAGE,
+                prompt_text="Waves roll in",
+                wait_for_completion=True,
+                deferrable=mode == "deferrable",
+                poll_interval=1,
+                timeout=600,
+                execution_timeout=datetime.timedelta(seconds=4),
+            )
+
+
+def _fail_first_try_after_execute(context: Any, result: Any) -> None:
+    # Stands for what can fail once execute has returned: the return value's XCom push, or the worker
+    # dying before Airflow records the success.
+    if context["ti"].try_number == 1:
+        raise RuntimeError("the try failed after execute returned")
+
+
+with spend_dag("runway_spend_failure_after_success", retries=1):
+    RunwayImageToVideoOperator(
+        task_id="animate",
+        prompt_image=IMAGE,
+        prompt_text="Waves roll in",
+        wait_for_completion=True,
+        poll_interval=1,
+        post_execute=_fail_first_try_after_execute,
+    )
