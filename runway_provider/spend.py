@@ -3,7 +3,9 @@
 A Runway generation is billed when CometAPI processes its create request. CometAPI has no
 idempotency key and no way to list tasks, so the provider keeps, per Airflow task instance (one per
 map index), a record in ``task_state_store`` under :data:`STATE_KEY`: a *submitting* marker written
-before the POST, replaced by the Runway task id right after the answer. Both carry the request's
+before the POST (after everything that can fail without sending: the connection read, the key
+checked, the session built), replaced by the Runway task id right after the answer, and marked
+*done* once the generation succeeded; the provider never removes it. All carry the request's
 fingerprint (sha256 of the route and the canonical body; never the key). A later try, or a clear,
 reconnects only to a task made for the same fingerprint.
 
@@ -13,9 +15,10 @@ for one intent (one task instance and one request fingerprint):
 ==========================================  ================================================  ======
 failure point                               what the provider does                            billed
 ==========================================  ================================================  ======
-before send: bad argument, no key, the      nothing is sent; ``RunwayInputError`` /           0
-marker cannot be written                    ``RunwayConfigurationError`` fail at once; a
-                                            store error is retried by Airflow
+before send: bad argument, no key, a key   nothing is sent, no marker is left;               0
+HTTP headers cannot carry, the connection   ``RunwayInputError`` / ``RunwayConfigurationError``
+unreadable, the marker cannot be written    fail at once; a missing connection or a store
+                                            error is retried by Airflow
 during send, before any byte left:          marker removed; retried inside the call, then     0
 refused, DNS, connect timeout, TLS          ``RunwayTransientError`` (Airflow retries)
 handshake, invalid header or URL
@@ -37,9 +40,15 @@ triggerer lost) of the same request         fingerprint matches and the task is 
                                             succeeded; a failed, cancelled or lost task is
                                             submitted anew (that one was billed by Runway's
                                             rules, the new one is a new intent)
+a try that fails after its generation       the record, kept and marked done, makes the next  1
+succeeded (XCom push, worker death), then   try reconnect to the succeeded task
+a retry or clear of the same request
+a request marked done whose task the        ``RunwayAlreadyGeneratedError``: not sent again;  1
+service no longer gives                     a new take changes the request or deletes the
+                                            record
 a retry or clear with a different request   submits the new request; the earlier task is      1 + 1
-(templated prompt changed, DAG edited)      cancelled first where its family allows, else
-                                            logged as possibly still billing
+(templated prompt changed, DAG edited)      cancelled first if a read shows it unfinished,
+                                            else logged as possibly still billing
 a rerun with ``reuse_from``, the same       the stored result is reused: nothing is sent, the 0
 request already stored intact               task id and record come from the stored record
 ``reuse_from``: record missing, unreadable, generated anew (as without ``reuse_from``)        1
@@ -49,10 +58,13 @@ sha256 changed
 
 Cancelling (``DELETE /runwayml/v1/tasks/{id}``, official family only; reverse-format tasks
 cannot be cancelled and say so) happens on a user's kill (``cancel_on_kill``; in the triggerer only
-when :func:`kill_cancels` says the task instance was stopped, not moved) and on the last try's
-timeout (:func:`on_wait_timeout`, ``cancel_on_timeout``). A try that Airflow will retry leaves its
-task running, so the retry reconnects instead of paying again. :func:`cancel_abandoned` and its
-async twin send it and say what happened; they never raise.
+when :func:`kill_cancels` says the task instance was stopped, not moved), on the last try's timeout
+(:func:`on_wait_timeout`, ``cancel_on_timeout``; Airflow's ``execution_timeout`` included) and when a
+changed request replaces an earlier task. A try that Airflow will retry leaves its task running, so
+the retry reconnects instead of paying again. Runway's DELETE also deletes a *finished* task with
+its output, so every DELETE goes through one rule, :func:`cancel_if_unfinished` (and its async
+twin): sent only when a read in the same moment shows the task PENDING, THROTTLED or RUNNING. They
+never raise and always say what happened.
 """
 
 from __future__ import annotations
