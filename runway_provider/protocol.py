@@ -38,8 +38,9 @@ _SUCCESS_CODES = frozenset({"200", "success", "0"})
 CREATE_RESENDABLE_STATUSES = frozenset({429})
 # The service's words for an account that cannot pay: CometAPI's (new-api's) 403
 # insufficient_user_quota ("user quota is not enough", 用户额度不足), OpenAI-style insufficient_quota,
-# Runway's "You do not have enough credits". "quota" alone is read in _balance_spent.
-_SPENT_BALANCE_WORDS = re.compile(r"insufficient|balance|credit|余额|额度不足")
+# Runway's "You do not have enough credits". Whole words: a "load balancer" is not a balance.
+# "quota" alone is read in _balance_spent.
+_SPENT_BALANCE_WORDS = re.compile(r"insufficient|(?<![a-z])(?:balance|credits?)(?![a-z])|余额|额度不足")
 # Where a spent balance is topped up, named by host: CometAPI's console pages move, its host does not.
 _TOP_UP_PAGE = "your CometAPI account's billing page (https://www.cometapi.com/)"
 
@@ -350,10 +351,11 @@ def _balance_spent(body: Any, http_status: int, code: str | None, message: str |
     if not refused:
         return False
     words = f"{code or ''} {message or ''}".lower()
-    # "quota" alone on a 429 is a request-rate quota that lifts by itself; on any other refusal it
-    # is the account's or the key's (new-api's pre_consume_token_quota_failed is a 403).
+    # "quota" alone on a 429 is a request-rate quota that lifts by itself, and on a 5xx the
+    # upstream's; on any other refusal it is the account's or the key's (new-api's
+    # pre_consume_token_quota_failed is a 403).
     return _SPENT_BALANCE_WORDS.search(words) is not None or (
-        "quota" in words and not _is_429(http_status, code)
+        "quota" in words and http_status < 500 and not _is_429(http_status, code)
     )
 
 

@@ -802,6 +802,21 @@ SPENT_BALANCE = error_envelope("user quota is not enough (request id: abc)", "in
             True,
             id="429-daily",
         ),
+        # A 5xx's quota is the upstream's, and a load balancer is not a balance: both pass.
+        pytest.param(
+            503,
+            error_envelope("upstream quota exceeded"),
+            RunwayTransientError,
+            True,
+            id="503-upstream-quota",
+        ),
+        pytest.param(
+            503,
+            error_envelope("no healthy load balancer"),
+            RunwayTransientError,
+            True,
+            id="503-load-balancer",
+        ),
         pytest.param(
             403, error_envelope("Forbidden (request id: abc)"), RunwayAuthenticationError, False, id="403"
         ),
