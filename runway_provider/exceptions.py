@@ -72,6 +72,13 @@ class RunwayAuthenticationError(RunwayRequestRefusedError):
     """CometAPI refused the API key (HTTP 401 or 403)."""
 
 
+class RunwayBalanceExhaustedError(RunwayRequestRefusedError):
+    """The CometAPI account (or this API key's own quota) has no money left for the request:
+    CometAPI's ``insufficient_user_quota`` (HTTP 403), Runway's "not enough credits". The request was
+    not processed, so nothing was billed; not retried, since every retry would be refused the same
+    way until the balance is topped up."""
+
+
 class RunwayBusinessError(RunwayRequestRefusedError):
     """A successful HTTP answer whose body carries an error code (e.g. ``callback_url_empty``)."""
 
@@ -90,11 +97,11 @@ class RunwayTransientError(RunwayApiError):
 
 
 class RunwayRateLimitError(RunwayTransientError):
-    """CometAPI or Runway refused the request for a limit: the request rate (HTTP 429), the daily
-    generation limit or the account's quota. Retryable: the request was not processed.
+    """CometAPI or Runway refused the request for a limit that lifts by itself: the request rate
+    (HTTP 429) or the daily generation limit. Retryable: the request was not processed. A spent
+    balance does not lift by itself: :class:`RunwayBalanceExhaustedError`.
 
-    :param limit: Which limit was hit, in words (``rate limit``, ``daily generation limit``,
-        ``account quota``).
+    :param limit: Which limit was hit, in words (``rate limit``, ``daily generation limit``).
     """
 
     def __init__(self, message: str, *, limit: str, **kwargs: object) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from runway_provider.exceptions import (
     RunwayAuthenticationError,
+    RunwayBalanceExhaustedError,
     RunwayBusinessError,
     RunwayRateLimitError,
     RunwayRequestRefusedError,
@@ -35,6 +36,13 @@ _SUCCESS_CODES = frozenset({"200", "success", "0"})
 # A create answered 429 was refused before processing: it may be sent again. Every other status is
 # read once, by parse_submission (a 503 may come from a proxy after forwarding).
 CREATE_RESENDABLE_STATUSES = frozenset({429})
+# The service's words for an account that cannot pay: CometAPI's (new-api's) 403
+# insufficient_user_quota ("user quota is not enough", 用户额度不足), OpenAI-style insufficient_quota,
+# Runway's "You do not have enough credits". Whole words: a "load balancer" is not a balance.
+# "quota" alone is read in _balance_spent.
+_SPENT_BALANCE_WORDS = re.compile(r"insufficient|(?<![a-z])(?:balance|credits?)(?![a-z])|余额|额度不足")
+# Where a spent balance is topped up, named by host: CometAPI's console pages move, its host does not.
+_TOP_UP_PAGE = "your CometAPI account's billing page (https://www.cometapi.com/)"
 
 # The legacy numbers are ambiguous across sources; "2" is resolved in _legacy_numeric_status.
 _STATUS_BY_NAME: dict[str, RunwayTaskStatus] = {
@@ -73,7 +81,8 @@ def raise_for_error(body: Any, http_status: int, *, runway_task_id: str | None =
     ``task_not_exist`` is not an error here: :func:`normalize_task` reads it as "not visible yet".
     The classes decide what happens next everywhere: :class:`RunwayRateLimitError` and
     :class:`RunwayTransientError` are retried, :class:`RunwayRequestRefusedError` (and its
-    :class:`RunwayAuthenticationError` and :class:`RunwayBusinessError`) fail without retry.
+    :class:`RunwayBalanceExhaustedError`, :class:`RunwayAuthenticationError` and
+    :class:`RunwayBusinessError`) fail without retry.
 
     :param body: The decoded answer (a dict, or the text when it was not JSON).
     :param http_status: The answer's HTTP status.
@@ -82,6 +91,15 @@ def raise_for_error(body: Any, http_status: int, *, runway_task_id: str | None =
     code, message = _error_code_and_message(body)
     where = f" for Runway task {runway_task_id}" if runway_task_id else ""
     details: dict[str, Any] = {"http_status": http_status, "code": code, "runway_task_id": runway_task_id}
+    if _balance_spent(body, http_status, code, message):
+        raise RunwayBalanceExhaustedError(
+            f"CometAPI refused the request{where}: the account's balance is spent (HTTP {http_status}): "
+            f"{(message or code or '').rstrip('.')}. Top up the balance of the CometAPI account behind this "
+            f"connection's API key (or raise the key's own quota) on {_TOP_UP_PAGE}, then clear the task. "
+            "The request was not processed, so nothing was billed; Airflow does not retry it, since every "
+            "try would be refused the same way until the balance is topped up.",
+            **details,
+        )
     limit = _limit_hit(http_status, code, message)
     if limit is not None:
         raise RunwayRateLimitError(
@@ -123,10 +141,12 @@ def raise_for_error(body: Any, http_status: int, *, runway_task_id: str | None =
 
 def is_retryable_answer(http_status: int, body: Any) -> bool:
     """The one retry rule of a poll's answer: a retryable status, unless the body says the request
-    itself is wrong (``invalid_request``), which no retry can fix."""
-    code, _ = _error_code_and_message(body)
+    itself is wrong (``invalid_request``) or the account's balance is spent, which no retry can fix."""
+    code, message = _error_code_and_message(body)
     if _is_task_not_exist(body):
         return False  # read as "not visible yet" by normalize_task, whatever the status
+    if _balance_spent(body, http_status, code, message):
+        return False
     return http_status in RETRYABLE_HTTP_STATUSES and code != "invalid_request"
 
 
@@ -137,9 +157,10 @@ def parse_submission(body: Any, http_status: int) -> str:
     ``{"id": ...}``, plus the id spellings public clients of CometAPI look for. What a create answer
     means for the money is decided here, once:
 
-    - refused (3xx, 4xx but 408/409/429, an error code in a 2xx body): not processed, not retried;
-    - a limit (429, quota codes) or 408/409, or a 503 carrying CometAPI's own JSON error: not
-      processed, retryable;
+    - refused (3xx, 4xx but 408/409/429, an error code in a 2xx body), or a spent balance
+      (:class:`RunwayBalanceExhaustedError`): not processed, not retried;
+    - a limit (429: the request rate, the daily generation limit) or 408/409, or a 503 carrying
+      CometAPI's own JSON error: not processed, retryable;
     - any other 5xx (a proxy may answer 502/503/504 after forwarding), a 2xx that is not JSON, has
       no task id, or reports a server error: the generation may exist,
       :class:`RunwaySubmissionUncertainError`.
@@ -319,14 +340,34 @@ def _error_code_and_message(body: Any) -> tuple[str | None, str | None]:
     return _text(body.get("code")), _text(body.get("message")) or _text(body.get("msg"))
 
 
+def _balance_spent(body: Any, http_status: int, code: str | None, message: str | None) -> bool:
+    """Whether a refusal says the account cannot pay. A successful answer's words are not read:
+    a task's message may well speak of credits."""
+    refused = (
+        http_status >= 300
+        or (isinstance(body, Mapping) and bool(body.get("error")))
+        or (code is not None and code.lower() not in _SUCCESS_CODES)
+    )
+    if not refused:
+        return False
+    words = f"{code or ''} {message or ''}".lower()
+    # "quota" alone on a 429 is a request-rate quota that lifts by itself, and on a 5xx the
+    # upstream's; on any other refusal it is the account's or the key's (new-api's
+    # pre_consume_token_quota_failed is a 403).
+    return _SPENT_BALANCE_WORDS.search(words) is not None or (
+        "quota" in words and http_status < 500 and not _is_429(http_status, code)
+    )
+
+
 def _limit_hit(http_status: int, code: str | None, message: str | None) -> str | None:
     """Which limit a refusal names, in words; None when it is not about a limit."""
-    words = f"{code or ''} {message or ''}".lower()
-    if "quota" in words or "insufficient" in words or "balance" in words:
-        return "account quota"
-    if http_status == 429 or code == "429":
-        return "daily generation limit" if "daily" in words else "rate limit"
-    return None
+    if not _is_429(http_status, code):
+        return None
+    return "daily generation limit" if "daily" in f"{code or ''} {message or ''}".lower() else "rate limit"
+
+
+def _is_429(http_status: int, code: str | None) -> bool:
+    return http_status == 429 or code == "429"
 
 
 def _is_error_envelope(body: Any) -> bool:

@@ -32,6 +32,7 @@ from runway_provider.validation import (
     TEXT_TO_IMAGE_RATIOS,
     UPSCALE_MODELS,
     VIDEO_TO_VIDEO_MODELS,
+    require_bool,
     require_choice,
     require_content_moderation,
     require_http_url,
@@ -333,7 +334,7 @@ def character_performance(
     character_type: str = "image",
     model: str = "act_two",
     ratio: str = "1280:720",
-    body_control: bool | None = None,
+    body_control: bool | str | None = None,
     expression_intensity: int | str | None = None,
     seed: int | None = None,
     content_moderation: Mapping[str, str] | None = None,
@@ -345,7 +346,7 @@ def character_performance(
     :param character_type: ``image`` or ``video``.
     :param model: Runway model, e.g. ``act_two``.
     :param ratio: Output size ``W:H``.
-    :param body_control: Copy body movement as well as the face.
+    :param body_control: Copy body movement as well as the face (also ``true``/``false`` as text).
     :param expression_intensity: 1 to 5.
     :param seed: Optional seed.
     :param content_moderation: Optional ``{"publicFigureThreshold": ...}``.
@@ -359,10 +360,8 @@ def character_performance(
         "reference": {"type": "video", "uri": require_media_uri(reference_video, "reference_video")},
         "ratio": require_ratio(ratio),
     }
-    if body_control is not None:
-        if not isinstance(body_control, bool):
-            raise RunwayInputError("body_control", f"expected true or false, got {body_control!r:.40}")
-        payload["bodyControl"] = body_control
+    if body_control not in (None, ""):
+        payload["bodyControl"] = require_bool(body_control, "body_control")
     if expression_intensity not in (None, ""):
         payload["expressionIntensity"] = require_int(
             expression_intensity, "expression_intensity", allowed=range(1, 6)

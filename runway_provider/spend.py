@@ -24,8 +24,12 @@ refused, DNS, connect timeout, TLS          ``RunwayTransientError`` (Airflow re
 handshake, invalid header or URL
 refused by the service: 3xx, 4xx but        marker removed; ``RunwayRequestRefusedError``     0
 408/409/429, an error code in a 2xx body    fails without retry
-a limit: 429, quota codes; 408, 409; a 503  marker removed; ``RunwayRateLimitError`` /        0
-with CometAPI's own JSON error              ``RunwayTransientError``, retried
+a spent balance: CometAPI's 403             marker removed; ``RunwayBalanceExhaustedError``   0
+``insufficient_user_quota``, Runway's       (a refusal) fails at once without retry,
+"not enough credits", whatever the status   saying where to top up
+a limit: 429 (rate, daily generation        marker removed; ``RunwayRateLimitError`` /        0
+limit); 408, 409; a 503 with CometAPI's     ``RunwayTransientError``, retried
+own JSON error
 after send, answer lost: read timeout,      marker kept; ``RunwaySubmissionUncertainError``   ≤ 1
 reset, TLS error while reading, 5xx from    (an ``AirflowFailException``): no retry, and a
 a proxy (500/502/504, 503 without JSON)     later try or clear of the same request fails the

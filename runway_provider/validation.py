@@ -211,6 +211,15 @@ def require_int(value: Any, field: str, *, allowed: Sequence[int] | range) -> in
     return value
 
 
+def require_bool(value: Any, field: str) -> bool:
+    """True or false (a rendered template gives its text: ``True``, ``false``)."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if not isinstance(value, bool):
+        raise RunwayInputError(field, f"expected true or false, got {_show(value)}")
+    return value
+
+
 def require_prompt_image(value: Any, field: str = "prompt_image") -> str | list[dict[str, str]]:
     """A URL or ``data:`` URI, or first/last frames: ``[{"uri": ..., "position": "first"|"last"}]``."""
     if isinstance(value, str):

@@ -10,10 +10,12 @@ import json
 from typing import Any
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from runway_provider.exceptions import (
     RunwayApiError,
     RunwayAuthenticationError,
+    RunwayBalanceExhaustedError,
     RunwayBusinessError,
     RunwayError,
     RunwayRateLimitError,
@@ -28,7 +30,13 @@ from runway_provider.models import (
     RunwayTask,
     RunwayTaskStatus,
 )
-from runway_provider.protocol import decode_body, is_retryable_answer, normalize_task, parse_submission
+from runway_provider.protocol import (
+    decode_body,
+    is_retryable_answer,
+    normalize_task,
+    parse_submission,
+    raise_for_error,
+)
 
 S = RunwayTaskStatus
 TASK_ID = "3d957031-9a2a-45e2-9dc7-bc8513059c50"  # the id of the live-validated feed example (§3.2)
@@ -739,6 +747,127 @@ def test_non_http_output_entries_are_ignored():
     assert task.video_url == OUTPUT_URL
 
 
+# CometAPI's gateway (new-api) refuses an account that cannot pay with this answer, before forwarding.
+SPENT_BALANCE = error_envelope("user quota is not enough (request id: abc)", "insufficient_user_quota")
+
+
+@pytest.mark.parametrize(
+    ("http_status", "body", "error_class", "retryable"),
+    [
+        pytest.param(
+            403, SPENT_BALANCE, RunwayBalanceExhaustedError, False, id="403-insufficient_user_quota"
+        ),
+        pytest.param(
+            403,
+            error_envelope("token quota is not enough", "pre_consume_token_quota_failed"),
+            RunwayBalanceExhaustedError,
+            False,
+            id="403-the-key-own-quota",
+        ),
+        pytest.param(
+            400,
+            {"error": "You do not have enough credits to run this task."},
+            RunwayBalanceExhaustedError,
+            False,
+            id="runway-not-enough-credits",
+        ),
+        pytest.param(
+            429,
+            error_envelope(
+                "You exceeded your current quota, check your plan and billing", "insufficient_quota"
+            ),
+            RunwayBalanceExhaustedError,
+            False,
+            id="429-insufficient_quota",
+        ),
+        pytest.param(
+            200,
+            {"code": "insufficient_user_quota", "message": "用户额度不足", "data": None},
+            RunwayBalanceExhaustedError,
+            False,
+            id="2xx-wrapper-insufficient_user_quota",
+        ),
+        pytest.param(429, error_envelope("Too many requests"), RunwayRateLimitError, True, id="429"),
+        pytest.param(
+            429,
+            error_envelope("quota exceeded, retry later"),
+            RunwayRateLimitError,
+            True,
+            id="429-rate-quota",
+        ),
+        pytest.param(
+            429,
+            error_envelope("You have exceeded your daily generation limit"),
+            RunwayRateLimitError,
+            True,
+            id="429-daily",
+        ),
+        # A 5xx's quota is the upstream's, and a load balancer is not a balance: both pass.
+        pytest.param(
+            503,
+            error_envelope("upstream quota exceeded"),
+            RunwayTransientError,
+            True,
+            id="503-upstream-quota",
+        ),
+        pytest.param(
+            503,
+            error_envelope("no healthy load balancer"),
+            RunwayTransientError,
+            True,
+            id="503-load-balancer",
+        ),
+        pytest.param(
+            403, error_envelope("Forbidden (request id: abc)"), RunwayAuthenticationError, False, id="403"
+        ),
+        pytest.param(
+            401,
+            error_envelope("Invalid token", "invalid_api_key"),
+            RunwayAuthenticationError,
+            False,
+            id="401",
+        ),
+    ],
+)
+def test_a_spent_balance_is_told_apart_from_a_limit_and_a_refused_key(
+    http_status, body, error_class, retryable
+):
+    """One rule for every path: the typed error (sync and async alike), whether a poll's answer is
+    retried (the async transport asks is_retryable_answer), and what a create's answer means."""
+    with pytest.raises(RunwayApiError) as raised:
+        raise_for_error(body, http_status)
+    with pytest.raises(RunwayApiError) as submitted:
+        parse_submission(body, http_status)
+    for error in (raised.value, submitted.value):
+        assert type(error) is error_class
+        assert isinstance(error, RunwayTransientError) is retryable
+        assert isinstance(error, AirflowFailException) is not retryable
+    assert is_retryable_answer(http_status, body) is retryable
+
+
+def test_a_spent_balance_says_what_to_do_and_that_nothing_was_billed():
+    with pytest.raises(RunwayBalanceExhaustedError) as caught:
+        raise_for_error(SPENT_BALANCE, 403, runway_task_id=TASK_ID)
+    assert str(caught.value) == (
+        f"CometAPI refused the request for Runway task {TASK_ID}: the account's balance is spent (HTTP 403): "
+        "user quota is not enough (request id: abc). " + BALANCE_NOTE
+    )
+    assert (caught.value.http_status, caught.value.code) == (403, "insufficient_user_quota")
+    assert caught.value.runway_task_id == TASK_ID
+    assert isinstance(caught.value, RunwayRequestRefusedError)
+
+
+def test_a_successful_answer_that_speaks_of_credits_is_not_a_spent_balance():
+    # Only a refusal's words are read: a task's own message may mention credits or a balance.
+    answer = {"code": 200, "msg": "success: 5 credits used, balance 20", "data": {"task_id": TASK_ID}}
+    assert parse_submission(answer, 200) == TASK_ID
+    task = normalize(
+        {**wrapper("SUCCESS", progress="100%", result_url=RESULT_URL), "message": "insufficient"}
+    )
+    assert task.status is S.SUCCEEDED
+    assert is_retryable_answer(200, answer) is False
+
+
 def test_duplicate_urls_are_deduplicated():
     nested = nested_task("SUCCEEDED", output=[RESULT_URL, OUTPUT_URL, RESULT_URL], video_url=OUTPUT_URL)
     task = normalize(
@@ -761,19 +890,28 @@ def test_terminal_and_non_terminal_statuses_partition_the_enum():
 # --- 8. the error a user reads -------------------------------------------------------------------
 
 LIMIT_NOTE = "The request was not processed; it can be retried once the limit allows."
+BALANCE_NOTE = (
+    "Top up the balance of the CometAPI account behind this connection's API key (or raise the key's "
+    "own quota) on your CometAPI account's billing page (https://www.cometapi.com/), then clear the task. "
+    "The request was not processed, so nothing was billed; Airflow does not retry it, since every try "
+    "would be refused the same way until the balance is topped up."
+)
+
+
+def spent_balance_row(http_status: int, body: Any, said: str, id_: str) -> Any:
+    """A create refused for a spent balance, and the whole message a user reads about it."""
+    message = f"CometAPI refused the request: the account's balance is spent (HTTP {http_status}): {said}. "
+    return pytest.param(http_status, body, RunwayBalanceExhaustedError, None, message + BALANCE_NOTE, id=id_)
 
 
 @pytest.mark.parametrize(
     ("http_status", "body", "error_class", "limit", "message"),
     [
-        pytest.param(
+        spent_balance_row(
             429,
             {"error": {"code": "insufficient_user_quota"}},
-            RunwayRateLimitError,
-            "account quota",
-            "CometAPI refused the request: account quota reached (HTTP 429): insufficient_user_quota. "
-            + LIMIT_NOTE,
-            id="quota-named-by-the-code-only",
+            "insufficient_user_quota",
+            "a-spent-balance-named-by-the-code-only-even-on-a-429",
         ),
         pytest.param(
             429,
@@ -792,14 +930,11 @@ LIMIT_NOTE = "The request was not processed; it can be retried once the limit al
             "CometAPI refused the request: rate limit reached (HTTP 429): no message. " + LIMIT_NOTE,
             id="429-saying-nothing",
         ),
-        pytest.param(
+        spent_balance_row(
             429,
             {"error": {"type": "insufficient_user_quota", "message": ""}},
-            RunwayRateLimitError,
-            "account quota",
-            "CometAPI refused the request: account quota reached (HTTP 429): insufficient_user_quota. "
-            + LIMIT_NOTE,
-            id="an-openai-style-error-type-is-its-code",
+            "insufficient_user_quota",
+            "an-openai-style-error-type-is-its-code",
         ),
         pytest.param(
             400,
@@ -825,33 +960,39 @@ LIMIT_NOTE = "The request was not processed; it can be retried once the limit al
             "CometAPI refused the request: rate limit reached (HTTP 200): too many requests. " + LIMIT_NOTE,
             id="a-429-code-inside-a-2xx-wrapper",
         ),
-        # Each word alone names the account's quota: CometAPI's messages vary by upstream.
-        pytest.param(
+        # Each word alone names a spent balance: CometAPI's messages vary by upstream.
+        spent_balance_row(
             403,
             {"error": {"message": "Your balance is too low"}},
-            RunwayRateLimitError,
-            "account quota",
-            "CometAPI refused the request: account quota reached (HTTP 403): Your balance is too low. "
-            + LIMIT_NOTE,
-            id="balance-alone-is-the-quota",
+            "Your balance is too low",
+            "balance-alone-is-a-spent-balance",
         ),
-        pytest.param(
+        spent_balance_row(
             403,
-            {"error": {"message": "insufficient credits"}},
-            RunwayRateLimitError,
-            "account quota",
-            "CometAPI refused the request: account quota reached (HTTP 403): insufficient credits. "
-            + LIMIT_NOTE,
-            id="insufficient-alone-is-the-quota",
+            {"error": {"message": "insufficient funds"}},
+            "insufficient funds",
+            "insufficient-alone-is-a-spent-balance",
         ),
-        pytest.param(
+        spent_balance_row(
+            400,
+            {"error": "You do not have enough credits to run this task."},
+            "You do not have enough credits to run this task",
+            "credits-alone-is-a-spent-balance",
+        ),
+        spent_balance_row(
             403,
             {"error": {"message": "monthly quota used up"}},
+            "monthly quota used up",
+            "quota-alone-on-a-non-429-is-a-spent-balance",
+        ),
+        pytest.param(
+            429,
+            {"error": {"message": "request quota exceeded, retry later"}},
             RunwayRateLimitError,
-            "account quota",
-            "CometAPI refused the request: account quota reached (HTTP 403): monthly quota used up. "
+            "rate limit",
+            "CometAPI refused the request: rate limit reached (HTTP 429): request quota exceeded, retry later. "
             + LIMIT_NOTE,
-            id="quota-alone-is-the-quota",
+            id="quota-alone-on-a-429-is-the-request-rate",
         ),
         pytest.param(
             300,

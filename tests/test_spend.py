@@ -17,6 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from runway_provider import routes, spend
 from runway_provider.exceptions import (
     RunwayAlreadyGeneratedError,
+    RunwayBalanceExhaustedError,
     RunwayConfigurationError,
     RunwayRequestRefusedError,
     RunwayStateNotSavedError,
@@ -140,6 +141,42 @@ def test_a_refusal_fails_at_once_and_leaves_no_marker(runway_conn, emulator):
         generate(options=job_options(create_faults=["refused"])).execute(new_try(store))
     assert isinstance(caught.value, AirflowFailException)
     assert store.values == {} and emulator.jobs == {}
+
+
+class JournalingStore(MemoryTaskStateStore):
+    """A state store that also keeps what was done to it, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.journal: list[tuple[str, Any]] = []
+
+    def set(self, key: str, value: Any) -> None:
+        self.journal.append(("set", value["phase"]))
+        super().set(key, value)
+
+    def delete(self, key: str) -> None:
+        self.journal.append(("delete", key))
+        super().delete(key)
+
+
+@pytest.mark.parametrize("operator", [generate, image_to_video], ids=["reverse", "official"])
+def test_a_spent_balance_fails_at_once_and_a_topped_up_account_submits_again(runway_conn, emulator, operator):
+    emulator.balance_spent = True
+    store = JournalingStore()
+    with pytest.raises(RunwayBalanceExhaustedError) as caught:
+        operator().execute(new_try(store, max_tries=2))
+    assert isinstance(caught.value, AirflowFailException)  # Airflow does not spend the two retries on it
+    assert len(emulator.create_requests()) == 1 and emulator.jobs == {}
+    assert caught.value.http_status == 403 and caught.value.code == "insufficient_user_quota"
+    message = str(caught.value)
+    assert "balance is spent" in message and "https://www.cometapi.com/" in message
+    assert "nothing was billed" in message and TEST_API_KEY not in message
+    # The marker went up before the POST and came down after the refusal: nothing blocks a later try.
+    assert store.journal == [("set", spend.SUBMITTING), ("delete", spend.STATE_KEY)]
+    emulator.balance_spent = False
+    runway_task_id = operator().execute(new_try(store, try_number=2, max_tries=2))
+    assert list(emulator.jobs) == [runway_task_id]
+    assert len(emulator.create_requests()) == 2
 
 
 def test_a_create_that_never_left_is_retryable_and_leaves_no_marker(monkeypatch, server, closed_port):

@@ -464,7 +464,8 @@ class RunwayCharacterPerformanceOperator(BaseRunwaySubmitOperator):
     :param character_type: ``image`` (default) or ``video``. Templated.
     :param model: ``act_two``. Templated.
     :param ratio: ``W:H`` of the output. Templated.
-    :param body_control: Transfer body movement too (not only the face). Templated.
+    :param body_control: Transfer body movement too (not only the face): true or false, or its text
+        from a template. Templated.
     :param expression_intensity: 1–5, how strongly expressions transfer. Templated.
     :param seed: Seed for reproducible results, 0–4294967295. Templated.
     :param content_moderation: ``{"publicFigureThreshold": "auto" | "low"}``. Templated.
@@ -479,6 +480,7 @@ class RunwayCharacterPerformanceOperator(BaseRunwaySubmitOperator):
         "character_type",
         "model",
         "ratio",
+        "body_control",
         "expression_intensity",
         "seed",
         "content_moderation",
@@ -492,7 +494,7 @@ class RunwayCharacterPerformanceOperator(BaseRunwaySubmitOperator):
         character_type: str = "image",
         model: str = "act_two",
         ratio: str = "1280:720",
-        body_control: bool | None = None,
+        body_control: bool | str | None = None,
         expression_intensity: int | None = None,
         seed: int | None = None,
         content_moderation: dict[str, str] | None = None,

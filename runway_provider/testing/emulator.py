@@ -31,6 +31,8 @@ _ANSWER_FAULTS = (
     *("refused", "429", "500", "502", "503", "504", "html", "proxy503", "garbage", "reset", "slow"),
     # Hostile answers: bytes that are not UTF-8, a 500 saying the request is wrong, 2 MB of JSON.
     *("binary", "invalid500", "huge"),
+    # The gateway's refusal of an account that cannot pay (new-api's 403 insufficient_user_quota).
+    "spent_balance",
 )
 # "<fault>_after_create": the create is processed (the job exists and bills), then the answer is
 # lost in that way: what a proxy or a network between Airflow and CometAPI can do.
@@ -163,6 +165,8 @@ class Emulator:
         Any fault but 429/503 makes a careful client give up without retrying, since the create
         may have been processed.
     :param slow_seconds: How long a ``slow`` fault waits before answering.
+    :param balance_spent: The account cannot pay: every create is refused as CometAPI's gateway
+        refuses it (the ``spent_balance`` fault) until this is set back to False.
     :param seed: Seed of the random faults, for repeatable runs.
     :param keep_records: Keep a record of every request (``requests``); benchmarks turn it off and
         read only ``request_count``.
@@ -179,6 +183,7 @@ class Emulator:
         fault_kinds: tuple[str, ...] = ("429", "500", "503", "reset"),
         create_fault_kinds: tuple[str, ...] | None = None,
         slow_seconds: float = 5.0,
+        balance_spent: bool = False,
         seed: int | None = None,
         keep_records: bool = True,
         cancel_supported: bool = True,
@@ -192,6 +197,7 @@ class Emulator:
         self.fault_kinds = fault_kinds
         self.create_fault_kinds = create_fault_kinds
         self.slow_seconds = slow_seconds
+        self.balance_spent = balance_spent
         self.keep_records = keep_records
         self.cancel_supported = cancel_supported
         self.jobs: dict[str, Job] = {}
@@ -283,7 +289,7 @@ class Emulator:
             scenario = self.scenario.updated(((body.get("options") or {}).get("emulator")) or {})
         except (ValueError, AttributeError) as err:
             return self._finish(record, _error(400, f"options.emulator: {err}", "invalid_request"))
-        fault = self._create_fault(body, scenario) or self._random_fault(self.create_fault_kinds)
+        fault = self._create_fault(body, scenario)
         if fault and not fault.endswith(_AFTER_CREATE):
             return await self._fault(record, fault)
         if not body.get("callback_url"):
@@ -326,7 +332,7 @@ class Emulator:
         body = await _json_body(request)
         if not isinstance(body, dict):
             return self._finish(record, _error(400, "request body must be a JSON object", "invalid_request"))
-        fault = self._create_fault(body, self.scenario) or self._random_fault(self.create_fault_kinds)
+        fault = self._create_fault(body, self.scenario)
         if fault and not fault.endswith(_AFTER_CREATE):
             return await self._fault(record, fault)
         for name in _OFFICIAL_REQUIRED[route]:
@@ -595,6 +601,10 @@ class Emulator:
                 if not all(_known_fault(kind) for kind in kinds):
                     raise ValueError(f"fault_kinds must be among {FAULTS}")
                 self.fault_kinds = kinds
+            if "balance_spent" in body:
+                if not isinstance(body["balance_spent"], bool):
+                    raise ValueError("balance_spent must be true or false")
+                self.balance_spent = body["balance_spent"]
             if "seed" in body:
                 self._random.seed(body["seed"])
         except (TypeError, ValueError) as err:
@@ -604,6 +614,7 @@ class Emulator:
                 "scenario": asdict(self.scenario),
                 "fault_rate": self.fault_rate,
                 "fault_kinds": self.fault_kinds,
+                "balance_spent": self.balance_spent,
             }
         )
 
@@ -649,6 +660,12 @@ class Emulator:
         return workload.draw(index)
 
     def _create_fault(self, body: dict[str, Any], scenario: Scenario) -> str | None:
+        """The fault a create answers: a spent balance, the scenario's next one, or a random one."""
+        if self.balance_spent:
+            return "spent_balance"
+        return self._scenario_create_fault(body, scenario) or self._random_fault(self.create_fault_kinds)
+
+    def _scenario_create_fault(self, body: dict[str, Any], scenario: Scenario) -> str | None:
         if not scenario.create_faults:
             return None
         fingerprint = json.dumps(body, sort_keys=True)
@@ -702,6 +719,8 @@ class Emulator:
             return self._finish(
                 record, _error(400, "the prompt was refused by the content policy", "invalid_request")
             )
+        if fault == "spent_balance":
+            return self._finish(record, _error(403, "user quota is not enough", "insufficient_user_quota"))
         response = _error(_ERROR_STATUS[fault], "upstream saturated, please retry later", "")
         if fault == "429":
             response.headers["Retry-After"] = "1"
@@ -959,6 +978,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--create-fault-kinds", default="", help="faults for creates (default: --fault-kinds)"
     )
+    parser.add_argument(
+        "--balance-spent",
+        action="store_true",
+        help="refuse every create as CometAPI does for an account that cannot pay (HTTP 403)",
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--no-records", action="store_true", help="count requests without keeping them")
     parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
@@ -974,6 +998,7 @@ def main(argv: list[str] | None = None) -> None:
         fault_rate=args.fault_rate,
         fault_kinds=tuple(k for k in args.fault_kinds.split(",") if k),
         create_fault_kinds=tuple(k for k in args.create_fault_kinds.split(",") if k) or None,
+        balance_spent=args.balance_spent,
         seed=args.seed,
         keep_records=not args.no_records,
     )

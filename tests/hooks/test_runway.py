@@ -10,6 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from runway_provider.exceptions import (
     RunwayAuthenticationError,
+    RunwayBalanceExhaustedError,
     RunwayBusinessError,
     RunwayConfigurationError,
     RunwayContentRejectedError,
@@ -219,8 +220,8 @@ def test_submit_garbled_success_is_uncertain(answer, expected):
         (
             {"error": {"message": "quota exhausted", "code": "insufficient_user_quota"}},
             403,
-            RunwayRateLimitError,
-            "account quota",
+            RunwayBalanceExhaustedError,
+            None,
         ),
         ({"code": "callback_url_empty", "msg": "callback_url_empty"}, 200, RunwayBusinessError, None),
         ({"code": 400, "msg": "prompt rejected by content policy"}, 200, RunwayBusinessError, None),
@@ -406,6 +407,24 @@ async def test_aget_task_retries_transient_answers(hook, emulator):
     assert task.runway_task_id == runway_task_id
     feeds = [r for r in emulator.requests if r["path"] == "/runway/feed"]
     assert [r.get("fault") for r in feeds] == ["429", "503", "reset", "html", None]
+
+
+@pytest.mark.asyncio
+async def test_aget_task_does_not_retry_a_429_that_says_the_balance_is_spent(hook, emulator):
+    # A 429 is retried unless its words say the account cannot pay: no retry tops it up.
+    runway_task_id = submit(hook, options=job_options(feed_faults=["http429:insufficient_quota"]))
+    with pytest.raises(RunwayBalanceExhaustedError):
+        await RunwayHook(retry_backoff=0.01).aget_task(runway_task_id)
+    feeds = [r for r in emulator.requests if r["path"] == "/runway/feed"]
+    assert [(r["http_status"], r.get("fault")) for r in feeds] == [(429, "http429:insufficient_quota")]
+
+
+def test_a_create_refused_for_a_spent_balance_is_sent_once(hook, emulator):
+    emulator.balance_spent = True
+    with pytest.raises(RunwayBalanceExhaustedError) as caught:
+        submit(hook)
+    assert [(r["http_status"], r["fault"]) for r in emulator.create_requests()] == [(403, "spent_balance")]
+    assert caught.value.runway_task_id is None and emulator.jobs == {}
 
 
 @pytest.mark.asyncio

@@ -77,6 +77,19 @@ def test_a_refusal_is_sent_once_and_not_retried(sandbox, retry_server):
     assert "content policy" in result.output
 
 
+def test_a_spent_balance_is_sent_once_and_not_retried(sandbox, retry_server):
+    retry_server.emulator.reset()
+    result = sandbox.dags_test("runway_spend_balance")
+    assert result.returncode != 0
+    creates = retry_server.emulator.create_requests()
+    assert [(r["http_status"], r["fault"]) for r in creates] == [(403, "spent_balance")]
+    assert retry_server.emulator.jobs == {}
+    # retries=2, yet one try: the error is an AirflowFailException.
+    assert tries(sandbox, "runway_spend_balance") == [("failed", 1)]
+    assert "RunwayBalanceExhaustedError" in result.output and "balance is spent" in result.output
+    assert TEST_API_KEY not in result.output
+
+
 def test_a_retry_with_another_prompt_gets_its_own_video(sandbox, retry_server):
     retry_server.emulator.reset()
     dag_id = "runway_spend_changed_prompt"

@@ -130,6 +130,61 @@ def test_control_routes(emulator, server):
     assert emulator.jobs == {} and emulator.requests == []
 
 
+def test_a_spent_balance_is_refused_as_cometapis_gateway_refuses_it(emulator, server):
+    once = {**BODY, "options": {"emulator": {"create_faults": ["spent_balance"]}}}
+    refused = post(server, "/runway/pro/generate", once)
+    assert refused.status_code == 403
+    error = refused.json()["error"]
+    assert (error["type"], error["param"], error["code"]) == (
+        "comet_api_error",
+        "",
+        "insufficient_user_quota",
+    )
+    assert error["message"].startswith("user quota is not enough (request id: ")
+    assert emulator.jobs == {}
+    assert post(server, "/runway/pro/generate", once).status_code == 200  # a create fault is used once
+    # An account-wide spent balance refuses every create, of either family, until it is topped up.
+    configured = post(server, "/_emulator/config", {"balance_spent": True}).json()
+    assert configured["balance_spent"] is True
+    assert post(server, "/runway/pro/generate", BODY).status_code == 403
+    official = requests.post(
+        server.base_url + "/runwayml/v1/image_to_video",
+        json={"model": "gen4_turbo", "promptImage": "https://example.com/a.jpg"},
+        headers={"Authorization": f"Bearer {TEST_API_KEY}", "X-Runway-Version": "2024-11-06"},
+        timeout=10,
+    )
+    assert official.status_code == 403 and official.json()["error"]["code"] == "insufficient_user_quota"
+    assert len(emulator.jobs) == 1
+    assert post(server, "/_emulator/config", {"balance_spent": "yes"}).status_code == 400
+    post(server, "/_emulator/config", {"balance_spent": False})
+    assert post(server, "/runway/pro/generate", BODY).status_code == 200
+    assert [r.get("fault") for r in emulator.create_requests()] == [
+        "spent_balance",
+        None,
+        "spent_balance",
+        "spent_balance",
+        None,
+    ]
+
+
+def test_console_command_serves_a_spent_balance():
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "runway-emulator"), "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--api-key", TEST_API_KEY, "--balance-spent"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert "Runway emulator on" in process.stdout.readline()
+        answer = post(EmulatorServer(port=port), "/runway/pro/generate", BODY)
+        assert answer.status_code == 403 and answer.json()["error"]["code"] == "insufficient_user_quota"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
 def test_console_command_serves():
     port = free_port()
     command = [

@@ -1,5 +1,5 @@
-"""DAGs with retries that show what a lost answer, a refusal, a changed request, a timeout, Airflow's
-execution_timeout and a failure after success cost."""
+"""DAGs with retries that show what a lost answer, a refusal, a spent balance, a changed request, a
+timeout, Airflow's execution_timeout and a failure after success cost."""
 
 from __future__ import annotations
 
@@ -39,6 +39,15 @@ with spend_dag("runway_spend_refusal"):
         prompt="A boat the content policy refuses",
         image=IMAGE,
         options={"emulator": {"create_faults": ["refused"]}},
+    )
+
+with spend_dag("runway_spend_balance"):
+    # The account cannot pay: CometAPI's gateway would refuse each try's create, were there retries.
+    RunwayGenerateOperator(
+        task_id="generate",
+        prompt="A boat an empty account cannot pay for",
+        image=IMAGE,
+        options={"emulator": {"create_faults": ["spent_balance"] * 3}},
     )
 
 with spend_dag("runway_spend_changed_prompt"):
