@@ -144,8 +144,7 @@ def submit_or_resume(
         this very request is reused and nothing is sent (:func:`runway_provider.records.find_reusable`).
     """
     fingerprint = request_fingerprint(route, payload)
-    reused = find_reusable(reuse_from, fingerprint, log) if reuse_from is not None else None
-    if reused is not None:
+    if reuse_from is not None and (reused := find_reusable(reuse_from, fingerprint, log)) is not None:
         log.info(
             "Reusing %s from Runway task %s: the same request (fingerprint %s) was generated and stored "
             "before; nothing is sent.",
@@ -154,7 +153,7 @@ def submit_or_resume(
             fingerprint[:_SHOWN_FINGERPRINT],
         )
         reuse = Submission(reused.runway_task_id, reused.submitted_at or reused.stored_at, reused)
-        _push(context, reuse, route, payload, fingerprint)
+        _push(context, reuse, route, payload, fingerprint, reused_conn_id=reuse_from.conn_id)
         return reuse
     store = context.get("task_state_store")
     if store is None:
@@ -179,6 +178,8 @@ def _push(
     route: Route[...],
     payload: Mapping[str, Any],
     fingerprint: str,
+    *,
+    reused_conn_id: str | None = None,
 ) -> None:
     ti = context["ti"]
     ti.xcom_push(key=XCOM_RUNWAY_TASK_ID, value=submission.runway_task_id)
@@ -191,7 +192,11 @@ def _push(
         submitted_at=submission.submitted_at,
     )
     if submission.reused is not None:
-        request = dataclasses.replace(request, reused=submission.reused.to_dict())
+        # Where it was found, with the connection to read it (a connection id, never a credential):
+        # a transfer to another place copies it from there.
+        request = dataclasses.replace(
+            request, reused=submission.reused.to_dict(), reused_conn_id=reused_conn_id
+        )
     ti.xcom_push(key=XCOM_RUNWAY_REQUEST, value=request.to_dict())
 
 

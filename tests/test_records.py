@@ -25,14 +25,14 @@ FAST = job_options(not_found_seconds=0, queued_seconds=0, running_seconds=0)
 
 
 def chain(
-    folder: Path, prompt: str = "A paper boat"
+    folder: Path, prompt: str = "A paper boat", image: str = IMAGE
 ) -> tuple[RunwayGenerateOperator, RunwayToObjectStorageOperator]:
     """generate → store, as a DAG wires them (the transfer knows its source operator)."""
     with DAG("batch", start_date=pendulum.datetime(2026, 1, 1), schedule=None):
         generate = RunwayGenerateOperator(
             task_id="generate",
             prompt=prompt,
-            image=IMAGE,
+            image=image,
             options=FAST,
             wait_for_completion=True,
             poll_interval=0.1,
@@ -44,9 +44,11 @@ def chain(
     return generate, store
 
 
-def run_chain(folder: Path, prompt: str = "A paper boat") -> tuple[str, dict[str, Any], dict[str, Any]]:
+def run_chain(
+    folder: Path, prompt: str = "A paper boat", image: str = IMAGE
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """Run generate then store in-process; return the task id, generate's XComs and the stored result."""
-    generate, store = chain(folder, prompt)
+    generate, store = chain(folder, prompt, image)
     generate_ti = RecordingTaskInstance()
     runway_task_id = generate.execute({"ti": generate_ti, "task_state_store": MemoryTaskStateStore()})
     store_ti = RecordingTaskInstance()
@@ -174,3 +176,159 @@ def test_a_record_naming_anything_but_a_stored_object_of_the_folder_is_not_reuse
     (folder / INDEX_FOLDER).mkdir(parents=True)
     (folder / INDEX_FOLDER / f"{fingerprint}.json").write_text(json.dumps(record.to_dict()))
     assert find_reusable(ObjectStoragePath(f"file://{folder}/"), fingerprint, LOG) is None
+
+
+# -- records are read, not believed ---------------------------------------------------------------
+
+
+class WarningLog:
+    """A logger that keeps what it was warned (find_reusable's ``log``)."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warning(self, message: str, *args: Any) -> None:
+        self.warnings.append(message % args)
+
+
+def both_records(folder: Path, runway_task_id: str, fingerprint: str) -> tuple[Path, Path]:
+    """The index record and the record beside the stored object."""
+    return folder / INDEX_FOLDER / f"{fingerprint}.json", folder / f"{runway_task_id}.mp4.runway.json"
+
+
+def edit_records(folder: Path, runway_task_id: str, fingerprint: str, **changes: Any) -> None:
+    """Change both records alike (so that they agree): what whoever can write the folder can do."""
+    for path in both_records(folder, runway_task_id, fingerprint):
+        path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def test_a_reused_result_is_where_its_folder_and_name_say_whatever_its_record_says(
+    runway_conn, emulator, tmp_path
+):
+    runway_task_id, pushed, first = run_chain(tmp_path)
+    fingerprint = pushed[spend.XCOM_RUNWAY_REQUEST]["fingerprint"]
+    edit_records(tmp_path, runway_task_id, fingerprint, uri="s3://attacker-bucket/evil.mp4")
+    second_id, again, second = run_chain(tmp_path)
+    assert len(emulator.submissions()) == 1 and second_id == runway_task_id  # still reused...
+    here = f"file://{tmp_path}/{runway_task_id}.mp4"
+    # ... from where it is: the operator's output URL, the pushed record and the transfer's result.
+    assert again["runway_task"]["output_urls"] == [here]
+    assert again[spend.XCOM_RUNWAY_REQUEST]["reused"]["uri"] == here
+    assert second["uri"] == first["uri"] == here and second["reused"] is True
+    assert second["record_uri"] == f"{here}.runway.json"
+    assert "attacker" not in json.dumps([again, second])
+
+
+def test_a_record_without_a_name_is_generated_anew_with_one_warning(runway_conn, emulator, tmp_path, capsys):
+    """It crashed the task with a TypeError; the docs promise "generate anew"."""
+    runway_task_id, pushed, _ = run_chain(tmp_path)
+    edit_records(tmp_path, runway_task_id, pushed[spend.XCOM_RUNWAY_REQUEST]["fingerprint"], name=None)
+    capsys.readouterr()
+    second_id, _, second = run_chain(tmp_path)
+    assert len(emulator.submissions()) == 2 and second_id != runway_task_id and second["reused"] is False
+    assert capsys.readouterr().out.count("Not reusing") == 1
+
+
+GOOD_SHA = hashlib.sha256(b"video").hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", None),
+        ("name", 7),
+        ("name", ""),
+        ("name", "sub/v.mp4"),
+        ("name", "..\\v.mp4"),
+        ("name", ".v.mp4"),
+        ("name", "v.mp4.runway.json"),
+        ("uri", None),
+        ("runway_task_id", ""),
+        ("runway_task_id", 12),
+        ("sha256", "x"),
+        ("sha256", GOOD_SHA.upper()),
+        ("sha256", GOOD_SHA + "0"),
+        ("bytes", -1),
+        ("bytes", "5"),
+        ("bytes", True),
+        ("bytes", 5.0),
+        ("content_type", ["video/mp4"]),
+        ("stored_at", "yesterday"),
+        ("stored_at", float("nan")),
+        ("route", 1),
+        ("route_family", "elsewhere"),
+        ("model", {}),
+        ("request", ["prompt"]),
+        ("submitted_at", -1),
+        ("record_version", 2),
+        ("record_version", "1"),
+    ],
+)
+def test_a_malformed_record_is_not_reused_and_says_so_once(tmp_path, field, value):
+    folder, fingerprint = tmp_path / "results", "a" * 64
+    folder.mkdir()
+    (folder / "v.mp4").write_bytes(b"video")
+    record = StoredResult.of(
+        name="v.mp4",
+        uri=f"file://{folder}/v.mp4",
+        runway_task_id="t",
+        sha256=GOOD_SHA,
+        size=5,
+        content_type="video/mp4",
+        stored_at=1.0,
+        request=RequestRecord("/runway/pro/generate", "reverse", fingerprint, {"prompt": "p"}),
+    )
+    text = json.dumps({**record.to_dict(), field: value})
+    (folder / "v.mp4.runway.json").write_text(text)
+    (folder / INDEX_FOLDER).mkdir()
+    (folder / INDEX_FOLDER / f"{fingerprint}.json").write_text(text)
+    log = WarningLog()
+    assert find_reusable(ObjectStoragePath(f"file://{folder}/"), fingerprint, log) is None
+    assert len(log.warnings) == 1 and "generating anew" in log.warnings[0]
+    # The same record, well-formed, is reused: it is the field that is refused.
+    for path in (folder / "v.mp4.runway.json", folder / INDEX_FOLDER / f"{fingerprint}.json"):
+        path.write_text(json.dumps(record.to_dict()))
+    assert find_reusable(ObjectStoragePath(f"file://{folder}/"), fingerprint, log) is not None
+
+
+@pytest.mark.parametrize("field", ["runway_task_id", "name", "uri", "bytes", "request"])
+def test_a_record_missing_a_field_is_not_reused(tmp_path, field):
+    record = StoredResult.of(
+        name="v.mp4",
+        uri="file:///v.mp4",
+        runway_task_id="t",
+        sha256=GOOD_SHA,
+        size=5,
+        content_type="video/mp4",
+        stored_at=1.0,
+        request=None,
+    ).to_dict()
+    del record[field]
+    if field == "request":  # an older record may have none: read as an empty one
+        assert StoredResult.from_dict(record).request == {}
+    else:
+        with pytest.raises(ValueError, match=field):
+            StoredResult.from_dict(record)
+
+
+@pytest.mark.parametrize("beside", ["gone", "another task", "garbled", "another checksum"])
+def test_index_and_beside_records_that_disagree_are_generated_anew(
+    runway_conn, emulator, tmp_path, capsys, beside
+):
+    runway_task_id, pushed, _ = run_chain(tmp_path)
+    _, beside_record = both_records(
+        tmp_path, runway_task_id, pushed[spend.XCOM_RUNWAY_REQUEST]["fingerprint"]
+    )
+    written = json.loads(beside_record.read_text())
+    if beside == "gone":
+        beside_record.unlink()
+    elif beside == "another task":
+        beside_record.write_text(json.dumps({**written, "runway_task_id": "someone-elses-task"}))
+    elif beside == "garbled":
+        beside_record.write_text("{not json")
+    else:
+        beside_record.write_text(json.dumps({**written, "sha256": "0" * 64}))
+    capsys.readouterr()
+    second_id, _, second = run_chain(tmp_path)
+    assert len(emulator.submissions()) == 2 and second_id != runway_task_id and second["reused"] is False
+    assert capsys.readouterr().out.count("Not reusing") == 1
