@@ -15,12 +15,16 @@ checksum mismatch, a record that is malformed (every field is type-checked by
 and the request is generated anew. Records are read, not believed: where the reused object is
 comes from the folder searched and the recorded file name, never from the record's ``uri``.
 
-The key never reaches a record: the request body holds none, and its ``callback_url`` (which may
-carry a token) is left out.
+What a record (and XCom ``runway_request``) keeps of the request is :func:`recordable`: never the
+key (the body holds none), nor ``callback_url`` (a webhook URL may carry a token), nor an http(s)
+URL's query, fragment or credentials (a presigned URL's signature), nor a ``data:`` URI's media,
+which is summarised as ``{"media_type", "length", "sha256"}`` of the bytes it carries.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import hashlib
 import json
@@ -30,8 +34,10 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
 
 from runway_provider.models import RouteFamily
+from runway_provider.urls import public_url
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -80,8 +86,7 @@ class RequestRecord:
         payload: Mapping[str, Any],
         submitted_at: float | None,
     ) -> RequestRecord:
-        request = {key: value for key, value in payload.items() if key not in _NOT_RECORDED}
-        return cls(route, route_family, fingerprint, request, submitted_at)
+        return cls(route, route_family, fingerprint, recordable(payload), submitted_at)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,7 +128,7 @@ class StoredResult:
     :param route_family: ``reverse`` or ``official``, when known.
     :param model: The request's model, when it names one.
     :param fingerprint: The request fingerprint, when the request is known.
-    :param request: The request's fields (no ``callback_url``), when known.
+    :param request: What a record keeps of the request (:func:`recordable`), when known.
     :param submitted_at: When the task was submitted, when known.
     """
 
@@ -193,6 +198,8 @@ class StoredResult:
             if not check(value[key]):
                 raise ValueError(f"{key!r} is not {expected} (got {type(value[key]).__name__})")
             read[key] = value[key]
+        # An earlier provider kept data: URIs and signed URLs whole: what is reused is cut like a new record.
+        read["request"] = recordable(read.get("request", {}))
         return cls(**read)
 
 
@@ -251,6 +258,45 @@ _REQUIRED = frozenset(
     for item in dataclasses.fields(StoredResult)
     if item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
 )
+
+
+def recordable(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """What a record and XCom keep of a request body: every field but ``callback_url``, with, at any
+    depth, http(s) URLs cut to scheme, host and path and ``data:`` URIs summarised
+    (:func:`data_uri_summary`).
+
+    The request fingerprint is computed over the body as sent, not over this.
+    """
+    return {key: _recordable(value) for key, value in payload.items() if key not in _NOT_RECORDED}
+
+
+def _recordable(value: Any) -> Any:
+    if isinstance(value, str):
+        return data_uri_summary(value) if value[:5].lower() == "data:" else public_url(value)
+    if isinstance(value, Mapping):
+        return {key: _recordable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_recordable(item) for item in value]
+    return value
+
+
+def data_uri_summary(uri: str) -> dict[str, Any]:
+    """``{"media_type", "length", "sha256"}`` of a ``data:`` URI: its media type and the size and
+    SHA-256 of the bytes it carries (base64-decoded, or percent-decoded without ``;base64``), so that
+    a record says which image was sent without holding it."""
+    header, _, data = uri[5:].partition(",")
+    media_type = header.split(";")[0].strip().lower() or "text/plain"
+    carried = _data_bytes(data) if header.lower().endswith(";base64") else unquote_to_bytes(data)
+    return {"media_type": media_type, "length": len(carried), "sha256": hashlib.sha256(carried).hexdigest()}
+
+
+def _data_bytes(data: str) -> bytes:
+    # Validation accepts the URL-safe alphabet and a missing padding too.
+    text = data.strip().translate(str.maketrans("-_", "+/"))
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4))
+    except binascii.Error:
+        return data.encode()  # not base64 after all (an unchecked field): the text is what was sent
 
 
 def object_uri(target: ObjectStoragePath) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,8 @@ import pytest
 from airflow.sdk import DAG, ObjectStoragePath
 from airflow.sdk.execution_time.context import OutletEventAccessors
 
-from runway_provider import spend
+from runway_provider import routes, spend
+from runway_provider.hooks.runway import RunwayHook
 from runway_provider.operators.runway import RunwayGenerateOperator
 from runway_provider.records import INDEX_FOLDER, RequestRecord, StoredResult, find_reusable
 from runway_provider.transfers.runway_to_object_storage import RunwayToObjectStorageOperator
@@ -332,3 +335,90 @@ def test_index_and_beside_records_that_disagree_are_generated_anew(
     second_id, _, second = run_chain(tmp_path)
     assert len(emulator.submissions()) == 2 and second_id != runway_task_id and second["reused"] is False
     assert capsys.readouterr().out.count("Not reusing") == 1
+
+
+# -- what leaves: the request as XCom and records keep it ----------------------------------------------
+
+
+def data_uri(size: int, media_type: str = "image/png") -> tuple[str, bytes]:
+    """A ``data:`` URI carrying ``size`` bytes, and the bytes."""
+    media = b"\x89PNG\r\n\x1a\n" + os.urandom(size - 8)
+    return f"data:{media_type};base64,{base64.b64encode(media).decode()}", media
+
+
+def test_a_data_uri_request_leaves_a_small_xcom_and_record_and_is_still_reused(
+    runway_conn, emulator, tmp_path
+):
+    image, media = data_uri(3 * 1024 * 1024)
+    summary = {"media_type": "image/png", "length": len(media), "sha256": hashlib.sha256(media).hexdigest()}
+    runway_task_id, pushed, _ = run_chain(tmp_path, image=image)
+    [job] = emulator.jobs.values()
+    assert job.body["image"] == image  # the service got the image whole
+    xcom = json.dumps(pushed[spend.XCOM_RUNWAY_REQUEST])
+    record = (tmp_path / f"{runway_task_id}.mp4.runway.json").read_text()
+    assert len(xcom) < 2048 and len(record) < 2048
+    assert json.loads(xcom)["request"]["image"] == json.loads(record)["request"]["image"] == summary
+    # The fingerprint is still over the body as sent: the rerun finds the record and pays nothing.
+    generate, _ = chain(tmp_path, image=image)
+    assert json.loads(record)["fingerprint"] == spend.request_fingerprint(generate.route, job.body)
+    second_id, again, _ = run_chain(tmp_path, image=image)
+    assert second_id == runway_task_id and len(emulator.submissions()) == 1
+    assert len(json.dumps(again[spend.XCOM_RUNWAY_REQUEST])) < 4096
+
+
+def test_data_uris_are_summarised_at_any_depth_of_the_request():
+    image, media = data_uri(1000)
+    video, clip = data_uri(2000, "video/mp4")
+    summary = {"media_type": "image/png", "length": 1000, "sha256": hashlib.sha256(media).hexdigest()}
+    clip_summary = {"media_type": "video/mp4", "length": 2000, "sha256": hashlib.sha256(clip).hexdigest()}
+    payloads = {
+        "promptImage": routes.image_to_video(
+            prompt_image=[{"uri": image, "position": "first"}, {"uri": IMAGE, "position": "last"}]
+        ),
+        "referenceImages": routes.text_to_image(
+            prompt_text="@boat", reference_images=[{"uri": image, "tag": "boat"}]
+        ),
+        "character": routes.character_performance(character=image, reference_video=video),
+    }
+    recorded = {
+        key: RequestRecord.of(
+            route="/r", route_family="official", fingerprint="f" * 64, payload=payload, submitted_at=None
+        ).request
+        for key, payload in payloads.items()
+    }
+    assert recorded["promptImage"]["promptImage"] == [
+        {"uri": summary, "position": "first"},
+        {"uri": IMAGE, "position": "last"},
+    ]
+    assert recorded["referenceImages"]["referenceImages"] == [{"uri": summary, "tag": "boat"}]
+    assert recorded["character"]["character"]["uri"] == summary
+    assert recorded["character"]["reference"]["uri"] == clip_summary
+    assert "base64" not in json.dumps(recorded)
+
+
+def test_a_presigned_url_keeps_no_query_in_the_xcom_or_the_record(runway_conn, emulator, tmp_path):
+    signed = (
+        "https://my-bucket.s3.amazonaws.com/frames/boat.jpg?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+        "&X-Amz-Credential=AKIAEXAMPLE%2F20261204&X-Amz-Signature=0f3c9a7e1b#frame"
+    )
+    runway_task_id, pushed, _ = run_chain(tmp_path, image=signed)
+    [job] = emulator.jobs.values()
+    assert job.body["image"] == signed  # sent whole: the service needs the signature
+    record = json.loads((tmp_path / f"{runway_task_id}.mp4.runway.json").read_text())
+    for kept in (pushed[spend.XCOM_RUNWAY_REQUEST]["request"], record["request"]):
+        assert kept["image"] == "https://my-bucket.s3.amazonaws.com/frames/boat.jpg"
+    assert "X-Amz" not in json.dumps([pushed, record]) and 'frame"' not in json.dumps(record)
+
+
+def test_a_successful_run_logs_its_result_url_without_the_query(runway_conn, emulator, tmp_path, capsys):
+    generate, _ = chain(tmp_path)
+    generate.options = job_options(not_found_seconds=0, queued_seconds=0, running_seconds=0, signed_urls=True)
+    runway_task_id = generate.execute(
+        {"ti": RecordingTaskInstance(), "task_state_store": MemoryTaskStateStore()}
+    )
+    [url] = RunwayHook().get_task(runway_task_id).output_urls
+    path, _, query = url.partition("?")
+    assert "X-Amz-Signature=" in query  # the emulator signs its result URLs as S3 does
+    out = capsys.readouterr().out
+    assert f"Runway task {runway_task_id} succeeded: {path} " in out
+    assert "X-Amz" not in out and query.rpartition("=")[2] not in out

@@ -21,6 +21,7 @@ from runway_provider.routes import Route
 # Re-exported: users read the submitted task's XCom keys from the operator module.
 from runway_provider.spend import XCOM_RUNWAY_TASK_ID as XCOM_RUNWAY_TASK_ID
 from runway_provider.spend import XCOM_SUBMITTED_AT as XCOM_SUBMITTED_AT
+from runway_provider.urls import public_url
 from runway_provider.waiter import (
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_POLL_INTERVAL,
@@ -206,7 +207,8 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
     def _finish(self, context: Context, task: RunwayTask) -> str:
         self.push_state(context, task)
         spend.forget(context)
-        self.log.info("Runway task %s succeeded: %s", task.runway_task_id, task.video_url)
+        # Host and path only: a signed result URL keeps its signature in the query.
+        self.log.info("Runway task %s succeeded: %s", task.runway_task_id, public_url(task.video_url or ""))
         self._lineage_facts = lineage.note_submission(self, task.runway_task_id)
         return task.runway_task_id
 
