@@ -60,7 +60,7 @@ class RequestRecord:
     :param route: The create route's path.
     :param route_family: ``reverse`` or ``official``.
     :param fingerprint: sha256 of the route and the canonical body (:func:`runway_provider.spend.request_fingerprint`).
-    :param request: The request's fields, without ``callback_url``.
+    :param request: What may be kept of the request's fields (:func:`recordable`).
     :param submitted_at: When the task was submitted, epoch seconds.
     :param reused: The stored result reused instead of generating, if any (a :class:`StoredResult` dict
         whose ``uri`` is where it was found, without a connection id).
@@ -101,7 +101,8 @@ class RequestRecord:
                 route=str(value["route"]),
                 route_family=str(value["route_family"]),
                 fingerprint=str(value["fingerprint"]),
-                request=dict(value.get("request") or {}),
+                # Pushed by an earlier provider, it may hold data: URIs and signed URLs whole.
+                request=recordable(dict(value.get("request") or {})),
                 submitted_at=value.get("submitted_at"),
                 reused=dict(value["reused"]) if isinstance(value.get("reused"), Mapping) else None,
                 reused_conn_id=value.get("reused_conn_id")

@@ -422,3 +422,19 @@ def test_a_successful_run_logs_its_result_url_without_the_query(runway_conn, emu
     out = capsys.readouterr().out
     assert f"Runway task {runway_task_id} succeeded: {path} " in out
     assert "X-Amz" not in out and query.rpartition("=")[2] not in out
+
+
+def test_a_request_pushed_whole_by_an_earlier_provider_is_cut_when_read():
+    """An XCom pushed before this provider cut requests still makes a small record downstream."""
+    image, media = data_uri(1000)
+    pushed = {
+        "route": "/runway/pro/generate",
+        "route_family": "reverse",
+        "fingerprint": "f" * 64,
+        "request": {"image": image, "last_image": "https://cdn.example.com/end.jpg?token=secret"},
+    }
+    request = RequestRecord.from_dict(pushed)
+    assert request is not None and request.request == {
+        "image": {"media_type": "image/png", "length": 1000, "sha256": hashlib.sha256(media).hexdigest()},
+        "last_image": "https://cdn.example.com/end.jpg",
+    }

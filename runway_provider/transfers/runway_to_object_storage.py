@@ -171,7 +171,7 @@ class RunwayToObjectStorageOperator(BaseOperator):
             task = RunwayTask(
                 reused.runway_task_id,
                 RunwayTaskStatus.SUCCEEDED,
-                route_family=self.route_family or RouteFamily(reused.route_family or RouteFamily.REVERSE),
+                route_family=RouteFamily(reused.route_family or self.route_family or RouteFamily.REVERSE),
             )
             fetch = functools.partial(self._copy, source, reused)
         else:
