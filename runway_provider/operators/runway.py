@@ -73,9 +73,11 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         ``destination``; a path or URI such as ``s3://conn_id@bucket/videos/``). When it holds the
         result of this very request (same route and fields, by fingerprint), intact (same sha256),
         nothing is sent: the stored result's Runway task id is returned and XCom
-        ``runway_request`` says it was reused, so the transfer downstream does nothing either. A
-        changed request, a missing object or a changed checksum generates anew. Default None:
-        always generate. Templated.
+        ``runway_request`` says it was reused, so the transfer downstream does nothing either (or,
+        storing elsewhere, copies it from there). A changed request, a missing object, a changed
+        checksum or a malformed record generates anew. Point it only at storage the team trusts:
+        whoever can write there can make a run reuse what they wrote. Default None: always
+        generate. Templated.
     """
 
     template_fields: Sequence[str] = ("reuse_from",)
