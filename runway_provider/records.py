@@ -358,10 +358,12 @@ def find_reusable(folder: ObjectStoragePath, fingerprint: str, log: Any) -> Stor
             why = f"{stored} is gone"
         elif not beside.is_file() or _read(beside) != result:
             why = f"the record beside {stored} does not say the same"
-        elif sha256_of(stored) != result.sha256:
-            why = f"{stored} no longer has the recorded sha256"
+        elif _content(stored) != (result.sha256, result.bytes):
+            why = f"{stored} no longer has the recorded sha256 and size"
         else:
             return dataclasses.replace(result, uri=object_uri(stored))
+    except RecursionError:  # JSON nested deeper than Python reads
+        why = "a record cannot be read (nested too deep)"
     except ValueError as err:
         why = f"a record cannot be read ({err})"
     log.warning("Not reusing %s: %s; generating anew.", index, why)
@@ -376,8 +378,14 @@ def _read(path: ObjectStoragePath) -> StoredResult:
 
 def sha256_of(path: ObjectStoragePath) -> str:
     """SHA-256 of a stored object, read in chunks."""
-    digest = hashlib.sha256()
+    return _content(path)[0]
+
+
+def _content(path: ObjectStoragePath) -> tuple[str, int]:
+    """SHA-256 and size of a stored object, read in chunks."""
+    digest, size = hashlib.sha256(), 0
     with path.open("rb") as existing:  # type: ignore[no-untyped-call]  # untyped in Airflow
         while chunk := existing.read(_CHUNK):
             digest.update(chunk)
-    return digest.hexdigest()
+            size += len(chunk)
+    return digest.hexdigest(), size

@@ -233,6 +233,32 @@ def test_a_record_without_a_name_is_generated_anew_with_one_warning(runway_conn,
 
 
 GOOD_SHA = hashlib.sha256(b"video").hexdigest()
+FINGERPRINT = "a" * 64
+
+
+def stored_video(tmp_path: Path) -> tuple[ObjectStoragePath, StoredResult]:
+    """A folder holding ``v.mp4`` (b"video"), and the well-formed record of it (not written yet)."""
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "v.mp4").write_bytes(b"video")
+    record = StoredResult.of(
+        name="v.mp4",
+        uri=f"file://{folder}/v.mp4",
+        runway_task_id="t",
+        sha256=GOOD_SHA,
+        size=5,
+        content_type="video/mp4",
+        stored_at=1.0,
+        request=RequestRecord("/runway/pro/generate", "reverse", FINGERPRINT, {"prompt": "p"}),
+    )
+    return ObjectStoragePath(f"file://{folder}/"), record
+
+
+def write_records(folder: ObjectStoragePath, text: str) -> None:
+    """The same record text in the index and beside ``v.mp4``."""
+    for path in (folder / "v.mp4.runway.json", folder / INDEX_FOLDER / f"{FINGERPRINT}.json"):
+        os.makedirs(os.path.dirname(path.path), exist_ok=True)
+        path.write_text(text)
 
 
 @pytest.mark.parametrize(
@@ -268,30 +294,14 @@ GOOD_SHA = hashlib.sha256(b"video").hexdigest()
     ],
 )
 def test_a_malformed_record_is_not_reused_and_says_so_once(tmp_path, field, value):
-    folder, fingerprint = tmp_path / "results", "a" * 64
-    folder.mkdir()
-    (folder / "v.mp4").write_bytes(b"video")
-    record = StoredResult.of(
-        name="v.mp4",
-        uri=f"file://{folder}/v.mp4",
-        runway_task_id="t",
-        sha256=GOOD_SHA,
-        size=5,
-        content_type="video/mp4",
-        stored_at=1.0,
-        request=RequestRecord("/runway/pro/generate", "reverse", fingerprint, {"prompt": "p"}),
-    )
-    text = json.dumps({**record.to_dict(), field: value})
-    (folder / "v.mp4.runway.json").write_text(text)
-    (folder / INDEX_FOLDER).mkdir()
-    (folder / INDEX_FOLDER / f"{fingerprint}.json").write_text(text)
+    folder, record = stored_video(tmp_path)
+    write_records(folder, json.dumps({**record.to_dict(), field: value}))
     log = WarningLog()
-    assert find_reusable(ObjectStoragePath(f"file://{folder}/"), fingerprint, log) is None
+    assert find_reusable(folder, FINGERPRINT, log) is None
     assert len(log.warnings) == 1 and "generating anew" in log.warnings[0]
     # The same record, well-formed, is reused: it is the field that is refused.
-    for path in (folder / "v.mp4.runway.json", folder / INDEX_FOLDER / f"{fingerprint}.json"):
-        path.write_text(json.dumps(record.to_dict()))
-    assert find_reusable(ObjectStoragePath(f"file://{folder}/"), fingerprint, log) is not None
+    write_records(folder, json.dumps(record.to_dict()))
+    assert find_reusable(folder, FINGERPRINT, log) is not None
 
 
 @pytest.mark.parametrize("field", ["runway_task_id", "name", "uri", "bytes", "request"])
@@ -438,3 +448,20 @@ def test_a_request_pushed_whole_by_an_earlier_provider_is_cut_when_read():
         "image": {"media_type": "image/png", "length": 1000, "sha256": hashlib.sha256(media).hexdigest()},
         "last_image": "https://cdn.example.com/end.jpg",
     }
+
+
+@pytest.mark.parametrize("damage", ["size", "nesting"])
+def test_a_record_lying_about_the_size_or_nested_too_deep_is_not_reused(tmp_path, damage):
+    """The size the transfer would report comes from the record: it must be the object's. And a
+    record nested deeper than Python reads is refused, not a crash."""
+    folder, record = stored_video(tmp_path)
+    text = json.dumps(record.to_dict())
+    if damage == "size":
+        text = json.dumps({**record.to_dict(), "bytes": 5_000_000})
+    else:
+        text = text.replace('"request": {', '"request": {"x": ' + "[" * 200_000 + "]" * 200_000 + ", ")
+    write_records(folder, text)
+    log = WarningLog()
+    assert find_reusable(folder, FINGERPRINT, log) is None
+    why = "no longer has the recorded sha256 and size" if damage == "size" else "nested too deep"
+    assert len(log.warnings) == 1 and why in log.warnings[0]
