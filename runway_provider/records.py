@@ -8,7 +8,7 @@ type, submitted and stored times), and the same record under the folder's index,
 listing the folder.
 
 A generate operator given ``reuse_from`` asks :func:`find_reusable` before it creates anything:
-a record for the same fingerprint whose object still exists with the recorded sha256 is reused,
+a record for the same fingerprint whose object still exists with the recorded sha256 and size is reused,
 and nothing is sent to the service. A changed request has another fingerprint; a missing object, a
 checksum mismatch, a record that is malformed (every field is type-checked by
 :meth:`StoredResult.from_dict`) or that disagrees with the record beside its object is not reused,
