@@ -29,9 +29,9 @@ their signature there), user name or password, or fragment, the prompt and the `
 ``data:`` URIs. A ``data:`` URI is the media itself, not a place: it has no host to make a
 namespace of, nothing else can read or produce it by name, and sending it would copy up to 16 MB
 of base64 media into every event and the lineage store. The submit run carries one ``tags`` run
-facet: the route's path, the model and the request fingerprint (the sha256 of the route and body
-that :mod:`runway_provider.spend` keys resubmissions on; a digest, from which the body cannot be
-read back). The stored object carries its sha256 as its dataset version and its size.
+facet: the route's path and the model. Not the request fingerprint: it is an unsalted hash of the
+request, so whoever reads the events could confirm a guessed prompt by hashing it. The stored
+object carries its sha256 as its dataset version and its size.
 
 Facts are noted on the worker, in the task's own process, at the moment the task succeeds (a
 deferred task resumes in a new process: the facts are noted there). The OpenLineage listener then
@@ -48,8 +48,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
-from runway_provider import spend
 from runway_provider.models import RouteFamily
+from runway_provider.urls import authority, public_parts
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -79,7 +79,6 @@ _MEDIA_KEYS = (
     "character",
     "reference",
 )
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 # Object store schemes that name the same store differently (fsspec, Airflow) -> OpenLineage's.
 _STORE_SCHEMES = {"gcs": "gs", "local": "file", "": "file"}
 
@@ -113,29 +112,20 @@ class LineageFacts:
 
 
 def url_dataset(url: str) -> DatasetId | None:
-    """An http(s) media URL as a dataset: ``scheme://host[:port]`` and the path.
+    """An http(s) media URL as a dataset: ``scheme://host[:port]`` and the path (:func:`runway_provider.urls.public_parts`).
 
     The query (where signed URLs keep their signature), the fragment and any user name or password
     are dropped. ``data:`` URIs, and anything that is not an http(s) URL with a host, give None.
     """
-    if not isinstance(url, str):
-        return None
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
-        return None
-    return DatasetId(f"{scheme}://{_authority(parts.hostname, port, scheme)}", parts.path or "/")
+    parts = public_parts(url)
+    return DatasetId(*parts) if parts is not None else None
 
 
 def runway_namespace(base_url: str) -> str:
     """The namespace of the Runway tasks made through one CometAPI base URL: ``runway://<host[:port]>``."""
     parts = urlsplit(base_url)
     scheme = parts.scheme.lower()
-    return f"{RUNWAY_SCHEME}://{_authority(parts.hostname or '', parts.port, scheme)}"
+    return f"{RUNWAY_SCHEME}://{authority(parts.hostname or '', parts.port, scheme)}"
 
 
 def runway_task_dataset(base_url: str, family: RouteFamily, runway_task_id: str) -> DatasetId:
@@ -197,13 +187,6 @@ def _uris(value: Any) -> Iterator[str]:
             yield from _uris(item)
 
 
-def _authority(host: str, port: int | None, scheme: str) -> str:
-    host = host.lower()
-    if ":" in host:  # IPv6
-        host = f"[{host}]"
-    return host if port in (None, _DEFAULT_PORTS.get(scheme)) else f"{host}:{port}"
-
-
 # -- noting facts on the worker -------------------------------------------------------------------
 
 
@@ -219,14 +202,12 @@ def submission_facts(
     :param base_url: The connection's CometAPI base URL.
     :param route: The create route.
     :param payload: The request body, or None when it could not be rebuilt (the inputs and the
-        fingerprint are then left out).
+        model are then left out).
     :param runway_task_id: The Runway task the run submitted, or reconnected to.
     """
     tags = [("runway.route", route.path)]
-    if payload is not None:
-        if isinstance(payload.get("model"), str):
-            tags.append(("runway.model", payload["model"]))
-        tags.append(("runway.request_fingerprint", spend.request_fingerprint(route, payload)))
+    if payload is not None and isinstance(payload.get("model"), str):
+        tags.append(("runway.model", payload["model"]))
     return LineageFacts(
         inputs=tuple(media_datasets(payload or {})),
         outputs=(runway_task_dataset(base_url, route.family, runway_task_id),),

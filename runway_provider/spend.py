@@ -53,11 +53,13 @@ service no longer gives                     a new take changes the request or de
 a retry or clear with a different request   submits the new request; the earlier task is      1 + 1
 (templated prompt changed, DAG edited)      cancelled first if a read shows it unfinished,
                                             else logged as possibly still billing
-a rerun with ``reuse_from``, the same       the stored result is reused: nothing is sent, the 0
-request already stored intact               task id and record come from the stored record
-``reuse_from``: record missing, unreadable, generated anew (as without ``reuse_from``)        1
-for another request, object gone, or its
-sha256 changed
+a rerun with ``reuse_from``, the same       the stored result is reused: nothing is sent; the 0
+request already stored intact (sha256 and   task id comes from the record, the location from
+size as recorded)                           the folder and the recorded name
+``reuse_from``: record missing, unreadable, generated anew (as without ``reuse_from``), with  1
+malformed, for another request, index and   one warning; never a crash
+beside records disagree, object gone, or
+its sha256 or size changed
 ==========================================  ================================================  ======
 
 Cancelling (``DELETE /runwayml/v1/tasks/{id}``, official family only; reverse-format tasks
@@ -163,8 +165,7 @@ def submit_or_resume(
         this very request is reused and nothing is sent (:func:`runway_provider.records.find_reusable`).
     """
     fingerprint = request_fingerprint(route, payload)
-    reused = find_reusable(reuse_from, fingerprint, log) if reuse_from is not None else None
-    if reused is not None:
+    if reuse_from is not None and (reused := find_reusable(reuse_from, fingerprint, log)) is not None:
         log.info(
             "Reusing %s from Runway task %s: the same request (fingerprint %s) was generated and stored "
             "before; nothing is sent.",
@@ -173,7 +174,7 @@ def submit_or_resume(
             fingerprint[:_SHOWN_FINGERPRINT],
         )
         reuse = Submission(reused.runway_task_id, reused.submitted_at or reused.stored_at, reused)
-        _push(context, reuse, route, payload, fingerprint)
+        _push(context, reuse, route, payload, fingerprint, reused_conn_id=reuse_from.conn_id)
         return reuse
     store = context.get("task_state_store")
     if store is None:
@@ -198,6 +199,8 @@ def _push(
     route: Route[...],
     payload: Mapping[str, Any],
     fingerprint: str,
+    *,
+    reused_conn_id: str | None = None,
 ) -> None:
     ti = context["ti"]
     ti.xcom_push(key=XCOM_RUNWAY_TASK_ID, value=submission.runway_task_id)
@@ -210,7 +213,11 @@ def _push(
         submitted_at=submission.submitted_at,
     )
     if submission.reused is not None:
-        request = dataclasses.replace(request, reused=submission.reused.to_dict())
+        # Where it was found, with the connection to read it (a connection id, never a credential):
+        # a transfer to another place copies it from there.
+        request = dataclasses.replace(
+            request, reused=submission.reused.to_dict(), reused_conn_id=reused_conn_id
+        )
     ti.xcom_push(key=XCOM_RUNWAY_REQUEST, value=request.to_dict())
 
 

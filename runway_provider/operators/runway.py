@@ -21,6 +21,7 @@ from runway_provider.routes import Route
 # Re-exported: users read the submitted task's XCom keys from the operator module.
 from runway_provider.spend import XCOM_RUNWAY_TASK_ID as XCOM_RUNWAY_TASK_ID
 from runway_provider.spend import XCOM_SUBMITTED_AT as XCOM_SUBMITTED_AT
+from runway_provider.urls import public_url
 from runway_provider.waiter import (
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_POLL_INTERVAL,
@@ -72,9 +73,11 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         ``destination``; a path or URI such as ``s3://conn_id@bucket/videos/``). When it holds the
         result of this very request (same route and fields, by fingerprint), intact (same sha256),
         nothing is sent: the stored result's Runway task id is returned and XCom
-        ``runway_request`` says it was reused, so the transfer downstream does nothing either. A
-        changed request, a missing object or a changed checksum generates anew. Default None:
-        always generate. Templated.
+        ``runway_request`` says it was reused, so the transfer downstream does nothing either (or,
+        storing elsewhere, copies it from there). A changed request, a missing object, a changed
+        checksum or a malformed record generates anew. Point it only at storage the team trusts:
+        whoever can write there can make a run reuse what they wrote. Default None: always
+        generate. Templated.
     """
 
     template_fields: Sequence[str] = ("reuse_from",)
@@ -208,7 +211,8 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
     def _finish(self, context: Context, task: RunwayTask) -> str:
         self.push_state(context, task)
         spend.mark_done(context, task.runway_task_id)
-        self.log.info("Runway task %s succeeded: %s", task.runway_task_id, task.video_url)
+        # Host and path only: a signed result URL keeps its signature in the query.
+        self.log.info("Runway task %s succeeded: %s", task.runway_task_id, public_url(task.video_url or ""))
         self._lineage_facts = lineage.note_submission(self, task.runway_task_id)
         return task.runway_task_id
 

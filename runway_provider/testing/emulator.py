@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import random
 import re
@@ -77,6 +78,8 @@ class Scenario:
     :param delay_seconds: Extra latency of every answer about this job.
     :param expired_urls: How many answers of the finished job give an output URL that has already
         expired (the CDN answers 403), before fresh ones.
+    :param signed_urls: Output URLs carry a signature in their query, as presigned S3 or CDN URLs do
+        (the CDN ignores it).
     :param workload: A :class:`~runway_provider.testing.workload.Workload` as a JSON object: each
         job then draws its own phases and progress from it, and the three phase keys above are unused.
     :param time_scale: Service seconds per wall-clock second: 20 runs a 200 s generation in 10 s.
@@ -94,6 +97,7 @@ class Scenario:
     create_faults: list[str] = field(default_factory=list)
     delay_seconds: float = 0.0
     expired_urls: int = 0
+    signed_urls: bool = False
     workload: dict[str, Any] | None = None
     time_scale: float = 1.0
 
@@ -764,6 +768,9 @@ def _job_view(job: Job, request: web.Request) -> dict[str, Any] | None:
         scenario.outcome, "cancelled"
     )
     urls = [f"{base}.{job.output_extension}"] if scenario.outcome == "succeeded" else []
+    if scenario.signed_urls:
+        signature = hashlib.sha256(job.runway_task_id.encode()).hexdigest()
+        urls = [f"{url}?X-Amz-Expires=86400&X-Amz-Signature={signature}" for url in urls]
     return {"state": state, "progress": 1.0, "urls": urls, "poster": f"{base}.png"}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import ipaddress
 import os
@@ -21,8 +22,8 @@ from airflow.sdk import Asset, AssetAlias, BaseOperator, ObjectStoragePath
 from runway_provider import lineage
 from runway_provider.exceptions import RunwayError, RunwayInputError
 from runway_provider.hooks.runway import RunwayHook
-from runway_provider.models import RouteFamily, RunwayTask
-from runway_provider.records import RequestRecord, StoredResult, record_path, sha256_of
+from runway_provider.models import RouteFamily, RunwayTask, RunwayTaskStatus
+from runway_provider.records import RequestRecord, StoredResult, object_uri, record_path, sha256_of
 from runway_provider.records import write as write_record
 from runway_provider.routes import route_family as checked_route_family
 from runway_provider.waiter import (
@@ -86,7 +87,9 @@ class RunwayToObjectStorageOperator(BaseOperator):
     id, sha256, bytes, content type, times; see :mod:`runway_provider.records`), read from XCom
     ``runway_request`` of the Runway operator (or sensor) whose output ``runway_task`` is. A task
     that operator reused from storage (``reuse_from``) is recognised: when this destination already
-    holds it intact, nothing is downloaded, written or announced.
+    holds it intact, nothing is downloaded, written or announced; otherwise it is copied from where
+    the operator found it, its sha256 checked again on the way, and never fetched from the service
+    (whose URL may have expired).
 
     Returns ``{uri, bytes, sha256, content_type, runway_task_id, stored_at, record_uri, reused}`` and,
     for a new object, adds an asset event for ``Asset(uri)`` to the ``AssetAlias`` ``asset_alias``
@@ -156,13 +159,26 @@ class RunwayToObjectStorageOperator(BaseOperator):
         pulled = pull_request(context, self._source or runway_upstream(self))
         request = RequestRecord.from_dict(pulled)
         self.route_family = self.route_family or request_route_family(pulled)
-        if request is not None and request.reused is not None:
-            unchanged = self._already_here(StoredResult.from_dict(request.reused))
+        found = self._reused(request)
+        fetch: Callable[[], _Download]
+        if found is not None:
+            reused, source = found
+            unchanged = self._already_here(reused)
             if unchanged is not None:
                 return unchanged
-        task = self._resolve_task(fresh=request is not None and request.reused is not None)
+            # Stored elsewhere already, and checked there: copied from there, never fetched from the
+            # service by task id again (its URL may have expired; the copy needs no URL).
+            task = RunwayTask(
+                reused.runway_task_id,
+                RunwayTaskStatus.SUCCEEDED,
+                route_family=RouteFamily(reused.route_family or self.route_family or RouteFamily.REVERSE),
+            )
+            fetch = functools.partial(self._copy, source, reused)
+        else:
+            task = self._resolve_task()
+            fetch = functools.partial(self._download, task)
         destination, is_folder = self._destination(task.runway_task_id)
-        download = self._download(task)
+        download = fetch()
         try:
             # A folder gets <runway_task_id> with the extension the content has (.mp4, .png, ...).
             target = self._named(destination, task.runway_task_id, download) if is_folder else destination
@@ -170,7 +186,7 @@ class RunwayToObjectStorageOperator(BaseOperator):
         finally:
             if os.path.exists(download.local_path):
                 os.unlink(download.local_path)
-        uri = _asset_uri(target)
+        uri = object_uri(target)
         record = StoredResult.of(
             name=target.name,
             uri=uri,
@@ -181,7 +197,7 @@ class RunwayToObjectStorageOperator(BaseOperator):
             stored_at=time.time(),
             request=request,
         )
-        record_uri = _asset_uri(write_record(target, record))
+        record_uri = object_uri(write_record(target, record))
         context["outlet_events"][AssetAlias(self.asset_alias)].add(
             Asset(uri),
             extra={"runway_task_id": task.runway_task_id, "sha256": download.sha256, "bytes": download.size},
@@ -190,20 +206,61 @@ class RunwayToObjectStorageOperator(BaseOperator):
         self._lineage_facts = lineage.note_transfer(self, record, task.route_family)
         return _result(record, record_uri, reused=False)
 
+    def _reused(self, request: RequestRecord | None) -> tuple[StoredResult, ObjectStoragePath] | None:
+        """The stored result the Runway operator reused, and where it found it intact; None if it made a task."""
+        if request is None or request.reused is None:
+            return None
+        try:
+            reused = StoredResult.from_dict(request.reused)
+        except ValueError as err:
+            # The operator checked what it pushed: only another provider version or a hand-made XCom gets here.
+            raise RunwayTransferError(
+                f"The Runway operator upstream reused a stored result that cannot be read ({err})."
+            ) from None
+        return reused, ObjectStoragePath(reused.uri, conn_id=request.reused_conn_id)
+
     def _already_here(self, reused: StoredResult) -> dict[str, Any] | None:
         """The reused result, when this destination holds it intact: then there is nothing to do."""
         destination, is_folder = self._destination(reused.runway_task_id)
         target = destination / reused.name if is_folder else destination
         if not target.exists() or sha256_of(target) != reused.sha256:
             self.log.info(
-                "Runway task %s was reused from another place than %s: storing it here.",
+                "Runway task %s was reused from another place than %s: copying it here.",
                 reused.runway_task_id,
                 target,
             )
             return None
-        self.log.info("Reused, already stored and unchanged: %s; nothing to do.", reused.uri)
-        self._lineage_facts = lineage.note_transfer(self, reused, reused.route_family or self.route_family)
-        return _result(reused, _asset_uri(record_path(target)), reused=True)
+        here = dataclasses.replace(reused, uri=object_uri(target))
+        self.log.info("Reused, already stored and unchanged: %s; nothing to do.", here.uri)
+        self._lineage_facts = lineage.note_transfer(self, here, reused.route_family or self.route_family)
+        return _result(here, object_uri(record_path(target)), reused=True)
+
+    def _copy(self, source: ObjectStoragePath, reused: StoredResult) -> _Download:
+        """Copy a reused object to a local temporary file, checking on the way that it still has the
+        sha256 it had when the Runway operator reused it."""
+        digest, size = hashlib.sha256(), 0
+        if source.is_file():
+            handle, local_path = tempfile.mkstemp(prefix="runway-", suffix=".part")
+            try:
+                with os.fdopen(handle, "wb") as local, source.open("rb") as stored:  # type: ignore[no-untyped-call]
+                    while chunk := stored.read(CHUNK_BYTES):
+                        digest.update(chunk)
+                        size += len(chunk)
+                        local.write(chunk)
+            except BaseException:
+                os.unlink(local_path)
+                raise
+            if digest.hexdigest() == reused.sha256:
+                # The reused file's own extension: its name checked in its record, its content by its sha256.
+                extension = os.path.splitext(reused.name)[1]
+                return _Download(local_path, size, reused.sha256, reused.content_type, extension)
+            os.unlink(local_path)
+        raise RunwayTransferError(
+            f"{object_uri(source)}, reused for Runway task {reused.runway_task_id}, is gone or changed since the "
+            "Runway operator checked it; nothing was stored. Clear that operator's task: it checks again, and "
+            "generates anew what is no longer intact.",
+            runway_task_id=reused.runway_task_id,
+        )
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> RunwayOperatorLineage:
         """OpenLineage: the Runway task read and the object stored (:mod:`runway_provider.lineage`)."""
@@ -211,11 +268,8 @@ class RunwayToObjectStorageOperator(BaseOperator):
 
     # -- steps -------------------------------------------------------------------------------
 
-    def _resolve_task(self, *, fresh: bool = False) -> RunwayTask:
+    def _resolve_task(self) -> RunwayTask:
         value = self.runway_task
-        if fresh and isinstance(value, Mapping) and value.get("runway_task_id"):
-            # A reused task's output URL is where it was stored: ask the service for the media.
-            value = str(value["runway_task_id"])
         if isinstance(value, str) and value.strip():
             return RunwayHook(self.runway_conn_id).get_task(
                 value.strip(), self.route_family or RouteFamily.REVERSE
@@ -522,11 +576,3 @@ def _media_extension(head: bytes) -> str | None:
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return ".webp"
     return None
-
-
-def _asset_uri(target: ObjectStoragePath) -> str:
-    """The target's URI without the connection id (asset URIs are stored in clear text)."""
-    protocol = target.protocol or "file"
-    if protocol in ("file", "local"):
-        return f"file://{os.path.abspath(target.path)}"
-    return f"{protocol}://{target.path}"

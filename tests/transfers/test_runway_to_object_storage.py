@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -676,12 +676,15 @@ def generate_then_store(
     *,
     also_after: bool = False,
     task_dict: bool = False,
+    reuse_uri: str | None = None,
+    before_store: Callable[[], object] = lambda: None,
     **store_kwargs: Any,
 ) -> tuple[str, dict[str, Any]]:
-    """generate (reusing from ``reuse_from``) then store to ``destination``, as a DAG wires them;
-    returns the Runway task id and the stored result. ``also_after``: the transfer also waits on
-    another Runway operator, whose output it does not store. ``task_dict``: the transfer is given
-    the operator's ``runway_task`` XCom rather than its id."""
+    """generate (reusing from ``reuse_from``, or ``reuse_uri`` when given) then store to
+    ``destination``, as a DAG wires them; returns the Runway task id and the stored result.
+    ``also_after``: the transfer also waits on another Runway operator, whose output it does not
+    store. ``task_dict``: the transfer is given the operator's ``runway_task`` XCom rather than its
+    id. ``before_store`` runs between the two."""
     import pendulum
     from airflow.sdk import DAG
 
@@ -696,7 +699,7 @@ def generate_then_store(
             options=DONE,
             wait_for_completion=True,
             poll_interval=0.1,
-            reuse_from=f"file://{reuse_from}/",
+            reuse_from=reuse_uri or f"file://{reuse_from}/",
         )
         store = RunwayToObjectStorageOperator(
             task_id="store", runway_task=generate.output, destination=destination, **store_kwargs
@@ -708,6 +711,7 @@ def generate_then_store(
             )
     generate_ti = RecordingTaskInstance()
     runway_task_id = generate.execute({"ti": generate_ti, "task_state_store": MemoryTaskStateStore()})
+    before_store()
     store_ti = RecordingTaskInstance()
     store_ti.upstream = {("generate", key): value for key, value in generate_ti.xcom.items()}
     # What Airflow renders generate.output (or the runway_task XCom) to.
@@ -788,18 +792,69 @@ def test_a_local_destination_is_announced_as_a_file_and_keeps_its_reuse_index(
     assert len(emulator.submissions()) == 1
 
 
-def test_a_reused_task_dict_is_fetched_from_the_service_to_be_stored_elsewhere(
-    runway_conn, emulator, tmp_path
+def expire_media(emulator: Any, runway_task_id: str) -> None:
+    """From now on the service answers for the task with URLs that have expired (the CDN says 403)."""
+    emulator.jobs[runway_task_id].expired_left = 1000
+
+
+@pytest.mark.parametrize("given", ["the task id", "the task dict"])
+def test_a_reused_task_is_copied_from_where_it_was_reused_not_fetched_from_the_service(
+    runway_conn, emulator, tmp_path, given
 ):
-    """A reused task's dict lists where it was stored, which is no media URL: storing it in another
-    place asks the service for the task's media again (no new generation)."""
+    """A reused task's service URL may have expired long ago: storing it in a second place copies
+    the stored object, checked against its sha256, and asks the service nothing."""
+    library, elsewhere = tmp_path / "library", tmp_path / "elsewhere"
+    runway_task_id, first = generate_then_store(library, f"{library}/")
+    expire_media(emulator, runway_task_id)
+    requests, downloads = len(emulator.requests), len(emulator.media_requests)
+    again_id, result = generate_then_store(library, f"{elsewhere}/", task_dict=given == "the task dict")
+    assert again_id == runway_task_id
+    assert len(emulator.requests) == requests and len(emulator.media_requests) == downloads  # nothing asked
+    assert (elsewhere / f"{runway_task_id}.mp4").read_bytes() == SAMPLE
+    assert result == {
+        **first,
+        "uri": f"file://{elsewhere}/{runway_task_id}.mp4",
+        "record_uri": f"file://{elsewhere}/{runway_task_id}.mp4.runway.json",
+        "stored_at": result["stored_at"],
+        "reused": False,
+    }
+    # The service's URL has expired indeed: fetching the task's media from it now fails.
+    with pytest.raises(RunwayTransferError, match="HTTP 403"):
+        run(runway_task=runway_task_id, destination=f"{tmp_path}/third/")
+
+
+@pytest.mark.parametrize("damage", ["changed", "gone"])
+def test_a_reused_object_damaged_after_its_check_is_not_copied(runway_conn, emulator, tmp_path, damage):
     library, elsewhere = tmp_path / "library", tmp_path / "elsewhere"
     runway_task_id, _ = generate_then_store(library, f"{library}/")
+    video = library / f"{runway_task_id}.mp4"
+
+    def damage_it() -> None:
+        if damage == "changed":
+            video.write_bytes(SAMPLE[:-1] + b"!")
+        else:
+            video.unlink()
+
+    requests = len(emulator.requests)
+    with pytest.raises(RunwayTransferError, match="gone or changed since the Runway operator checked it"):
+        generate_then_store(library, f"{elsewhere}/", before_store=damage_it)
+    assert len(emulator.requests) == requests  # the check passed: nothing generated, nothing fetched
+    assert not elsewhere.exists() or not list(elsewhere.iterdir())  # nothing stored
+
+
+def test_a_reused_object_is_copied_from_s3_with_the_connection_of_reuse_from(
+    runway_conn, emulator, tmp_path, s3_endpoint, bucket
+):
+    """``reuse_from`` names its connection in the URI: the transfer reads the object with it."""
+    library = f"s3://s3_test@{bucket}/library/"
+    runway_task_id, first = generate_then_store(tmp_path, library, reuse_uri=library)
+    expire_media(emulator, runway_task_id)
     downloads = len(emulator.media_requests)
-    again_id, result = generate_then_store(library, f"{elsewhere}/", task_dict=True)
+    again_id, result = generate_then_store(tmp_path, f"{tmp_path}/copy/", reuse_uri=library)
     assert again_id == runway_task_id and len(emulator.submissions()) == 1
-    assert (elsewhere / f"{runway_task_id}.mp4").read_bytes() == SAMPLE and result["reused"] is False
-    assert [r["name"] for r in emulator.media_requests[downloads:]] == [f"{runway_task_id}.mp4"]
+    assert len(emulator.media_requests) == downloads
+    assert (tmp_path / "copy" / f"{runway_task_id}.mp4").read_bytes() == SAMPLE
+    assert first["uri"] == f"s3://{bucket}/library/{runway_task_id}.mp4" and result["sha256"] == SAMPLE_SHA
 
 
 # -- what a refused download tells the user ----------------------------------------------------
