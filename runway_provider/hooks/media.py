@@ -487,7 +487,16 @@ class _GuardedAdapter(HTTPAdapter):
         cert: Any = None,
     ) -> HTTPConnectionPool:
         # The same choice of proxy requests makes (HTTP(S)_PROXY, NO_PROXY), just before it connects.
-        if select_proxy(request.url or "", proxies):
+        proxy = select_proxy(request.url or "", proxies)
+        if proxy and urlsplit(proxy).scheme.lower().startswith("socks"):
+            # A SOCKS pool's connections are its own: the deadline could not shut them.
+            raise RunwayTransferError(
+                f"The media download of Runway task {self._guard.runway_task_id} would go through a SOCKS "
+                "proxy; it supports HTTP(S) proxies only: set HTTPS_PROXY to one, or list the media host "
+                "in NO_PROXY.",
+                runway_task_id=self._guard.runway_task_id,
+            )
+        if proxy:
             self._guard.check_proxied(request.url or "")
         pool: HTTPConnectionPool = super().get_connection_with_tls_context(request, verify, proxies, cert)
         pool.ConnectionCls = _GuardedHTTPSConnection if pool.scheme == "https" else _GuardedHTTPConnection

@@ -13,7 +13,9 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -240,7 +242,34 @@ def test_a_redirect_to_a_name_that_resolves_to_loopback_is_refused_before_connec
 # -- proxies -----------------------------------------------------------------------------------
 
 
-class ForwardingProxy:
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet test output
+
+
+class LoopbackServer:
+    """Serves ``self.server`` on a thread while in a ``with`` block."""
+
+    server: http.server.ThreadingHTTPServer
+
+    def __enter__(self) -> Any:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def use_proxy(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """``url`` as the environment's HTTP proxy, for every host."""
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, url)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+class ForwardingProxy(LoopbackServer):
     """A forwarding HTTP proxy on loopback that resolves every name to 127.0.0.1, as a real proxy
     would resolve it to wherever the name lives; records the URLs it was asked for."""
 
@@ -248,7 +277,7 @@ class ForwardingProxy:
         self.requested: list[str] = []
         proxy = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 proxy.requested.append(self.path)
                 target = urlsplit(self.path)
@@ -267,28 +296,14 @@ class ForwardingProxy:
                 finally:
                     upstream.close()
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # quiet test output
-
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> ForwardingProxy:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
 def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[ForwardingProxy]:
     with ForwardingProxy() as running:
-        for name in ("HTTP_PROXY", "http_proxy"):
-            monkeypatch.setenv(name, running.url)
-        for name in ("NO_PROXY", "no_proxy"):
-            monkeypatch.delenv(name, raising=False)
+        use_proxy(monkeypatch, running.url)
         yield running
 
 
@@ -320,6 +335,14 @@ def test_no_proxy_sends_the_media_host_around_the_proxy(monkeypatch, proxy, serv
     assert len(emulator.media_requests) == 1
 
 
+def test_a_socks_proxy_is_refused_naming_what_to_do(monkeypatch, server, emulator):
+    # Without this, the guarded connections would replace the SOCKS ones and bypass the proxy.
+    use_proxy(monkeypatch, "socks5://user:secret@127.0.0.1:1080")
+    with pytest.raises(RunwayTransferError, match="HTTP\\(S\\) proxies only") as caught:
+        download(f"{server.base_url}/_emulator/media/x.mp4", "127.0.0.1")
+    assert "secret" not in str(caught.value) and emulator.media_requests == []
+
+
 def test_a_proxied_redirect_to_a_private_address_is_refused(proxy, server, emulator):
     url = f"http://cdn.proxied.test:{server.port}/_emulator/media/goto-10.0.0.7-x.mp4"
     with pytest.raises(RunwayTransferError, match=r"points at 10\.0\.0\.7"):
@@ -335,3 +358,119 @@ def test_parsing_a_dag_with_the_transfer_loads_no_http_client():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+# -- TLS ---------------------------------------------------------------------------------------
+
+
+def _certificate(subject: str, issuer_key: Any, public_key: Any, *, issuer: str, ca: bool) -> Any:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        # The name only, no IP: a certificate check against 127.0.0.1 would fail.
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+class TlsMediaHost(LoopbackServer):
+    """An HTTPS media host on loopback with a certificate for ``media.test`` only, from a CA of its
+    own: ``/x.mp4`` is the sample video, ``/drip.mp4`` its signature then one byte every 0.2 s."""
+
+    def __init__(self, folder: Any) -> None:
+        import ssl
+
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+        ca = _certificate("test media CA", ca_key, ca_key.public_key(), issuer="test media CA", ca=True)
+        leaf = _certificate("media.test", ca_key, key.public_key(), issuer="test media CA", ca=False)
+        self.ca_file, chain, key_file = folder / "ca.pem", folder / "host.pem", folder / "host.key"
+        self.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        chain.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(chain, key_file)
+        sample = (
+            Path(__file__).parents[2] / "runway_provider" / "testing" / "media" / "sample.mp4"
+        ).read_bytes()
+
+        class Handler(QuietHandler):
+            def do_GET(self) -> None:
+                drip = self.path == "/drip.mp4"
+                self.send_response(200)
+                self.send_header("Content-Type", "video/mp4")
+                self.send_header("Content-Length", str(300 if drip else len(sample)))
+                self.end_headers()
+                if not drip:
+                    self.wfile.write(sample)
+                    return
+                self.wfile.write(sample[:12])
+                try:
+                    for _ in range(300 - 12):
+                        time.sleep(0.2)
+                        self.wfile.write(b"\0")
+                        self.wfile.flush()
+                except OSError:
+                    return  # the reader gave up
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+
+
+@pytest.fixture
+def tls_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TlsMediaHost]:
+    with TlsMediaHost(tmp_path) as running:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(running.ca_file))
+        yield running
+
+
+def test_over_https_the_certificate_is_verified_for_the_name_not_the_checked_address(monkeypatch, tls_host):
+    Resolver(monkeypatch, {"media.test": [["127.0.0.1"]], "other.test": [["127.0.0.1"]]})
+    media = download(f"https://media.test:{tls_host.port}/x.mp4", "media.test")
+    assert media.extension == ".mp4" and media.size > 0
+    # The same address under a name the certificate does not carry: refused by TLS.
+    with pytest.raises(
+        RunwayTransferError, match=r"Hostname mismatch, certificate is not valid for 'other\.test'"
+    ):
+        download(f"https://other.test:{tls_host.port}/x.mp4", "other.test")
+
+
+def test_a_tls_host_that_drips_is_cut_at_the_deadline(monkeypatch, tls_host, tmp_path):
+    """The deadline shuts the socket under TLS too; the temporary file goes with the download."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    Resolver(monkeypatch, {"media.test": [["127.0.0.1"]]})
+    client = MediaClient(allowed_hosts=lambda: ("media.test",), max_bytes=10_000, timeout=1.5)
+    started = time.monotonic()
+    with pytest.raises(RunwayTransferError) as caught:
+        client.download(media_task(f"https://media.test:{tls_host.port}/drip.mp4"), fresh_task=media_task)
+    ended = time.monotonic() - started
+    print(f"TLS drip: ended {ended:.2f} s after it started; timeout 1.5 s")
+    assert str(caught.value) == "The download of Runway task task-7 took longer than download_timeout=1.5s."
+    assert ended < 1.5 + 5  # generous; the drip itself would take 58 s
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ca.pem", "host.key", "host.pem"]
