@@ -103,6 +103,21 @@ def test_an_expired_url_is_refreshed_once(runway_conn, server, emulator, tmp_pat
     ]
 
 
+def test_a_run_reads_the_runway_connection_once(runway_conn, server, emulator, tmp_path, monkeypatch):
+    """The task lookup and the allowed media hosts (loopback here) come from the run's one hook."""
+    task = finished_task(server)
+    reads: list[str] = []
+    read = RunwayHook.get_connection
+
+    def counted(conn_id: str) -> Any:
+        reads.append(conn_id)
+        return read(conn_id)
+
+    monkeypatch.setattr(RunwayHook, "get_connection", staticmethod(counted))
+    assert run(runway_task=task["runway_task_id"], destination=f"{tmp_path}/")["sha256"] == SAMPLE_SHA
+    assert len(emulator.media_requests) == 1 and reads == ["runway_default"]
+
+
 def finished_official_task(emulator) -> str:
     from runway_provider.testing import Scenario
 
