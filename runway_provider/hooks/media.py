@@ -50,7 +50,8 @@ from urllib3.util.connection import allowed_gai_family, create_connection
 from runway_provider.exceptions import RunwayTransferError
 from runway_provider.models import RunwayTask
 
-READ_BYTES = 1024 * 1024
+# One read of the stream: memory stays flat whatever the size.
+_READ_BYTES = 1024 * 1024
 _ACCEPTED_CONTENT_TYPES = (
     *("video/", "image/png", "image/jpeg", "image/webp"),
     *("application/octet-stream", "binary/octet-stream"),
@@ -70,7 +71,7 @@ _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MediaFile:
     """A downloaded, checked result in a local temporary file, which the caller removes.
 
@@ -202,7 +203,7 @@ class MediaClient:
         handle, local_path = tempfile.mkstemp(prefix="runway-", suffix=".part")
         try:
             with os.fdopen(handle, "wb") as local:
-                for chunk in response.iter_content(READ_BYTES):
+                for chunk in response.iter_content(_READ_BYTES):
                     if len(head) < _SIGNATURE_BYTES:
                         # However the host splits the stream, judge the signature on enough bytes.
                         head += chunk[: _SIGNATURE_BYTES - len(head)]
@@ -271,7 +272,10 @@ class MediaHostGuard:
         self.runway_task_id = runway_task_id
 
     def check_url(self, url: str) -> None:
-        """Refuse a URL that is not http(s) or names no host."""
+        """Refuse a URL that is not http(s) or names no host.
+
+        :param url: The media URL, or a redirect's target.
+        """
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise RunwayTransferError(
