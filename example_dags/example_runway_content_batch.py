@@ -1,6 +1,7 @@
 """Content batch: a prompt sheet in, videos and a manifest in your own storage out.
 
-Reads ``data/prompts.csv`` (prompt, image, ratio, optional style), generates one video per row,
+Reads ``data/prompts.csv`` or the run conf's ``sheet`` (prompt, image, ratio, optional style),
+generates one video per row,
 copies each into ``destination`` with a record of its request beside it (``<video>.runway.json``)
 and writes ``manifest.jsonl`` from those records. Each new video lands as an asset event on the
 ``runway-videos`` alias, which ``example_runway_new_videos`` is scheduled on.
@@ -17,17 +18,20 @@ Concurrency: every generation runs in the ``runway_api`` pool, created with defe
 The generate task waits for its own video (deferred, so it holds no worker slot): its pool slot
 spans the whole generation, which is what caps the generations in flight. A separate sensor would
 release the generate task's slot at submission and cap nothing.
+
+Run conf may choose ``sheet`` and ``destination`` only under ``RUNWAY_EXAMPLES_ROOT`` (see
+``runway_examples_root.py``, which goes with this file).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import pendulum
 from airflow.sdk import DAG, AssetAlias, ObjectStoragePath, task
+from runway_examples_root import DESTINATION, under_root
 
 from runway_provider.operators.runway import RunwayGenerateOperator
 from runway_provider.transfers.runway_to_object_storage import (
@@ -36,8 +40,6 @@ from runway_provider.transfers.runway_to_object_storage import (
 )
 
 SHEET = Path(__file__).parent / "data" / "prompts.csv"
-# Where the videos go: any Airflow object storage URI, e.g. s3://aws_default@my-bucket/runway/
-DESTINATION = os.environ.get("RUNWAY_VIDEOS_URI", "file:///tmp/runway-videos/")
 
 with DAG(
     dag_id="example_runway_content_batch",
@@ -49,10 +51,17 @@ with DAG(
 ) as dag:
 
     @task
+    def check_run_conf(params: dict | None = None) -> None:
+        """Before anything is read or paid for: run conf stays under RUNWAY_EXAMPLES_ROOT."""
+        assert params is not None
+        under_root("destination", params["destination"])
+        if params["sheet"] != str(SHEET):  # the sheet that comes with the example
+            under_root("sheet", params["sheet"])
+
+    @task
     def read_sheet(params: dict | None = None) -> list[dict]:
         assert params is not None
-        with open(params["sheet"], newline="") as sheet:
-            rows = list(csv.DictReader(sheet))
+        rows = list(csv.DictReader(ObjectStoragePath(params["sheet"]).read_text().splitlines()))
         return [
             {
                 "prompt": row["prompt"],
@@ -64,6 +73,7 @@ with DAG(
         ]
 
     rows = read_sheet()
+    check_run_conf() >> rows
 
     # --8<-- [start:content_batch]
     generate = RunwayGenerateOperator.partial(

@@ -18,12 +18,14 @@ through Airflow's REST API, e.g. from a review tool::
 
 Under ``airflow dags test`` the review waits for that answer too: start ``airflow api-server`` on
 the same ``AIRFLOW_HOME`` and answer in its UI or with the call above.
+
+Run conf may choose ``destination`` only under ``RUNWAY_EXAMPLES_ROOT`` (see
+``runway_examples_root.py``, which goes with this file).
 """
 
 from __future__ import annotations
 
 import datetime
-import os
 import secrets
 
 import pendulum
@@ -31,14 +33,13 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.hitl import HITLBranchOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Param, task
+from runway_examples_root import DESTINATION, under_root
 
 from runway_provider.operators.runway import RunwayImageToVideoOperator, RunwayUpscaleVideoOperator
 from runway_provider.sensors.runway import RunwayTaskSensor
 from runway_provider.transfers.runway_to_object_storage import RunwayToObjectStorageOperator
 
 DAG_ID = "example_runway_review"
-# Where the videos go: any Airflow object storage URI ending in "/", e.g. s3://aws_default@my-bucket/runway/
-DESTINATION = os.environ.get("RUNWAY_VIDEOS_URI", "file:///tmp/runway-videos/")
 # Drafts are announced on their own alias, so that DAGs scheduled on finished videos never start on
 # a draft nobody approved; published videos on theirs.
 DRAFTS_ALIAS = "runway-drafts"
@@ -81,6 +82,13 @@ with DAG(
         "regenerated_from": Param(None, type=["null", "string"]),
     },
 ) as dag:
+
+    @task
+    def check_run_conf(params: dict | None = None) -> None:
+        """Before anything is paid for: the destination stays under RUNWAY_EXAMPLES_ROOT."""
+        assert params is not None
+        under_root("destination", params["destination"])
+
     # --8<-- [start:draft]
     generate = RunwayImageToVideoOperator(
         task_id="generate",
@@ -163,4 +171,4 @@ with DAG(
 
     discard = EmptyOperator(task_id="discard")
 
-    generate >> store_draft >> review >> [publish, next_take, discard]
+    check_run_conf() >> generate >> store_draft >> review >> [publish, next_take, discard]

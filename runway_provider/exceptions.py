@@ -193,3 +193,7 @@ class RunwayTaskLostError(RunwayTaskError):
 
 class RunwayTaskTimeoutError(RunwayTaskError):
     """The task did not finish before the deadline. It may still finish, and bill, on the service."""
+
+
+class RunwayTransferError(RunwayError):
+    """A Runway result could not be downloaded or stored; nothing was left at the destination."""

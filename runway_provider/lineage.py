@@ -277,7 +277,7 @@ def note_transfer(
 ) -> LineageFacts | None:
     """The facts of a transfer's successful run, noted on the worker; None when lineage is off.
 
-    :param operator: The transfer (its ``runway_conn_id`` names the CometAPI host).
+    :param operator: The transfer (its ``hook``, the run's one Runway hook, names the CometAPI host).
     :param stored: The record of the stored object: stored now, or found intact from an earlier run.
     :param route_family: The Runway task's route family (``reverse`` when unknown, as the transfer
         assumes).
@@ -286,10 +286,8 @@ def note_transfer(
     """
     if not lineage_wanted():
         return None
-    from runway_provider.hooks.runway import RunwayHook
-
     try:
-        base_url: str | None = RunwayHook(operator.runway_conn_id).settings.base_url
+        base_url: str | None = operator.hook.settings.base_url
     except Exception as err:
         log.info(
             "OpenLineage: connection %r cannot be read (%s); the Runway task input is not reported.",

@@ -452,17 +452,22 @@ class Emulator:
         ``size-<bytes>.mp4`` streams a video-signed file of that size, ``broken-<bytes>.mp4`` drops
         the connection halfway, ``redirect-<n>-<name>`` redirects n times, ``goto-<host>-<name>``
         redirects to another host, ``tiny-first-chunk.mp4`` sends its first 4 bytes alone, ``expired-<anything>`` answers 403 like an expired signed URL,
-        ``page-<anything>`` answers an HTML page, ``notvideo-<anything>`` text labelled video/mp4 and
-        ``nowhere-<anything>`` a redirect with no Location.
-        Who asked, and with which Authorization header, is kept in ``media_requests``.
+        ``page-<anything>`` answers an HTML page, ``notvideo-<anything>`` text labelled video/mp4,
+        ``nowhere-<anything>`` a redirect with no Location and ``drip-<bytes>.mp4`` a video signature
+        then one byte every 0.2 s.
+        Who asked, with which ``Host`` and ``Authorization`` headers, is kept in ``media_requests``.
         """
         name = request.match_info["name"]
-        self.media_requests.append({"name": name, "authorization": request.headers.get("Authorization")})
+        self.media_requests.append(
+            {"name": name, "host": request.host, "authorization": request.headers.get("Authorization")}
+        )
         deleted = self.jobs.get(name.rpartition(".")[0])
         if deleted is not None and deleted.deleted_at is not None:
             raise web.HTTPNotFound(text="Deleted with its task")
         if name.startswith("size-") or name.startswith("broken-"):
             return await self._stream_video(request, name)
+        if name.startswith("drip-"):
+            return await self._drip_video(request, name)
         if name.startswith("redirect-"):
             # redirect-<n>-<name>: n redirects (relative Locations), then <name>.
             _, hops, rest = name.split("-", 2)
@@ -521,6 +526,24 @@ class Emulator:
             if request.transport is not None:
                 request.transport.abort()
             return response
+        await response.write_eof()
+        return response
+
+    async def _drip_video(self, request: web.Request, name: str) -> web.StreamResponse:
+        """A host that holds a reader: the signature at once, then one byte every 0.2 s."""
+        try:
+            size = int(name.removeprefix("drip-").removesuffix(".mp4"))
+        except ValueError:
+            raise web.HTTPNotFound() from None
+        response = web.StreamResponse(headers={"Content-Type": "video/mp4", "Content-Length": str(size)})
+        await response.prepare(request)
+        head = _asset("sample.mp4")[:12]
+        await response.write(head)
+        for _ in range(size - len(head)):
+            await asyncio.sleep(0.2)
+            if request.transport is None or request.transport.is_closing():
+                return response  # the reader gave up
+            await response.write(b"\0")
         await response.write_eof()
         return response
 

@@ -5,22 +5,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import ipaddress
 import os
 import re
-import socket
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urljoin, urlsplit
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator, ObjectStoragePath
 
 from runway_provider import lineage
-from runway_provider.exceptions import RunwayError, RunwayInputError
+from runway_provider.exceptions import RunwayInputError, RunwayTransferError
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.models import RouteFamily, RunwayTask, RunwayTaskStatus
 from runway_provider.records import RequestRecord, StoredResult, object_uri, record_path, sha256_of
@@ -35,40 +32,17 @@ from runway_provider.waiter import (
 )
 
 if TYPE_CHECKING:
-    import requests
     from airflow.sdk import Context
 
+    from runway_provider.hooks.media import MediaClient, MediaFile
     from runway_provider.lineage import RunwayOperatorLineage
 
 DEFAULT_ASSET_ALIAS = "runway-videos"
 DEFAULT_MAX_BYTES = 500 * 1024 * 1024
 CHUNK_BYTES = 1024 * 1024
-_ACCEPTED_CONTENT_TYPES = (
-    *("video/", "image/png", "image/jpeg", "image/webp"),
-    *("application/octet-stream", "binary/octet-stream"),
-)
 DEFAULT_DOWNLOAD_TIMEOUT = 1800.0
-# Result URLs are signed and expire: on these answers the task is fetched again for a fresh URL.
-_EXPIRED_URL_STATUSES = frozenset({401, 403, 404, 410})
 # A task id names a file: letters, digits, ".", "_", "-", not starting with a dot, nothing more.
 _SAFE_TASK_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
-_MAX_REDIRECTS = 3
-_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-# Enough bytes to tell an MP4/MOV (``ftyp`` at 4..8) or a WebM (EBML magic) from anything else.
-_SIGNATURE_BYTES = 12
-
-
-class RunwayTransferError(RunwayError):
-    """The video could not be stored; nothing was left at the destination."""
-
-
-@dataclass(frozen=True)
-class _Download:
-    local_path: str
-    size: int
-    sha256: str
-    content_type: str
-    extension: str
 
 
 class RunwayToObjectStorageOperator(BaseOperator):
@@ -111,7 +85,8 @@ class RunwayToObjectStorageOperator(BaseOperator):
     :param runway_conn_id: The ``runway`` connection, used to fetch a fresh URL and for its extra
         ``allowed_media_hosts``: media hosts on loopback, private, link-local or metadata addresses
         are refused unless listed there (host names, IPs or CIDRs).
-    :param download_timeout: Seconds the whole download may take. Default 1800.
+    :param download_timeout: Seconds of wall clock the whole download may take, redirects and a
+        refreshed URL included: a host still sending then is cut off. Default 1800.
     :param route_family: Where to look the task up for a fresh URL. Default: the task dict's own
         ``route_family``, else the family of the Runway operator whose output ``runway_task`` is,
         else the family that the one Runway operator upstream recorded with its request (a
@@ -160,7 +135,7 @@ class RunwayToObjectStorageOperator(BaseOperator):
         request = RequestRecord.from_dict(pulled)
         self.route_family = self.route_family or request_route_family(pulled)
         found = self._reused(request)
-        fetch: Callable[[], _Download]
+        fetch: Callable[[], MediaFile]
         if found is not None:
             reused, source = found
             unchanged = self._already_here(reused)
@@ -176,7 +151,13 @@ class RunwayToObjectStorageOperator(BaseOperator):
             fetch = functools.partial(self._copy, source, reused)
         else:
             task = self._resolve_task()
-            fetch = functools.partial(self._download, task)
+            fetch = functools.partial(
+                self.media.download,
+                task,
+                fresh_task=lambda: self.hook.get_task(
+                    task.runway_task_id, task.route_family or RouteFamily.REVERSE
+                ),
+            )
         destination, is_folder = self._destination(task.runway_task_id)
         download = fetch()
         try:
@@ -235,9 +216,11 @@ class RunwayToObjectStorageOperator(BaseOperator):
         self._lineage_facts = lineage.note_transfer(self, here, reused.route_family or self.route_family)
         return _result(here, object_uri(record_path(target)), reused=True)
 
-    def _copy(self, source: ObjectStoragePath, reused: StoredResult) -> _Download:
+    def _copy(self, source: ObjectStoragePath, reused: StoredResult) -> MediaFile:
         """Copy a reused object to a local temporary file, checking on the way that it still has the
         sha256 it had when the Runway operator reused it."""
+        from runway_provider.hooks.media import MediaFile
+
         digest, size = hashlib.sha256(), 0
         if source.is_file():
             handle, local_path = tempfile.mkstemp(prefix="runway-", suffix=".part")
@@ -253,7 +236,13 @@ class RunwayToObjectStorageOperator(BaseOperator):
             if digest.hexdigest() == reused.sha256:
                 # The reused file's own extension: its name checked in its record, its content by its sha256.
                 extension = os.path.splitext(reused.name)[1]
-                return _Download(local_path, size, reused.sha256, reused.content_type, extension)
+                return MediaFile(
+                    local_path=local_path,
+                    size=size,
+                    sha256=reused.sha256,
+                    content_type=reused.content_type,
+                    extension=extension,
+                )
             os.unlink(local_path)
         raise RunwayTransferError(
             f"{object_uri(source)}, reused for Runway task {reused.runway_task_id}, is gone or changed since the "
@@ -266,14 +255,29 @@ class RunwayToObjectStorageOperator(BaseOperator):
         """OpenLineage: the Runway task read and the object stored (:mod:`runway_provider.lineage`)."""
         return lineage.operator_lineage(getattr(self, "_lineage_facts", None))
 
+    @cached_property
+    def hook(self) -> RunwayHook:
+        """The run's one Runway hook: task lookups, the media hosts allowed and lineage share it."""
+        return RunwayHook(self.runway_conn_id)
+
+    @cached_property
+    def media(self) -> MediaClient:
+        """The media host's client, imported here: DAG parsing need not load requests."""
+        from runway_provider.hooks.media import MediaClient
+
+        return MediaClient(
+            # Read only for a host that is not public: a public URL needs no Runway connection.
+            allowed_hosts=lambda: self.hook.settings.allowed_media_hosts,
+            max_bytes=self.max_bytes,
+            timeout=self.download_timeout,
+        )
+
     # -- steps -------------------------------------------------------------------------------
 
     def _resolve_task(self) -> RunwayTask:
         value = self.runway_task
         if isinstance(value, str) and value.strip():
-            return RunwayHook(self.runway_conn_id).get_task(
-                value.strip(), self.route_family or RouteFamily.REVERSE
-            )
+            return self.hook.get_task(value.strip(), self.route_family or RouteFamily.REVERSE)
         if isinstance(value, Mapping):
             try:
                 task = RunwayTask.from_dict(value)
@@ -310,157 +314,13 @@ class RunwayToObjectStorageOperator(BaseOperator):
         return target, is_folder
 
     @staticmethod
-    def _named(folder: ObjectStoragePath, runway_task_id: str, download: _Download) -> ObjectStoragePath:
+    def _named(folder: ObjectStoragePath, runway_task_id: str, download: MediaFile) -> ObjectStoragePath:
         named = folder / f"{runway_task_id}{download.extension}"
         if os.path.dirname(named.path.rstrip("/")) != folder.path.rstrip("/"):
             raise RunwayTransferError(f"{named} is not inside {folder}.", runway_task_id=runway_task_id)
         return named
 
-    def _download(self, task: RunwayTask) -> _Download:
-        """Stream the video to a local temporary file; refuse what is not a video or too large."""
-        if not task.video_url:
-            raise RunwayTransferError(
-                f"Runway task {task.runway_task_id} has no video URL (status {task.status.value})",
-                runway_task_id=task.runway_task_id,
-            )
-        response = self._open(task)
-        try:
-            content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-            if not content_type.startswith(_ACCEPTED_CONTENT_TYPES):
-                raise RunwayTransferError(
-                    f"The media host answered {content_type or 'no content type'} for Runway task "
-                    f"{task.runway_task_id}, not a video or an image.",
-                    runway_task_id=task.runway_task_id,
-                )
-            declared = response.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > self.max_bytes:
-                raise RunwayTransferError(
-                    f"The video of Runway task {task.runway_task_id} is {int(declared):,} bytes, over "
-                    f"max_bytes={self.max_bytes:,}.",
-                    runway_task_id=task.runway_task_id,
-                )
-            return self._stream_to_temp(task, response, content_type)
-        finally:
-            response.close()
-
-    def _open(self, task: RunwayTask) -> requests.Response:
-        import requests
-
-        hook = RunwayHook(self.runway_conn_id)
-
-        def allowed() -> Sequence[str]:
-            # Read only for a host that is not public: a public URL needs no Runway connection.
-            return hook.settings.allowed_media_hosts
-
-        # A bare session: the CometAPI key must never travel to the media host.
-        with requests.Session() as session:
-            response = self._get(session, task.video_url or "", task, allowed)
-            if response.status_code in _EXPIRED_URL_STATUSES:
-                response.close()
-                fresh = hook.get_task(task.runway_task_id, task.route_family or RouteFamily.REVERSE)
-                self.log.info(
-                    "The video URL of Runway task %s was refused; fetched a fresh one.", task.runway_task_id
-                )
-                response = self._get(session, fresh.video_url or "", task, allowed)
-        if response.status_code != 200:
-            response.close()
-            raise RunwayTransferError(
-                f"Downloading the video of Runway task {task.runway_task_id} failed: HTTP {response.status_code}",
-                runway_task_id=task.runway_task_id,
-            )
-        return response
-
-    @staticmethod
-    def _get(
-        session: requests.Session, url: str, task: RunwayTask, allowed: Callable[[], Sequence[str]]
-    ) -> requests.Response:
-        """GET the media, following at most a few redirects, each checked before it is followed."""
-        import requests
-
-        for _ in range(_MAX_REDIRECTS + 1):
-            _check_media_url(url, allowed, task.runway_task_id)
-            try:
-                response = session.get(url, stream=True, timeout=(10, 60), allow_redirects=False)
-            except requests.exceptions.RequestException as err:
-                raise RunwayTransferError(
-                    f"Downloading the video of Runway task {task.runway_task_id} failed: {type(err).__name__}: {err}",
-                    runway_task_id=task.runway_task_id,
-                ) from None
-            if response.status_code not in _REDIRECT_STATUSES:
-                return response
-            location = response.headers.get("Location", "")
-            response.close()
-            url = _redirect_target(url, location, task.runway_task_id)
-        raise RunwayTransferError(
-            f"The media host of Runway task {task.runway_task_id} redirected more than {_MAX_REDIRECTS} times.",
-            runway_task_id=task.runway_task_id,
-        )
-
-    def _stream_to_temp(self, task: RunwayTask, response: requests.Response, content_type: str) -> _Download:
-        import requests
-
-        digest, size, head = hashlib.sha256(), 0, b""
-        deadline = time.monotonic() + self.download_timeout
-        handle, local_path = tempfile.mkstemp(prefix="runway-", suffix=".part")
-        try:
-            with os.fdopen(handle, "wb") as local:
-                for chunk in response.iter_content(CHUNK_BYTES):
-                    if len(head) < _SIGNATURE_BYTES:
-                        # However the host splits the stream, judge the signature on enough bytes.
-                        head += chunk[: _SIGNATURE_BYTES - len(head)]
-                        if len(head) >= _SIGNATURE_BYTES:
-                            self._check_signature(task, head)
-                    if time.monotonic() > deadline:
-                        raise RunwayTransferError(
-                            f"The download of Runway task {task.runway_task_id} took longer than "
-                            f"download_timeout={self.download_timeout:g}s.",
-                            runway_task_id=task.runway_task_id,
-                        )
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise RunwayTransferError(
-                            f"The video of Runway task {task.runway_task_id} exceeds max_bytes={self.max_bytes:,}.",
-                            runway_task_id=task.runway_task_id,
-                        )
-                    digest.update(chunk)
-                    local.write(chunk)
-            if size == 0:
-                raise RunwayTransferError(
-                    f"The video of Runway task {task.runway_task_id} is empty.",
-                    runway_task_id=task.runway_task_id,
-                )
-            # A file shorter than the signature window is judged on what it has.
-            extension = self._check_signature(task, head)
-        except requests.exceptions.RequestException as err:
-            os.unlink(local_path)
-            raise RunwayTransferError(
-                f"The download of Runway task {task.runway_task_id} broke after {size:,} bytes: {err}",
-                runway_task_id=task.runway_task_id,
-            ) from None
-        except BaseException:
-            os.unlink(local_path)
-            raise
-        return _Download(
-            local_path=local_path,
-            size=size,
-            sha256=digest.hexdigest(),
-            content_type=content_type,
-            extension=extension,
-        )
-
-    @staticmethod
-    def _check_signature(task: RunwayTask, head: bytes) -> str:
-        """The extension the first bytes stand for; refuses what is no video or image."""
-        extension = _media_extension(head)
-        if extension is None:
-            raise RunwayTransferError(
-                f"The download for Runway task {task.runway_task_id} does not start like a video (MP4, MOV, "
-                "WebM) or an image (PNG, JPEG, WebP).",
-                runway_task_id=task.runway_task_id,
-            )
-        return extension
-
-    def _store(self, download: _Download, target: ObjectStoragePath) -> str:
+    def _store(self, download: MediaFile, target: ObjectStoragePath) -> str:
         """Put the verified file at ``target`` in one step; return what was done."""
         if target.exists():
             if sha256_of(target) == download.sha256:
@@ -501,78 +361,3 @@ def _result(record: StoredResult, record_uri: str, *, reused: bool) -> dict[str,
         "record_uri": record_uri,
         "reused": reused,
     }
-
-
-def _check_media_url(url: str, allowed: Callable[[], Sequence[str]], runway_task_id: str) -> None:
-    """Refuse a media URL that is not http(s), or whose host is on a loopback, private, link-local
-    or metadata address, unless the connection's ``allowed_media_hosts`` lists it."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RunwayTransferError(
-            f"Runway task {runway_task_id} has no http(s) media URL ({url[:80]!r}).",
-            runway_task_id=runway_task_id,
-        )
-    host = parts.hostname.lower()
-    try:
-        addresses = {
-            info[4][0] for info in socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)
-        }
-    except OSError as err:
-        raise RunwayTransferError(
-            f"The media host {host} of Runway task {runway_task_id} cannot be resolved: {err}",
-            runway_task_id=runway_task_id,
-        ) from None
-    ips = [ipaddress.ip_address(str(address).split("%")[0]) for address in sorted(addresses)]
-    if all(ip.is_global for ip in ips):
-        return
-    entries = allowed()
-    if host in entries:
-        return
-    networks = [network for network in map(_network, entries) if network is not None]
-    for ip in ips:
-        if ip.is_global or any(ip in network for network in networks):
-            continue
-        raise RunwayTransferError(
-            f"The media URL of Runway task {runway_task_id} points at {host} ({ip}), a loopback, private, "
-            "link-local or reserved address; list the host in the Runway connection's extra "
-            "`allowed_media_hosts` if it is yours.",
-            runway_task_id=runway_task_id,
-        )
-
-
-def _network(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
-    try:
-        return ipaddress.ip_network(entry, strict=False)
-    except ValueError:
-        return None  # a host name: matched by name above
-
-
-def _redirect_target(current: str, location: str, runway_task_id: str) -> str:
-    """Where a redirect leads; never from https down to http."""
-    if not location:
-        raise RunwayTransferError(
-            f"The media host of Runway task {runway_task_id} redirected without a Location.",
-            runway_task_id=runway_task_id,
-        )
-    target = urljoin(current, location)
-    if urlsplit(current).scheme == "https" and urlsplit(target).scheme != "https":
-        raise RunwayTransferError(
-            f"The media host of Runway task {runway_task_id} redirected from https to {urlsplit(target).scheme}.",
-            runway_task_id=runway_task_id,
-        )
-    return target
-
-
-def _media_extension(head: bytes) -> str | None:
-    """The file extension the first bytes stand for, or None when they are no video or image."""
-    if head[4:8] == b"ftyp":
-        return ".mp4"
-    if head[:4] == b"\x1a\x45\xdf\xa3":
-        return ".webm"
-    if head[:8] == b"\x89PNG\r\n\x1a\n":
-        return ".png"
-    if head[:3] == b"\xff\xd8\xff":
-        return ".jpg"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return ".webp"
-    return None

@@ -23,6 +23,7 @@ CLUSTER_DAG_FILES = (
     ROOT / "tests" / "system" / "cluster_dags" / "runway_system_dags.py",
     ROOT / "example_dags" / "example_runway_generate_and_sense.py",
     ROOT / "example_dags" / "example_runway_review.py",
+    ROOT / "example_dags" / "runway_examples_root.py",  # what the review example imports
 )
 REVIEW_DAG = "example_runway_review"
 
@@ -52,6 +53,8 @@ def cluster(
         api_port=free_port(),
         admin_password=ADMIN_PASSWORD,
     )
+    # The review example takes run conf destinations under this root only (review_library lies in it).
+    cluster.env["RUNWAY_EXAMPLES_ROOT"] = f"file://{tmp_path_factory.getbasetemp()}/"
     cluster.start()
     try:
         yield cluster

@@ -28,7 +28,8 @@ def test_batch_of_ten_prompts(tmp_path):
             home=tmp_path / "airflow",
             dags_folder=ROOT / "example_dags",
             connection=server.connection_json(),
-            env={"RUNWAY_VIDEOS_URI": f"file://{videos}/"},
+            # The edited sheet below lies beside the videos, under the root run conf must keep to.
+            env={"RUNWAY_VIDEOS_URI": f"file://{videos}/", "RUNWAY_EXAMPLES_ROOT": f"file://{tmp_path}/"},
         )
         sandbox.migrate()
         pool = sandbox.airflow(

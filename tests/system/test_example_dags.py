@@ -36,7 +36,11 @@ def dag_server() -> Iterator[EmulatorServer]:
 def sandbox(dag_server: EmulatorServer, tmp_path_factory: pytest.TempPathFactory) -> AirflowSandbox:
     home = tmp_path_factory.mktemp("airflow-home")
     return AirflowSandbox(
-        home=home, dags_folder=ROOT / "example_dags", connection=dag_server.connection_json()
+        home=home,
+        dags_folder=ROOT / "example_dags",
+        connection=dag_server.connection_json(),
+        # Run conf may name places under this root only: every test's tmp_path lies in it.
+        env={"RUNWAY_EXAMPLES_ROOT": f"file://{tmp_path_factory.getbasetemp()}/"},
     )
 
 
@@ -137,6 +141,36 @@ def test_bad_input_fails_the_run_without_any_request(sandbox, dag_server):
     assert sandbox.task_states(dag_id)[("generate", -1)] == "failed"
     assert "Invalid `image`" in result.output
     assert dag_server.emulator.requests == []
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "conf_key", "value"),
+    [
+        ("example_runway_content_batch", "destination", "{root}/../escaped/"),
+        ("example_runway_content_batch", "destination", "s3://aws_default@another-bucket/runway/"),
+        ("example_runway_content_batch", "sheet", "/etc/passwd"),
+        ("example_runway_review", "destination", "file:///tmp/elsewhere/"),
+    ],
+    ids=["dot-dot", "another connection", "a sheet elsewhere", "review elsewhere"],
+)
+def test_run_conf_outside_the_examples_root_is_refused_before_anything_is_sent(
+    sandbox, dag_server, tmp_path_factory, dag_id, conf_key, value
+):
+    root = tmp_path_factory.getbasetemp()
+    value = value.format(root=f"file://{root}")
+    result = sandbox.dags_test(dag_id, "--conf", json.dumps({conf_key: value}))
+    states = sandbox.task_states(dag_id)
+    assert states[("check_run_conf", -1)] == "failed", result.output[-4000:]
+    assert {state for (task, _), state in states.items() if task != "check_run_conf"} <= {
+        "upstream_failed",
+        "skipped",
+        None,
+    }
+    assert (
+        f"Run conf `{conf_key}` ({value!r}) is outside RUNWAY_EXAMPLES_ROOT (file://{root}/)" in result.output
+    )
+    assert dag_server.emulator.requests == [] and dag_server.emulator.media_requests == []
+    assert not (root.parent / "escaped").exists()
 
 
 def test_official_routes(sandbox, dag_server):

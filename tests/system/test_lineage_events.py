@@ -73,6 +73,8 @@ def test_generate_and_store_report_joined_inputs_and_outputs(tmp_path):
                     {"type": "file", "log_file_path": str(events_file), "append": True}
                 ),
                 "AIRFLOW__OPENLINEAGE__NAMESPACE": "runway-tests",
+                # The run conf's sheet and destination lie under this root.
+                "RUNWAY_EXAMPLES_ROOT": f"file://{tmp_path}/",
             },
         )
         sandbox.migrate()

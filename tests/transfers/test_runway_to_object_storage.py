@@ -103,6 +103,21 @@ def test_an_expired_url_is_refreshed_once(runway_conn, server, emulator, tmp_pat
     ]
 
 
+def test_a_run_reads_the_runway_connection_once(runway_conn, server, emulator, tmp_path, monkeypatch):
+    """The task lookup and the allowed media hosts (loopback here) come from the run's one hook."""
+    task = finished_task(server)
+    reads: list[str] = []
+    read = RunwayHook.get_connection
+
+    def counted(conn_id: str) -> Any:
+        reads.append(conn_id)
+        return read(conn_id)
+
+    monkeypatch.setattr(RunwayHook, "get_connection", staticmethod(counted))
+    assert run(runway_task=task["runway_task_id"], destination=f"{tmp_path}/")["sha256"] == SAMPLE_SHA
+    assert len(emulator.media_requests) == 1 and reads == ["runway_default"]
+
+
 def finished_official_task(emulator) -> str:
     from runway_provider.testing import Scenario
 
@@ -503,44 +518,6 @@ def test_a_loopback_media_host_needs_the_connection_to_allow_it(monkeypatch, ser
     )
 
 
-@pytest.mark.parametrize(
-    "url",
-    [
-        "http://169.254.169.254/latest/meta-data/",
-        "http://10.0.0.7/v.mp4",
-        "http://[::1]/v.mp4",
-        "ftp://cdn/v",
-    ],
-)
-def test_metadata_private_and_odd_urls_are_refused_without_a_request(url):
-    from runway_provider.transfers.runway_to_object_storage import _check_media_url
-
-    with pytest.raises(RunwayTransferError):
-        _check_media_url(url, lambda: (), "t")  # decided before any connection is opened
-
-
-def test_a_redirect_never_downgrades_to_http():
-    from runway_provider.transfers.runway_to_object_storage import _redirect_target
-
-    assert _redirect_target("https://cdn.example/a.mp4", "/b.mp4", "t") == "https://cdn.example/b.mp4"
-    assert _redirect_target("http://cdn.example/a.mp4", "https://cdn.example/b.mp4", "t") == (
-        "https://cdn.example/b.mp4"
-    )
-    with pytest.raises(RunwayTransferError) as caught:
-        _redirect_target("https://cdn.example/a.mp4", "http://cdn.example/b.mp4", "task-7")
-    assert str(caught.value) == "The media host of Runway task task-7 redirected from https to http."
-    assert caught.value.runway_task_id == "task-7"  # the failed Airflow task names its generation
-
-
-def test_a_redirect_without_a_location_is_refused_naming_the_task():
-    from runway_provider.transfers.runway_to_object_storage import _redirect_target
-
-    with pytest.raises(RunwayTransferError) as caught:
-        _redirect_target("https://cdn.example/a.mp4", "", "task-7")
-    assert str(caught.value) == "The media host of Runway task task-7 redirected without a Location."
-    assert caught.value.runway_task_id == "task-7"
-
-
 @pytest.mark.parametrize("allowed", ["127.0.0.1/8", "127.0.0.1", "localhost, 127.0.0.0/30"])
 def test_a_loopback_media_host_may_be_allowed_by_address_or_by_any_address_of_its_network(
     monkeypatch, server, tmp_path, allowed
@@ -566,6 +543,28 @@ def test_a_download_past_its_deadline_leaves_nothing(runway_conn, server, tmp_pa
             download_timeout=0.000001,
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_host_that_drips_is_cut_at_the_deadline_and_leaves_nothing(runway_conn, server, tmp_path, temp_dir):
+    """A valid MP4 signature, then one byte every 0.2 s: 300 bytes would take a minute. Every read
+    returns a byte well within any read timeout, so only a deadline on the whole download stops it:
+    it ends at download_timeout, with no file, no record and no temporary file left."""
+    deadline = 2.0
+    started = time.monotonic()
+    with pytest.raises(RunwayTransferError) as caught:
+        run(
+            runway_task=task_with_url(server, "drip-300.mp4"),
+            destination=f"{tmp_path}/videos/",
+            download_timeout=deadline,
+        )
+    ended = time.monotonic() - started
+    print(f"drip: the transfer ended {ended:.2f} s after it started; download_timeout={deadline:g} s")
+    assert (
+        str(caught.value) == "The download of Runway task made-up-task took longer than download_timeout=2s."
+    )
+    # Generous for a busy machine, and far before the drip itself would end (about 58 s).
+    assert ended < deadline + 5
+    assert list(tmp_path.iterdir()) == [temp_dir] and list(temp_dir.iterdir()) == []
 
 
 def test_an_object_storage_path_folder_keeps_each_video_apart(
@@ -964,28 +963,6 @@ def test_a_file_shorter_than_the_signature_window_is_judged_on_what_it_has(runwa
     assert result["bytes"] == 8 and (tmp_path / "made-up-task.mp4").read_bytes() == SAMPLE[:8]
 
 
-@pytest.mark.parametrize(
-    ("head", "extension"),
-    [
-        (b"\x00\x00\x00\x20ftypisom\x00\x00", ".mp4"),
-        (b"\x00\x00\x00\x14ftypqt  \x00\x00", ".mp4"),  # a MOV is stored as .mp4
-        (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81", ".webm"),
-        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0d", ".png"),
-        (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01", ".jpg"),
-        (b"RIFF\x24\x00\x00\x00WEBP", ".webp"),
-        (b"RIFF\x24\x00\x00\x00WAVE", None),  # audio in the same container
-        (b"\x89png\r\n\x1a\n\x00\x00\x00\x0d", None),
-        (b"<html><body>", None),
-        (b"\x00\x00\x00\x20FTYPisom\x00\x00", None),
-    ],
-    ids=["mp4", "mov", "webm", "png", "jpeg", "webp", "wav", "png-lowercase", "html", "FTYP"],
-)
-def test_the_first_bytes_decide_what_is_accepted_and_its_extension(head, extension):
-    from runway_provider.transfers.runway_to_object_storage import _media_extension
-
-    assert _media_extension(head) == extension
-
-
 def test_a_refused_task_id_or_destination_says_what_to_do(runway_conn, server, emulator, tmp_path):
     with pytest.raises(RunwayTransferError) as caught:
         run(runway_task=task_with_url(server, "x.mp4", ".hidden"), destination=f"{tmp_path}/")
@@ -1007,37 +984,3 @@ def test_a_folder_is_named_by_its_path_whatever_its_last_letter(runway_conn, ser
     result = run(runway_task=task_with_url(server, "x.mp4"), destination=f"{tmp_path}/take-X/")
     assert (tmp_path / "take-X" / "made-up-task.mp4").read_bytes() == SAMPLE
     assert result["uri"] == f"file://{tmp_path}/take-X/made-up-task.mp4"
-
-
-def test_a_refused_media_url_says_why_and_names_its_task():
-    from runway_provider.transfers.runway_to_object_storage import _check_media_url
-
-    url = "ftp://cdn.example/" + "v" * 100
-    with pytest.raises(RunwayTransferError) as caught:
-        _check_media_url(url, lambda: (), "task-7")
-    assert str(caught.value) == f"Runway task task-7 has no http(s) media URL ({url[:80]!r})."
-    assert caught.value.runway_task_id == "task-7"
-    with pytest.raises(RunwayTransferError) as caught:
-        _check_media_url("http://10.0.0.7/v.mp4", lambda: ("192.168.0.0/16", "cdn.example"), "task-7")
-    assert str(caught.value) == (
-        "The media URL of Runway task task-7 points at 10.0.0.7 (10.0.0.7), a loopback, private, "
-        "link-local or reserved address; list the host in the Runway connection's extra "
-        "`allowed_media_hosts` if it is yours."
-    )
-    assert caught.value.runway_task_id == "task-7"
-    _check_media_url("http://10.0.0.7/v.mp4", lambda: ("10.0.0.0/8",), "task-7")  # allowed: no error
-    _check_media_url("HTTP://10.0.0.7/v.mp4", lambda: ("10.0.0.7",), "task-7")
-    _check_media_url("https://10.0.0.7/v.mp4", lambda: ("10.0.0.7",), "task-7")
-    _check_media_url("http://LocalHost:8080/v.mp4", lambda: ("localhost",), "task-7")  # names ignore case
-
-
-def test_a_host_answering_one_public_and_one_private_address_is_refused(monkeypatch):
-    import socket
-
-    from runway_provider.transfers.runway_to_object_storage import _check_media_url
-
-    # A DNS answer mixing a public and a private address (DNS rebinding): every address must pass.
-    answer = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, 443)) for ip in ("1.2.3.4", "10.0.0.5")]
-    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: answer)
-    with pytest.raises(RunwayTransferError, match=r"points at cdn\.example \(10\.0\.0\.5\)"):
-        _check_media_url("https://cdn.example/v.mp4", lambda: (), "task-7")
