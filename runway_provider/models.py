@@ -64,7 +64,8 @@ class RunwayTask:
     :param service_status: The status string as the service sent it, for diagnostics.
     :param raw: The answer's task object, for diagnostics.
     :param route_family: ``reverse`` or ``official``: where the task came from, so that every
-        consumer (sensor, transfer) looks it up on the right route. None when unknown.
+        consumer (sensor, transfer) looks it up on the right route. Required: every task is read
+        from one family's route.
     """
 
     runway_task_id: str
@@ -76,7 +77,7 @@ class RunwayTask:
     failure_code: str | None = None
     service_status: str | None = None
     raw: Mapping[str, Any] | None = field(default=None, compare=False)
-    route_family: RouteFamily | None = None
+    route_family: RouteFamily = field(kw_only=True)
 
     @property
     def video_url(self) -> str | None:
@@ -105,7 +106,7 @@ class RunwayTask:
             "failure_code": self.failure_code,
             "service_status": self.service_status,
             "raw": raw,
-            "route_family": self.route_family.value if self.route_family else None,
+            "route_family": self.route_family.value,
         }
 
     @classmethod
@@ -120,7 +121,7 @@ class RunwayTask:
             failure_code=value.get("failure_code"),
             service_status=value.get("service_status"),
             raw=value.get("raw"),
-            route_family=RouteFamily(value["route_family"]) if value.get("route_family") else None,
+            route_family=RouteFamily(value["route_family"]),
         )
 
 

@@ -5,7 +5,7 @@ kwargs and any triggerer rebuilds the same schedule); :meth:`PollSchedule.pacer`
 :class:`PollPacer` of one wait. The pacer does no I/O and never sleeps: it is fed each poll's
 :class:`~runway_provider.models.RunwayTask` with the time it was seen, and answers how many seconds
 to wait. Time and randomness are injected (``now``, a :class:`random.Random`), so every decision can
-be tested without a clock. :class:`~runway_provider.waiting.TaskWatch` owns the pacer and keeps the two
+be tested without a clock. :class:`~runway_provider.wait_decision.TaskWatch` owns the pacer and keeps the two
 rules that are not about pace: a ``Retry-After`` wins over the pacer's delay, and no delay passes the
 wait's deadline.
 

@@ -209,7 +209,7 @@ def normalize_task(
     *,
     runway_task_id: str,
     not_found_statuses: frozenset[int] = frozenset(),
-    route_family: RouteFamily | None = None,
+    route_family: RouteFamily,
 ) -> RunwayTask:
     """Turn any known task answer into a :class:`RunwayTask`, or raise the error it stands for.
 

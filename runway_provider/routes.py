@@ -86,13 +86,13 @@ class Route(Generic[P]):
         return self.family is RouteFamily.REVERSE
 
 
-def route_family(value: RouteFamily | str | None, field: str = "route_family") -> RouteFamily:
-    """The :class:`RouteFamily` a caller named, or a clear error naming ``field``."""
-    try:
-        return RouteFamily(value)
-    except ValueError:
-        known = ", ".join(family.value for family in RouteFamily)
-        raise RunwayInputError(field, f"expected one of {known}, got {value!r}") from None
+def family_of_path(path: str) -> RouteFamily | None:
+    """The family of a create path: ``/runwayml/v1/...`` is official, ``/runway/...`` reverse; None otherwise."""
+    if path.startswith("/runwayml/v1/"):
+        return RouteFamily.OFFICIAL
+    if path.startswith("/runway/"):
+        return RouteFamily.REVERSE
+    return None
 
 
 def task_request(runway_task_id: str, family: RouteFamily) -> tuple[str, str, dict[str, Any] | None]:

@@ -95,7 +95,8 @@ from runway_provider.exceptions import (
 )
 from runway_provider.models import CancelOutcome, RouteFamily, RunwayTask, RunwayTaskStatus
 from runway_provider.records import RequestRecord, StoredResult, find_reusable
-from runway_provider.waiting import OutcomeStatus, TaskWatch
+from runway_provider.refs import XCOM_RUNWAY_REQUEST, XCOM_RUNWAY_TASK_ID, XCOM_SUBMITTED_AT, TaskRef, recorded_family
+from runway_provider.wait_decision import OutcomeStatus, outcome_of
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -105,10 +106,6 @@ if TYPE_CHECKING:
 
 # task_state_store key of the record above, kept across the tries (and clears) of a task instance.
 STATE_KEY = "runway_submission"
-XCOM_RUNWAY_TASK_ID = "runway_task_id"
-XCOM_SUBMITTED_AT = "runway_submitted_at"
-# The request behind the task (records.RequestRecord): what the transfer writes in its record.
-XCOM_RUNWAY_REQUEST = "runway_request"
 SUBMITTING = "submitting"
 SUBMITTED = "submitted"
 # The generation succeeded: every later try or clear of the same request reconnects to it.
@@ -186,7 +183,7 @@ def submit_or_resume(
     saved = store.get(STATE_KEY) if store is not None else None
     submission: Submission | None = None
     if isinstance(saved, Mapping):
-        submission = _resume(hook, context, saved, route.path, fingerprint, not_found_grace, log)
+        submission = _resume(hook, context, saved, route, fingerprint, not_found_grace, log)
     if submission is None:
         submission = _create(hook, context, store, route, payload, fingerprint, log)
     _push(context, submission, route, payload, fingerprint)
@@ -299,12 +296,15 @@ def _resume(
     hook: RunwayHook,
     context: Mapping[str, Any],
     saved: Mapping[str, Any],
-    route: str,
+    route: Route[...],
     fingerprint: str,
     not_found_grace: float,
     log: Any,
 ) -> Submission | None:
-    """The earlier try's task, if it was made for this request and is worth waiting on or done."""
+    """The earlier try's task, if it was made for this request and is worth waiting on or done.
+
+    The same fingerprint is the same route: the task is looked up on this route's family.
+    """
     if saved.get("fingerprint") != fingerprint:
         _leave_other_request(hook, saved, fingerprint, log)
         return None
@@ -312,16 +312,15 @@ def _resume(
     if saved.get("phase") == SUBMITTING or not runway_task_id:
         raise _uncertain_error(
             context,
-            route,
+            route.path,
             fingerprint,
             float(saved.get("started_at") or 0.0),
             "an earlier try sent this request and never recorded an answer",
         )
     submission = Submission(str(runway_task_id), float(saved["submitted_at"]))
-    family = str(saved.get("route_family") or "reverse")
     # A task seen succeeded that the service no longer knows is gone, not "not visible yet".
     grace = 0.0 if saved.get("phase") == DONE else not_found_grace
-    if _worth_reconnecting(hook, submission, family, grace, log):
+    if _worth_reconnecting(hook, TaskRef(submission.runway_task_id, route.family), submission, grace, log):
         return submission
     if saved.get("phase") == DONE:
         raise RunwayAlreadyGeneratedError(
@@ -354,19 +353,23 @@ def _leave_other_request(hook: RunwayHook, saved: Mapping[str, Any], fingerprint
         earlier,
         fingerprint[:_SHOWN_FINGERPRINT],
     )
-    family = str(saved.get("route_family") or "reverse")
+    # A marker of an earlier provider recorded no family; its route path says it.
+    family = recorded_family(saved) or routes.family_of_path(str(saved.get("route") or ""))
+    if family is None:
+        log.warning("Runway task %s: its record says no route, so it is left as it is.", runway_task_id)
+        return
     cancel_if_unfinished(
-        hook, str(runway_task_id), family, reason="its request changed before this try", log=log
+        hook, TaskRef(str(runway_task_id), family), reason="its request changed before this try", log=log
     )
 
 
 def _worth_reconnecting(
-    hook: RunwayHook, submission: Submission, route_family: str, not_found_grace: float, log: Any
+    hook: RunwayHook, ref: TaskRef, submission: Submission, not_found_grace: float, log: Any
 ) -> bool:
     """Whether the earlier try's task still runs or succeeded (a failed, cancelled or lost one is not)."""
-    runway_task_id = submission.runway_task_id
+    runway_task_id = ref.runway_task_id
     try:
-        task = hook.get_task(runway_task_id, route_family)
+        task = hook.get_task(runway_task_id, ref.family)
     except RunwayTransientError as err:
         log.warning(
             "Could not check Runway task %s from an earlier try (%s); reconnecting to it rather than "
@@ -375,15 +378,7 @@ def _worth_reconnecting(
             err,
         )
         return True
-    watch = TaskWatch(
-        runway_task_id=runway_task_id,
-        end_time=time.time(),
-        poll_interval=1.0,
-        not_found_grace=not_found_grace,
-        submitted_at=submission.submitted_at,
-        log=log,
-    )
-    outcome = watch.observe(task)
+    outcome = outcome_of(task, submitted_at=submission.submitted_at, not_found_grace=not_found_grace)
     if outcome is None:
         log.info(
             "Reconnecting to Runway task %s submitted by an earlier try (status %s); not submitting again.",
@@ -441,10 +436,9 @@ def retry_follows(ti: Any) -> bool:
 
 def on_wait_timeout(
     hook: RunwayHook,
+    ref: TaskRef,
     *,
-    runway_task_id: str,
     last_status: str | None,
-    route_family: RouteFamily | str,
     cancel_on_timeout: bool,
     will_retry: bool,
     log: Any,
@@ -452,15 +446,15 @@ def on_wait_timeout(
     """Decide what happens to a task whose wait timed out: keep it for the retry, or cancel it.
 
     :param hook: The hook that sends the cancel.
-    :param runway_task_id: The task waited on.
+    :param ref: The task waited on.
     :param last_status: Its last normalized status, None if never seen.
-    :param route_family: ``reverse`` or ``official``.
     :param cancel_on_timeout: The operator's or sensor's setting.
     :param will_retry: Whether Airflow will run the task instance again (see :func:`retry_follows`).
     :param log: The operator's logger.
     """
     if last_status is not None and RunwayTaskStatus(last_status).is_terminal:
         return
+    runway_task_id = ref.runway_task_id
     if will_retry:
         log.info(
             "Leaving Runway task %s running: Airflow will retry this task, and the retry reconnects to it "
@@ -475,9 +469,7 @@ def on_wait_timeout(
             last_status or "unseen",
         )
     else:
-        cancel_if_unfinished(
-            hook, runway_task_id, route_family, reason="the last try's wait timed out", log=log
-        )
+        cancel_if_unfinished(hook, ref, reason="the last try's wait timed out", log=log)
 
 
 # Airflow 3.3's triggerer runs a trigger's on_kill() for every trigger it stops on a "user action",
@@ -502,9 +494,7 @@ CANCELLABLE_STATUSES = frozenset(
 )
 
 
-def cancel_if_unfinished(
-    hook: RunwayHook, runway_task_id: str, route_family: RouteFamily | str, *, reason: str, log: Any
-) -> None:
+def cancel_if_unfinished(hook: RunwayHook, ref: TaskRef, *, reason: str, log: Any) -> None:
     """The one rule for every DELETE: send it only when a read of the task in the same moment shows
     it PENDING, THROTTLED or RUNNING. Never raises; always says what happened.
 
@@ -515,12 +505,11 @@ def cancel_if_unfinished(
     the DELETE (one round trip); what a task left alone can still cost: the rest of its generation.
 
     :param hook: The hook that reads and cancels.
-    :param runway_task_id: The task.
-    :param route_family: ``reverse`` (never cancellable: no request is sent) or ``official``.
+    :param ref: The task; a reverse-format one is never cancellable, and no request is sent.
     :param reason: Why it is being cancelled, for the log.
     :param log: Where to say what happened.
     """
-    family = RouteFamily(route_family)
+    runway_task_id, family = ref.runway_task_id, ref.family
     if family is not RouteFamily.OFFICIAL:
         _log_cancel(CancelOutcome.NOT_CANCELLABLE, runway_task_id, reason, log)
         return
@@ -537,11 +526,9 @@ def cancel_if_unfinished(
     _log_cancel(outcome, runway_task_id, reason, log)
 
 
-async def acancel_if_unfinished(
-    hook: RunwayHook, runway_task_id: str, route_family: RouteFamily | str, *, reason: str, log: Any
-) -> None:
+async def acancel_if_unfinished(hook: RunwayHook, ref: TaskRef, *, reason: str, log: Any) -> None:
     """Async :func:`cancel_if_unfinished`, for a trigger's ``on_kill``: the same rule, on the event loop."""
-    family = RouteFamily(route_family)
+    runway_task_id, family = ref.runway_task_id, ref.family
     if family is not RouteFamily.OFFICIAL:
         _log_cancel(CancelOutcome.NOT_CANCELLABLE, runway_task_id, reason, log)
         return

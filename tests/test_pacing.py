@@ -18,7 +18,7 @@ from runway_provider import pacing
 from runway_provider.exceptions import RunwayTransientError
 from runway_provider.models import RunwayTask, RunwayTaskStatus
 from runway_provider.pacing import PollPacer, PollSchedule
-from runway_provider.waiting import TaskWatch
+from runway_provider.wait_decision import TaskWatch
 
 S = RunwayTaskStatus
 T0 = 1_800_000_000.0  # submission time of every task below

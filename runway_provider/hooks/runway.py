@@ -18,6 +18,12 @@ from urllib.parse import urlsplit
 from airflow.sdk import BaseHook
 
 from runway_provider import __version__, routes
+from runway_provider.defaults import (
+    DEFAULT_BASE_URL,
+    DEFAULT_CONN_ID,
+    DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_RUNWAY_VERSION,
+)
 from runway_provider.exceptions import (
     RunwayAuthenticationError,
     RunwayConfigurationError,
@@ -30,7 +36,7 @@ from runway_provider.models import CancelOutcome, RouteFamily, RunwayTask
 from runway_provider.pacing import PollSchedule
 from runway_provider.protocol import normalize_task, parse_submission, read_cancel_answer
 from runway_provider.routes import Route
-from runway_provider.waiting import TaskWatch, wait
+from runway_provider.wait_decision import TaskWatch, wait
 
 if TYPE_CHECKING:
     import aiohttp
@@ -39,9 +45,6 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 
-DEFAULT_BASE_URL = "https://api.cometapi.com"
-DEFAULT_RUNWAY_VERSION = "2024-11-06"
-DEFAULT_TIMEOUT = 60.0
 USER_AGENT = f"airflow-provider-runway/{__version__}"
 _CONNECTION_TEST_TASK_ID = "airflow-connection-test"
 
@@ -96,7 +99,7 @@ class RunwayConnectionSettings:
 
         timeout = extra_value("timeout")
         try:
-            timeout = DEFAULT_TIMEOUT if timeout is None else float(timeout)
+            timeout = DEFAULT_REQUEST_TIMEOUT if timeout is None else float(timeout)
         except (TypeError, ValueError):
             timeout = -1.0
         if not timeout > 0:
@@ -174,7 +177,7 @@ class RunwayHook(BaseHook):
     """
 
     conn_name_attr = "runway_conn_id"
-    default_conn_name = "runway_default"
+    default_conn_name = DEFAULT_CONN_ID
     conn_type = "runway"
     hook_name = "Runway (CometAPI)"
 
@@ -260,7 +263,7 @@ class RunwayHook(BaseHook):
     # -- tasks -------------------------------------------------------------------------------
 
     def get_task(
-        self, runway_task_id: str, route_family: RouteFamily | str = RouteFamily.REVERSE
+        self, runway_task_id: str, route_family: RouteFamily
     ) -> RunwayTask:
         """Fetch a task, normalized: ``POST /runway/feed`` or ``GET /runwayml/v1/tasks/{id}``.
 
@@ -268,7 +271,7 @@ class RunwayHook(BaseHook):
         :param route_family: ``reverse`` (created on ``/runway/pro/*``) or ``official``
             (created on ``/runwayml/v1/*``).
         """
-        family = routes.route_family(route_family)
+        family = route_family
         method, path, payload = routes.task_request(runway_task_id, family)
         try:
             status, body = _http.send(
@@ -292,7 +295,7 @@ class RunwayHook(BaseHook):
         timeout: float,
         not_found_grace: float,
         submitted_at: float | None = None,
-        route_family: RouteFamily | str = RouteFamily.REVERSE,
+        route_family: RouteFamily,
         min_poll_interval: float | None = None,
         max_poll_interval: float | None = None,
     ) -> RunwayTask:
@@ -308,26 +311,24 @@ class RunwayHook(BaseHook):
         :param min_poll_interval: Adaptive schedule: the shortest delay between polls.
         :param max_poll_interval: Adaptive schedule: the longest delay between polls.
         """
-        family = routes.route_family(route_family)
         schedule = PollSchedule.from_options(
             poll_interval=poll_interval,
             min_poll_interval=min_poll_interval,
             max_poll_interval=max_poll_interval,
         )
         now = time.time()
-        watch = TaskWatch(
+        watch = TaskWatch.of(
+            schedule,
             runway_task_id=runway_task_id,
-            end_time=now + timeout,
-            poll_interval=schedule.fixed_interval or schedule.fallback,
-            not_found_grace=not_found_grace,
             submitted_at=submitted_at or now,
+            end_time=now + timeout,
+            not_found_grace=not_found_grace,
             log=self.log,
-            pacer=schedule.pacer(submitted_at=submitted_at or now),
         )
-        return wait(watch, lambda: self.get_task(runway_task_id, family))
+        return wait(watch, lambda: self.get_task(runway_task_id, route_family))
 
     def cancel_task(
-        self, runway_task_id: str, route_family: RouteFamily | str = RouteFamily.REVERSE
+        self, runway_task_id: str, route_family: RouteFamily
     ) -> CancelOutcome:
         """Ask the service to cancel a task: ``DELETE /runwayml/v1/tasks/{id}`` (official family).
 
@@ -338,7 +339,7 @@ class RunwayHook(BaseHook):
         :param runway_task_id: The task.
         :param route_family: ``reverse`` or ``official`` (see :meth:`get_task`).
         """
-        if routes.route_family(route_family) is not RouteFamily.OFFICIAL:
+        if route_family is not RouteFamily.OFFICIAL:
             return CancelOutcome.NOT_CANCELLABLE
         path = routes.task_path(runway_task_id)
         status, body = _http.send(
@@ -350,7 +351,7 @@ class RunwayHook(BaseHook):
         """Make one cheap authenticated call (a feed lookup of a made-up id) and say what happened."""
         probe = RunwayHook(self.runway_conn_id, poll_retries=0)
         try:
-            probe.get_task(_CONNECTION_TEST_TASK_ID)
+            probe.get_task(_CONNECTION_TEST_TASK_ID, RouteFamily.REVERSE)
         except RunwayAuthenticationError as err:
             # Not str(err): it names the made-up task id the probe asked about.
             return False, (
@@ -366,7 +367,7 @@ class RunwayHook(BaseHook):
     async def aget_task(
         self,
         runway_task_id: str,
-        route_family: RouteFamily | str = RouteFamily.REVERSE,
+        route_family: RouteFamily,
         *,
         deadline: float | None = None,
     ) -> RunwayTask:
@@ -380,7 +381,7 @@ class RunwayHook(BaseHook):
         if self._async_session is None:
             async with self.async_client():
                 return await self.aget_task(runway_task_id, route_family, deadline=deadline)
-        family = routes.route_family(route_family)
+        family = route_family
         method, path, payload = routes.task_request(runway_task_id, family)
         try:
             status, body = await self._asend(method, path, payload, deadline)
@@ -393,10 +394,10 @@ class RunwayHook(BaseHook):
             return _read_task(body, status, runway_task_id, family)
 
     async def acancel_task(
-        self, runway_task_id: str, route_family: RouteFamily | str = RouteFamily.REVERSE
+        self, runway_task_id: str, route_family: RouteFamily
     ) -> CancelOutcome:
         """Async :meth:`cancel_task`, for a trigger's ``on_kill``."""
-        if routes.route_family(route_family) is not RouteFamily.OFFICIAL:
+        if route_family is not RouteFamily.OFFICIAL:
             return CancelOutcome.NOT_CANCELLABLE
         if self._async_session is None:
             async with self.async_client():

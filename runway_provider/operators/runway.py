@@ -1,4 +1,9 @@
-"""Operator that submits a Runway generation through CometAPI and, optionally, waits for it."""
+"""Operator that submits a Runway generation through CometAPI and, optionally, waits for it.
+
+DAG files import this module when they are parsed: only what building an operator needs is
+imported here (the route table, the poll schedule's checks); the hook, spend, lineage and the wait
+decision are imported where ``execute`` uses them.
+"""
 
 from __future__ import annotations
 
@@ -10,34 +15,32 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
 
-from runway_provider import lineage, routes, spend, waiting
-from runway_provider.exceptions import RunwayInputError, RunwayTaskTimeoutError
-from runway_provider.hooks.runway import RunwayHook
-from runway_provider.links.runway import RunwayVideoLink
-from runway_provider.models import RouteFamily, RunwayTask, RunwayTaskStatus
-from runway_provider.pacing import PollSchedule
-from runway_provider.routes import Route
-
-# Re-exported: users read the submitted task's XCom keys from the operator module.
-from runway_provider.spend import XCOM_RUNWAY_TASK_ID as XCOM_RUNWAY_TASK_ID
-from runway_provider.spend import XCOM_SUBMITTED_AT as XCOM_SUBMITTED_AT
-from runway_provider.urls import public_url
-from runway_provider.waiter import (
+from runway_provider import routes
+from runway_provider.defaults import (
+    DEFAULT_CONN_ID,
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_POLL_INTERVAL,
-    DEFAULT_TIMEOUT,
-    XCOM_RUNWAY_TASK,
-    RunwayTaskWaiter,
+    DEFAULT_WAIT_TIMEOUT,
 )
-from runway_provider.waiting import resolve_event
+from runway_provider.links.runway import RunwayVideoLink
+from runway_provider.pacing import PollSchedule
+
+# Re-exported: users read the submitted task's XCom keys from the operator module.
+from runway_provider.refs import XCOM_RUNWAY_TASK as XCOM_RUNWAY_TASK
+from runway_provider.refs import XCOM_RUNWAY_TASK_ID as XCOM_RUNWAY_TASK_ID
+from runway_provider.refs import XCOM_SUBMITTED_AT as XCOM_SUBMITTED_AT
+from runway_provider.refs import TaskRef
+from runway_provider.routes import Route
+from runway_provider.wait_mixin import RunwayWaitMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
     from runway_provider.lineage import RunwayOperatorLineage
+    from runway_provider.models import RouteFamily, RunwayTask
 
 
-class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
+class BaseRunwaySubmitOperator(RunwayWaitMixin, BaseOperator):
     """Submit one Runway job, keep its id across Airflow retries, and optionally wait for it.
 
     Subclasses give the create route and build its body (checking every argument). Whether to
@@ -88,13 +91,13 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
     def __init__(
         self,
         *,
-        runway_conn_id: str = RunwayHook.default_conn_name,
+        runway_conn_id: str = DEFAULT_CONN_ID,
         wait_for_completion: bool = False,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float | None = DEFAULT_POLL_INTERVAL,
         min_poll_interval: float | None = None,
         max_poll_interval: float | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float = DEFAULT_WAIT_TIMEOUT,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         cancel_on_kill: bool = True,
         cancel_on_timeout: bool = True,
@@ -116,7 +119,11 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         self.cancel_on_kill = cancel_on_kill
         self.cancel_on_timeout = cancel_on_timeout
         self.reuse_from = reuse_from
-        self.route_family: RouteFamily = self.route.family
+
+    @property
+    def route_family(self) -> RouteFamily:
+        """Where this operator's tasks are looked up: its route's family."""
+        return self.route.family
 
     @property
     def runway_task_xcom_keys(self) -> tuple[str, ...]:
@@ -132,6 +139,10 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         return self.hook.payload(self.route, **{name: getattr(self, name) for name in fields})
 
     def execute(self, context: Context) -> str:
+        from runway_provider import lineage, spend
+        from runway_provider.exceptions import RunwayTaskTimeoutError
+        from runway_provider.models import RunwayTask, RunwayTaskStatus
+
         execute_started = time.time()
         payload = self.build_payload()
         self._lineage_payload = payload
@@ -144,54 +155,47 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
             log=self.log,
             reuse_from=self._reuse_folder(),
         )
-        runway_task_id = submission.runway_task_id
+        ref = TaskRef(submission.runway_task_id, self.route.family)
         if submission.reused is not None:
             # Already generated and stored: finished, with the stored object as its output.
             stored = RunwayTask(
-                runway_task_id,
+                ref.runway_task_id,
                 RunwayTaskStatus.SUCCEEDED,
                 output_urls=(submission.reused.uri,),
-                route_family=self.route_family,
+                route_family=ref.family,
             )
             return self._finish(context, stored)
         if not self.wait_for_completion:
             # The record stays: a later try or clear of this request reconnects to this task.
-            self._lineage_facts = lineage.note_submission(self, runway_task_id)
-            return runway_task_id
+            self._lineage_facts = lineage.note_submission(self, ref.runway_task_id)
+            return ref.runway_task_id
         end_time = time.time() + self.timeout
         try:
             if self.deferrable:
                 task = self.defer_unless_finished(
                     context,
-                    runway_task_id=runway_task_id,
+                    ref,
                     submitted_at=submission.submitted_at,
                     end_time=self.deferred_end_time(end_time, execute_started=execute_started),
                 )
             else:
-                with self.blocking_wait(context, runway_task_id):
-                    task = waiting.wait(
-                        self.watch(
-                            runway_task_id=runway_task_id,
-                            submitted_at=submission.submitted_at,
-                            end_time=end_time,
-                        ),
-                        lambda: self.hook.get_task(runway_task_id, self.route_family),
-                    )
+                task = self.wait_on_worker(context, ref, submitted_at=submission.submitted_at, end_time=end_time)
         except RunwayTaskTimeoutError as err:
-            self.settle_timeout(
-                runway_task_id, last_status=err.status, will_retry=spend.retry_follows(context["ti"])
-            )
+            self.settle_timeout(ref, last_status=err.status, will_retry=spend.retry_follows(context["ti"]))
             raise
         return self._finish(context, task)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
         """Resume after the trigger: succeed on an explicit success event only."""
+        from runway_provider import spend
+        from runway_provider.exceptions import RunwayTaskTimeoutError
+        from runway_provider.wait_decision import resolve_event
+
         try:
             task = resolve_event(event)
         except RunwayTaskTimeoutError as err:
-            self.settle_timeout(
-                str(err.runway_task_id), last_status=err.status, will_retry=spend.retry_follows(context["ti"])
-            )
+            ref = TaskRef(str(err.runway_task_id), self.route.family)
+            self.settle_timeout(ref, last_status=err.status, will_retry=spend.retry_follows(context["ti"]))
             raise
         return self._finish(context, task)
 
@@ -199,6 +203,8 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         if self.reuse_from is None or self.reuse_from == "":
             return None
         from airflow.sdk import ObjectStoragePath
+
+        from runway_provider.exceptions import RunwayInputError
 
         if isinstance(self.reuse_from, ObjectStoragePath):
             return self.reuse_from
@@ -209,6 +215,9 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         return ObjectStoragePath(self.reuse_from)
 
     def _finish(self, context: Context, task: RunwayTask) -> str:
+        from runway_provider import lineage, spend
+        from runway_provider.urls import public_url
+
         self.push_state(context, task)
         spend.mark_done(context, task.runway_task_id)
         # Host and path only: a signed result URL keeps its signature in the query.
@@ -218,6 +227,8 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> RunwayOperatorLineage:
         """OpenLineage: the source media URLs read and the Runway task made (:mod:`runway_provider.lineage`)."""
+        from runway_provider import lineage
+
         return lineage.operator_lineage(getattr(self, "_lineage_facts", None))
 
 

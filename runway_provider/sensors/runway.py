@@ -1,4 +1,8 @@
-"""Sensor that waits for a Runway task: in the triggerer when deferrable, else poke or reschedule."""
+"""Sensor that waits for a Runway task: in the triggerer when deferrable, else poke or reschedule.
+
+DAG files import this module when they are parsed: the hook, spend and the wait decision are
+imported where the sensor runs.
+"""
 
 from __future__ import annotations
 
@@ -8,34 +12,27 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.configuration import conf
-from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
-from runway_provider import spend
-from runway_provider.exceptions import RunwayTaskError, RunwayTaskTimeoutError
-from runway_provider.hooks.runway import RunwayHook
-from runway_provider.links.runway import RunwayVideoLink
-from runway_provider.models import RouteFamily
-from runway_provider.pacing import PollSchedule
-from runway_provider.routes import route_family as checked_route_family
-from runway_provider.waiter import (
+from runway_provider import refs
+from runway_provider.defaults import (
+    DEFAULT_CONN_ID,
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_POLL_INTERVAL,
-    DEFAULT_TIMEOUT,
-    XCOM_RUNWAY_TASK,
-    RunwayTaskWaiter,
-    pull_request,
-    request_route_family,
-    runway_upstream,
-    upstream_route_family,
-    upstream_source,
+    DEFAULT_WAIT_TIMEOUT,
 )
-from runway_provider.waiting import OutcomeStatus, TaskWatch, resolve_event
+from runway_provider.links.runway import RunwayVideoLink
+from runway_provider.pacing import PollSchedule
+from runway_provider.refs import XCOM_RUNWAY_REQUEST, XCOM_RUNWAY_TASK, TaskRef, Upstream
+from runway_provider.wait_mixin import RunwayWaitMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from runway_provider.models import RouteFamily
+    from runway_provider.wait_decision import TaskWatch
 
-class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
+
+class RunwayTaskSensor(RunwayWaitMixin, BaseSensorOperator):
     """Wait until a Runway task has a video; return the normalized task dict (with ``video_url``).
 
     FAILED, CANCELLED, a lost task (``task_not_exist`` past ``not_found_grace``) and the timeout
@@ -71,12 +68,12 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         self,
         *,
         runway_task_id: str,
-        runway_conn_id: str = RunwayHook.default_conn_name,
+        runway_conn_id: str = DEFAULT_CONN_ID,
         route_family: RouteFamily | str | None = None,
         poll_interval: float | None = DEFAULT_POLL_INTERVAL,
         min_poll_interval: float | None = None,
         max_poll_interval: float | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float = DEFAULT_WAIT_TIMEOUT,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         cancel_on_kill: bool = True,
@@ -92,14 +89,8 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         super().__init__(timeout=timeout, **kwargs)
         self.runway_task_id = runway_task_id
         self.runway_conn_id = runway_conn_id
-        # Given, or read at parse from the operator whose output this is; else read at run time
-        # from the request that operator pushed.
-        self._known_family = (
-            checked_route_family(route_family)
-            if route_family is not None
-            else upstream_route_family(runway_task_id)
-        )
-        self.route_family = self._known_family or RouteFamily.REVERSE
+        # The argument as given (checked now); where the task lives is resolved when the sensor runs.
+        self.route_family = refs.checked_family(route_family) if route_family is not None else None
         self.poll_schedule = schedule
         self.poll_interval = schedule.fixed_interval
         self.not_found_grace = not_found_grace
@@ -107,62 +98,69 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         self.cancel_on_kill = cancel_on_kill
         self.cancel_on_timeout = cancel_on_timeout
         self._watch: TaskWatch | None = None
-        self._source = upstream_source(runway_task_id)
+        self._ref: TaskRef | None = None
+        # The Runway operator whose output the id is, known now (``animate.output``).
+        self._upstream = Upstream.of(runway_task_id)
 
     def execute(self, context: Context) -> Any:
+        from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+
+        from runway_provider.exceptions import RunwayTaskError, RunwayTaskTimeoutError
+
         execute_started = time.time()
-        # The request behind the task travels on to the transfer, which records it beside the file.
-        request = self._read_upstream_request(context)
+        ref, request = self._resolve(context)
         if request is not None:
-            context["ti"].xcom_push(key=spend.XCOM_RUNWAY_REQUEST, value=request)
+            # The request behind the task travels on to the transfer, which records it beside the file.
+            context["ti"].xcom_push(key=XCOM_RUNWAY_REQUEST, value=request)
         started_at = self._first_check_time(context)
         if self.deferrable:
             try:
                 task = self.defer_unless_finished(
                     context,
-                    runway_task_id=self.runway_task_id,
+                    ref,
                     submitted_at=started_at,
-                    end_time=self.deferred_end_time(
-                        started_at + self.timeout, execute_started=execute_started
-                    ),
+                    end_time=self.deferred_end_time(started_at + self.timeout, execute_started=execute_started),
                 )
             except RunwayTaskTimeoutError as err:
-                self.settle_timeout(self.runway_task_id, last_status=err.status, will_retry=False)
+                self.settle_timeout(ref, last_status=err.status, will_retry=False)
                 raise AirflowSensorTimeout(str(err)) from err
             self.push_state(context, task)
             return task.to_dict()
-        self._watch = self.watch(
-            runway_task_id=self.runway_task_id, submitted_at=started_at, end_time=started_at + self.timeout
-        )
+        self._ref = ref
+        self._watch = self.watch(ref, submitted_at=started_at, end_time=started_at + self.timeout)
         try:
-            with self.blocking_wait(context, self.runway_task_id):
+            with self.blocking_wait(context, ref):
                 return super().execute(context)
         except AirflowSensorTimeout as err:
             last = self._watch.last_task
             status = last.status.value if last else None
             # Airflow never retries a sensor timeout: this was the last try.
-            self.settle_timeout(self.runway_task_id, last_status=status, will_retry=False)
+            self.settle_timeout(ref, last_status=status, will_retry=False)
             raise AirflowSensorTimeout(
-                f"{err} Runway task {self.runway_task_id}, last status: {status or 'never seen'}."
+                f"{err} Runway task {ref.runway_task_id}, last status: {status or 'never seen'}."
             ) from err
         except RunwayTaskError as err:
             if self.soft_fail:
                 raise AirflowSkipException(f"Skipping because soft_fail is set: {err}") from err
             raise
 
-    def _read_upstream_request(self, context: Context) -> Any:
-        """The request behind the task (XCom ``runway_request`` upstream), which also tells a
-        templated id's route family; None when no Runway operator upstream recorded one."""
-        request = pull_request(context, self._source or runway_upstream(self))
-        if request is not None:
-            self.route_family = self._known_family or request_route_family(request) or RouteFamily.REVERSE
-        return request
+    def _resolve(self, context: Context) -> tuple[TaskRef, Any]:
+        """Where the task lives (:func:`runway_provider.refs.resolve`), and the request behind it
+        (XCom ``runway_request`` of the Runway operator upstream; None without one)."""
+        upstream = self._upstream or Upstream.above(self)
+        request = upstream.pull_request(context) if upstream is not None else None
+        ref = refs.resolve(
+            str(self.runway_task_id), explicit=self.route_family, upstream=upstream, request=request
+        )
+        return ref, request
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        watch = self._watch
-        if watch is None:
+        from runway_provider.wait_decision import OutcomeStatus
+
+        watch, ref = self._watch, self._ref
+        if watch is None or ref is None:
             raise RuntimeError("RunwayTaskSensor.poke runs only from execute()")
-        outcome = watch.step(lambda: self.hook.get_task(self.runway_task_id, self.route_family))
+        outcome = watch.step(lambda: self.hook.get_task(ref.runway_task_id, ref.family))
         # Past the deadline the sensor's own timeout applies (with soft_fail): Airflow raises it.
         if outcome is None or outcome.status is OutcomeStatus.TIMEOUT:
             # A reschedule ends this try, and Airflow resolves the link then.
@@ -182,13 +180,18 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger: return the task dict on an explicit success event only."""
+        from airflow.sdk.exceptions import AirflowSensorTimeout
+
+        from runway_provider.exceptions import RunwayTaskTimeoutError
+        from runway_provider.wait_decision import resolve_event
+
         try:
             task = resolve_event(event)
         except RunwayTaskTimeoutError as err:
-            # A resumed sensor is a new instance: the route family of a templated id is read again.
-            self._read_upstream_request(context)
+            # A resumed sensor is a new instance: where the task lives is resolved again.
+            ref, _ = self._resolve(context)
             # Raised as a sensor timeout, which Airflow never retries: this was the last try.
-            self.settle_timeout(self.runway_task_id, last_status=err.status, will_retry=False)
+            self.settle_timeout(ref, last_status=err.status, will_retry=False)
             raise AirflowSensorTimeout(str(err)) from err
         self.push_state(context, task)
         return task.to_dict()

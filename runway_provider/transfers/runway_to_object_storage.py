@@ -23,7 +23,7 @@ from runway_provider.models import RouteFamily, RunwayTask, RunwayTaskStatus
 from runway_provider.records import RequestRecord, StoredResult, object_uri, record_path, sha256_of
 from runway_provider.records import write as write_record
 from runway_provider.routes import route_family as checked_route_family
-from runway_provider.waiter import (
+from runway_provider.wait_mixin import (
     pull_request,
     request_route_family,
     runway_upstream,

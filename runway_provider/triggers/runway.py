@@ -13,7 +13,8 @@ from runway_provider.exceptions import RunwayError
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.models import RouteFamily, RunwayTask
 from runway_provider.pacing import PollSchedule
-from runway_provider.waiting import TaskWatch, error_outcome
+from runway_provider.refs import TaskRef
+from runway_provider.wait_decision import TaskWatch, error_outcome
 
 # on_kill's own bound (Airflow's [triggerer] on_kill_timeout is 30 s by default).
 _ON_KILL_SECONDS = 25.0
@@ -51,14 +52,15 @@ class RunwayTaskTrigger(BaseTrigger):
         end_time: float,
         not_found_grace: float,
         submitted_at: float,
-        route_family: str = RouteFamily.REVERSE.value,
+        route_family: str,
         cancel_on_kill: bool = False,
         poll_schedule: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger is untyped
         self.runway_task_id = runway_task_id
         self.runway_conn_id = runway_conn_id
-        self.route_family = route_family
+        # Kwargs are JSON: the family travels as its name and is read once, here.
+        self.route_family = RouteFamily(route_family)
         self.poll_interval = None if poll_interval is None else float(poll_interval)
         self.poll_schedule = None if poll_schedule is None else dict(poll_schedule)
         # Checked here, in the worker that defers, rather than first in the triggerer.
@@ -78,7 +80,7 @@ class RunwayTaskTrigger(BaseTrigger):
                 "end_time": self.end_time,
                 "not_found_grace": self.not_found_grace,
                 "submitted_at": self.submitted_at,
-                "route_family": self.route_family,
+                "route_family": self.route_family.value,
                 "cancel_on_kill": self.cancel_on_kill,
                 # Only when set: a fixed-interval trigger serializes exactly as before pacing.
                 **({"poll_schedule": self.poll_schedule} if self.poll_schedule is not None else {}),
@@ -86,14 +88,13 @@ class RunwayTaskTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        watch = TaskWatch(
+        watch = TaskWatch.of(
+            self.schedule,
             runway_task_id=self.runway_task_id,
-            end_time=self.end_time,
-            poll_interval=self.schedule.fixed_interval or self.schedule.fallback,
-            not_found_grace=self.not_found_grace,
             submitted_at=self.submitted_at,
+            end_time=self.end_time,
+            not_found_grace=self.not_found_grace,
             log=self.log,
-            pacer=self.schedule.pacer(submitted_at=self.submitted_at),
         )
         # Few retries inside one poll: the trigger polls again anyway, at its own pace.
         hook = RunwayHook(self.runway_conn_id, poll_retries=2)
@@ -139,8 +140,7 @@ class RunwayTaskTrigger(BaseTrigger):
             return
         await spend.acancel_if_unfinished(
             RunwayHook(self.runway_conn_id, poll_retries=1),
-            self.runway_task_id,
-            self.route_family,
+            TaskRef(self.runway_task_id, self.route_family),
             reason=f"a user stopped its deferred Airflow task (now {state or 'cleared'})",
             log=self.log,
         )

@@ -25,7 +25,8 @@ from runway_provider.exceptions import (
     RunwayTransientError,
 )
 from runway_provider.hooks import _http
-from runway_provider.hooks.runway import DEFAULT_BASE_URL, RunwayConnectionSettings, RunwayHook
+from runway_provider.defaults import DEFAULT_BASE_URL
+from runway_provider.hooks.runway import RunwayConnectionSettings, RunwayHook
 from runway_provider.models import RunwayTaskStatus
 from runway_provider.testing import Emulator, EmulatorServer
 from tests.helpers import TEST_API_KEY, job_options, set_connection

@@ -92,34 +92,44 @@ class TaskWatch:
         self.last_error: RunwayError | None = None
         self._warned_statuses: set[str | None] | None = None
 
+    @classmethod
+    def of(
+        cls,
+        schedule: PollSchedule,
+        *,
+        runway_task_id: str,
+        submitted_at: float,
+        end_time: float,
+        not_found_grace: float,
+        log: logging.Logger | Any,
+    ) -> TaskWatch:
+        """The wait on one task paced by ``schedule``: how every wait (blocking, sensor, trigger) starts.
+
+        :param schedule: The wait's polling schedule (:mod:`runway_provider.pacing`).
+        :param runway_task_id: The task waited on.
+        :param submitted_at: When it was submitted (or first watched), epoch seconds.
+        :param end_time: Wall-clock deadline, epoch seconds.
+        :param not_found_grace: Seconds after ``submitted_at`` during which ``task_not_exist`` is normal.
+        :param log: Where to report unknown statuses and transient errors.
+        """
+        return cls(
+            runway_task_id=runway_task_id,
+            end_time=end_time,
+            poll_interval=schedule.fixed_interval or schedule.fallback,
+            not_found_grace=not_found_grace,
+            submitted_at=submitted_at,
+            log=log,
+            pacer=schedule.pacer(submitted_at=submitted_at),
+        )
+
     def observe(self, task: RunwayTask) -> Outcome | None:
         """Record a poll's answer; return the outcome if the wait is over."""
         # Thousands of waits may be in flight: keep the last answer without its raw body.
         self.last_task = dataclasses.replace(task, raw=None)
         self.last_error = None
         self.pacer.observe(self.last_task, time.time())
-        if not task.visible:
-            waited = time.time() - self.submitted_at
-            if waited <= self.not_found_grace:
-                return None
-            return _outcome(
-                OutcomeStatus.FAILED,
-                task,
-                f"Runway task {task.runway_task_id} was still unknown to CometAPI (task_not_exist) "
-                f"{waited:.0f}s after submission, beyond the not_found_grace of "
-                f"{self.not_found_grace:.0f}s; it is treated as lost.",
-            )
-        if task.status is RunwayTaskStatus.SUCCEEDED:
-            if task.video_url:
-                return _outcome(OutcomeStatus.SUCCESS, task, f"Runway task {task.runway_task_id} succeeded.")
-            return _outcome(
-                OutcomeStatus.FAILED,
-                task,
-                f"Runway task {task.runway_task_id} reported success without any output URL.",
-            )
-        if task.status in (RunwayTaskStatus.FAILED, RunwayTaskStatus.CANCELLED):
-            return _outcome(OutcomeStatus.FAILED, task, _failure_message(task))
-        if task.status is RunwayTaskStatus.UNKNOWN and task.service_status not in (
+        outcome = outcome_of(task, submitted_at=self.submitted_at, not_found_grace=self.not_found_grace)
+        if outcome is None and task.status is RunwayTaskStatus.UNKNOWN and task.service_status not in (
             self._warned_statuses or ()
         ):
             self._warned_statuses = {*(self._warned_statuses or ()), task.service_status}
@@ -129,7 +139,7 @@ class TaskWatch:
                 task.runway_task_id,
                 task.service_status,
             )
-        return None
+        return outcome
 
     def observe_error(self, error: RunwayError) -> Outcome | None:
         """Record a failed poll: transient errors keep the wait going, others end it."""
@@ -285,6 +295,37 @@ class Outcome:
                 runway_task_id=runway_task_id,
             )
         return cls(status, runway_task_id, task, str(event["message"]))
+
+
+def outcome_of(task: RunwayTask, *, submitted_at: float, not_found_grace: float) -> Outcome | None:
+    """What one answer about a task means for a wait on it: its outcome, or None while it goes on.
+
+    :param task: The task as a poll just saw it.
+    :param submitted_at: When it was submitted (or first watched), epoch seconds.
+    :param not_found_grace: Seconds after ``submitted_at`` during which ``task_not_exist`` is normal.
+    """
+    if not task.visible:
+        waited = time.time() - submitted_at
+        if waited <= not_found_grace:
+            return None
+        return _outcome(
+            OutcomeStatus.FAILED,
+            task,
+            f"Runway task {task.runway_task_id} was still unknown to CometAPI (task_not_exist) "
+            f"{waited:.0f}s after submission, beyond the not_found_grace of "
+            f"{not_found_grace:.0f}s; it is treated as lost.",
+        )
+    if task.status is RunwayTaskStatus.SUCCEEDED:
+        if task.video_url:
+            return _outcome(OutcomeStatus.SUCCESS, task, f"Runway task {task.runway_task_id} succeeded.")
+        return _outcome(
+            OutcomeStatus.FAILED,
+            task,
+            f"Runway task {task.runway_task_id} reported success without any output URL.",
+        )
+    if task.status in (RunwayTaskStatus.FAILED, RunwayTaskStatus.CANCELLED):
+        return _outcome(OutcomeStatus.FAILED, task, _failure_message(task))
+    return None
 
 
 def resolve_event(event: Any) -> RunwayTask:

@@ -1,4 +1,4 @@
-"""Tests of runway_provider.waiting: what one wait decides, and how its outcomes and events resolve.
+"""Tests of runway_provider.wait_decision: what one wait decides, and how its outcomes and events resolve.
 
 Tasks are built with normalize_task from reference bodies, and most events come from a real
 TaskWatch, so that the watch and resolve_event are checked against each other. Time is controlled
@@ -26,7 +26,7 @@ from runway_provider.exceptions import (
 )
 from runway_provider.models import RunwayTask, RunwayTaskStatus
 from runway_provider.protocol import normalize_task
-from runway_provider.waiting import (
+from runway_provider.wait_decision import (
     NO_CANCEL_NOTE,
     Outcome,
     OutcomeStatus,
