@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from runway_provider.exceptions import RunwaySubmissionUncertainError, RunwayTransientError
 from runway_provider.protocol import (
     CREATE_RESENDABLE_STATUSES,
-    RETRYABLE_HTTP_STATUSES,
     decode_body,
     is_retryable_answer,
     raise_for_error,
@@ -72,18 +71,19 @@ class RetryPolicy:
     backoff: float
     backoff_max: float
 
-    def urllib3_retry(self, *, create: bool) -> Any:
-        """urllib3's ``Retry`` for the sync half: polls retry the retryable statuses and read errors;
-        creates only what certainly was not processed (``read=0``: never once it may have arrived)."""
-        retries = self.create_retries if create else self.poll_retries
+    def create_retry(self) -> Any:
+        """urllib3's ``Retry`` for creates, which only urllib3 can classify: it sees whether the
+        request left. A create is retried only where it certainly was not processed: a failed
+        connect, or a 429 (``read=0``: never once it may have arrived)."""
+        retries = self.create_retries
         return _bounded_retry_class()(
             total=retries,
             connect=retries,
-            read=0 if create else retries,
+            read=0,
             status=retries,
             other=0,
-            allowed_methods=frozenset({"GET", "POST", "DELETE"}),
-            status_forcelist=CREATE_RESENDABLE_STATUSES if create else RETRYABLE_HTTP_STATUSES,
+            allowed_methods=frozenset({"POST"}),
+            status_forcelist=CREATE_RESENDABLE_STATUSES,
             backoff_factor=self.backoff,
             backoff_max=self.backoff_max,
             backoff_jitter=self.backoff,
@@ -93,8 +93,35 @@ class RetryPolicy:
             redirect=0,
         )
 
+    def retrying(self, deadline: float | None) -> dict[str, Any]:
+        """tenacity's arguments for a poll or a cancel, the same on the sync and the async half.
+
+        Retried is what :func:`_raise_if_retryable` and the transport errors raise as
+        :class:`RunwayTransientError`; ``poll_retries`` retries at most, each after :meth:`delay`
+        (or a longer ``Retry-After``), and none whose wait would end at or past ``deadline``.
+
+        :param deadline: Epoch seconds no retry may wait past (a wait's deadline), or None.
+        """
+        from tenacity import retry_if_exception_type
+
+        def wait(state: Any) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            return self.delay(state.attempt_number, getattr(error, "retry_after", None))
+
+        def stop(state: Any) -> bool:
+            # tenacity decides the wait before asking whether to stop: upcoming_sleep is known.
+            past_deadline = deadline is not None and time.time() + state.upcoming_sleep >= deadline
+            return bool(state.attempt_number > self.poll_retries or past_deadline)
+
+        return {
+            "stop": stop,
+            "wait": wait,
+            "retry": retry_if_exception_type(RunwayTransientError),
+            "reraise": True,
+        }
+
     def delay(self, retry_number: int, retry_after: float | None = None) -> float:
-        """Exponential backoff with jitter (as urllib3 does for the sync half), or Retry-After."""
+        """Exponential backoff with jitter, or a longer Retry-After (at most ``MAX_RETRY_AFTER``)."""
         backoff = float(min(self.backoff_max, self.backoff * 2 ** (retry_number - 1)))
         backoff += random.uniform(0, self.backoff)
         return max(backoff, retry_after) if retry_after else backoff
@@ -104,7 +131,8 @@ class RetryPolicy:
 
 
 def new_session(settings: RunwayConnectionSettings, policy: RetryPolicy) -> requests.Session:
-    """A requests session for one connection: creates and polls mounted with their own retries."""
+    """A requests session for one connection: creates mounted with urllib3's retries, polls and
+    cancels without (:func:`send` retries them by the rule the async half uses)."""
     import requests
     from requests.adapters import HTTPAdapter
 
@@ -112,8 +140,8 @@ def new_session(settings: RunwayConnectionSettings, policy: RetryPolicy) -> requ
     session.headers.update(settings.headers)
     base = settings.base_url
     # requests picks the longest matching prefix: task lookups poll, everything else creates.
-    create = _create_adapter_class()(max_retries=policy.urllib3_retry(create=True))
-    poll = HTTPAdapter(max_retries=policy.urllib3_retry(create=False))
+    create = _create_adapter_class()(max_retries=policy.create_retry())
+    poll = HTTPAdapter(max_retries=0)
     session.mount(base + "/runway/pro/", create)
     session.mount(base + "/runwayml/v1/", create)
     session.mount(base + FEED_PATH, poll)
@@ -121,44 +149,115 @@ def new_session(settings: RunwayConnectionSettings, policy: RetryPolicy) -> requ
     return session
 
 
-def send(
-    session: requests.Session,
-    settings: RunwayConnectionSettings,
-    method: str,
-    path: str,
-    payload: Mapping[str, Any] | None,
-    *,
-    create: bool = False,
-    runway_task_id: str | None = None,
+def send_create(
+    session: requests.Session, settings: RunwayConnectionSettings, path: str, payload: Mapping[str, Any]
 ) -> tuple[int, Any]:
-    """One request with its retries; a create that may have arrived is never sent again."""
+    """POST one create, retried by urllib3 only where it certainly was not processed; a create that
+    may have arrived is never sent again."""
     import requests
 
     url = settings.base_url + path
     _SENDS.sent = False
     try:
-        with session.request(
-            method,
-            url,
-            json=payload,
-            timeout=(min(CONNECT_TIMEOUT, settings.timeout), settings.timeout),
-            allow_redirects=False,
-            stream=True,
-        ) as response:
-            answer = bytearray()
-            for chunk in response.iter_content(_READ_CHUNK):
-                answer += chunk
-                if len(answer) > MAX_ANSWER_BYTES:
-                    break
+        status, answer, _ = _exchange(session, "POST", url, payload, _request_seconds(settings, None))
     except requests.exceptions.RequestException as err:
         described = describe(err, settings.api_key)
-        if create and _SENDS.sent:
+        if _SENDS.sent:
             raise RunwaySubmissionUncertainError(uncertain_message(url, described), route=path) from None
-        what = "Did not send the request to" if create else "Could not reach"
+        raise RunwayTransientError(f"Did not send the request to CometAPI at {url}: {described}") from None
+    return status, decode_body(_answer_text(answer))
+
+
+def send(
+    session: requests.Session,
+    settings: RunwayConnectionSettings,
+    policy: RetryPolicy,
+    method: str,
+    path: str,
+    payload: Mapping[str, Any] | None,
+    *,
+    runway_task_id: str | None = None,
+    deadline: float | None = None,
+) -> tuple[int, Any]:
+    """One poll or cancel with its retries, none past ``deadline``: :func:`asend`, blocking."""
+
+    def attempt() -> tuple[int, Any]:
+        return _send_once(session, settings, method, path, payload, runway_task_id, deadline)
+
+    # Most polls succeed at once: only a failed first attempt pays for tenacity's machinery.
+    try:
+        return attempt()
+    except RunwayTransientError as error:
+        first_error: RunwayTransientError | None = error
+    from tenacity import Retrying
+
+    for retry in Retrying(**policy.retrying(deadline)):
+        with retry:
+            # The first attempt's failure is replayed so that tenacity counts and waits for it.
+            failure, first_error = first_error, None
+            if failure is not None:
+                raise failure
+            return attempt()
+    raise AssertionError("unreachable: tenacity either returns or re-raises")
+
+
+def _send_once(
+    session: requests.Session,
+    settings: RunwayConnectionSettings,
+    method: str,
+    path: str,
+    payload: Mapping[str, Any] | None,
+    runway_task_id: str | None,
+    deadline: float | None,
+) -> tuple[int, Any]:
+    import requests
+
+    url = settings.base_url + path
+    try:
+        status, answer, retry_after = _exchange(
+            session, method, url, payload, _request_seconds(settings, deadline)
+        )
+    except requests.exceptions.RequestException as err:
         raise RunwayTransientError(
-            f"{what} CometAPI at {url}: {described}", runway_task_id=runway_task_id
+            f"Could not reach CometAPI at {url}: {describe(err, settings.api_key)}",
+            runway_task_id=runway_task_id,
         ) from None
-    return response.status_code, decode_body(_answer_text(answer))
+    body = decode_body(_answer_text(answer))
+    _raise_if_retryable(status, body, retry_after, runway_task_id)
+    return status, body
+
+
+def _exchange(
+    session: requests.Session, method: str, url: str, payload: Mapping[str, Any] | None, seconds: float
+) -> tuple[int, bytearray, float | None]:
+    """Send one request; return its status, its answer (read up to a cap) and its Retry-After."""
+    with session.request(
+        method,
+        url,
+        json=payload,
+        timeout=(min(CONNECT_TIMEOUT, seconds), seconds),
+        allow_redirects=False,
+        stream=True,
+    ) as response:
+        answer = bytearray()
+        for chunk in response.iter_content(_READ_CHUNK):
+            answer += chunk
+            if len(answer) > MAX_ANSWER_BYTES:
+                break
+        return response.status_code, answer, parse_retry_after(response.headers.get("Retry-After"))
+
+
+def _raise_if_retryable(
+    status: int, body: Any, retry_after: float | None, runway_task_id: str | None
+) -> None:
+    """The one retry rule of both halves (:func:`protocol.is_retryable_answer`): a retryable answer
+    raises its :class:`RunwayTransientError`, carrying the Retry-After it came with."""
+    if is_retryable_answer(status, body):
+        try:
+            raise_for_error(body, status, runway_task_id=runway_task_id)
+        except RunwayTransientError as err:
+            err.retry_after = retry_after
+            raise
 
 
 # -- async -----------------------------------------------------------------------------------
@@ -174,31 +273,24 @@ async def asend(
     deadline: float | None = None,
 ) -> tuple[int, Any]:
     """One async request (polls and cancels) with its retries, none past ``deadline``."""
+
+    async def attempt() -> tuple[int, Any]:
+        return await _asend_once(session, settings, method, path, payload, deadline)
+
     # Most polls succeed at once: only a failed first attempt pays for tenacity's machinery.
     try:
-        return await _asend_once(session, settings, method, path, payload, deadline)
-    except RunwayTransientError as first_error:
-        first_wait = policy.delay(1, first_error.retry_after)
-        if policy.poll_retries < 1 or (deadline is not None and time.time() + first_wait >= deadline):
-            raise
-    from tenacity import AsyncRetrying, retry_if_exception_type
+        return await attempt()
+    except RunwayTransientError as error:
+        first_error: RunwayTransientError | None = error
+    from tenacity import AsyncRetrying
 
-    def wait(state: Any) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        return policy.delay(state.attempt_number + 1, getattr(error, "retry_after", None))
-
-    await asyncio.sleep(first_wait)
-    async for attempt in AsyncRetrying(
-        # No retry past the wait's deadline: the wait decides what happens then.
-        stop=lambda state: (
-            state.attempt_number >= policy.poll_retries or (deadline is not None and time.time() >= deadline)
-        ),
-        wait=wait,
-        retry=retry_if_exception_type(RunwayTransientError),
-        reraise=True,
-    ):
-        with attempt:
-            return await _asend_once(session, settings, method, path, payload, deadline)
+    async for retry in AsyncRetrying(**policy.retrying(deadline)):
+        with retry:
+            # The first attempt's failure is replayed so that tenacity counts and waits for it.
+            failure, first_error = first_error, None
+            if failure is not None:
+                raise failure
+            return await attempt()
     raise AssertionError("unreachable: tenacity either returns or re-raises")
 
 
@@ -232,23 +324,21 @@ async def _asend_once(
             f"Could not reach CometAPI at {url}: {describe(err, settings.api_key)}"
         ) from None
     body = decode_body(_answer_text(answer))
-    # The one retry rule (protocol.is_retryable_answer), as urllib3 applies it on the sync side.
-    if is_retryable_answer(status, body):
-        try:
-            raise_for_error(body, status)
-        except RunwayTransientError as err:
-            err.retry_after = retry_after
-            raise
+    _raise_if_retryable(status, body, retry_after, None)
     return status, body
 
 
+def _request_seconds(settings: RunwayConnectionSettings, deadline: float | None) -> float:
+    """One request's time: the connection's, ending by ``deadline`` yet giving a late request a second."""
+    if deadline is None:
+        return settings.timeout
+    return max(min(settings.timeout, deadline - time.time()), _MIN_REQUEST_SECONDS)
+
+
 def _timeout(settings: RunwayConnectionSettings, deadline: float | None) -> aiohttp.ClientTimeout:
-    """The request's timeout: the connection's, ending by ``deadline`` yet giving a late request a second."""
     import aiohttp
 
-    total = settings.timeout
-    if deadline is not None:
-        total = max(min(total, deadline - time.time()), _MIN_REQUEST_SECONDS)
+    total = _request_seconds(settings, deadline)
     return aiohttp.ClientTimeout(total=total, sock_connect=min(CONNECT_TIMEOUT, total))
 
 
@@ -275,6 +365,10 @@ class _SessionPool:
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.limit_per_host)
             # No cookie jar: one session serves every connection (and key) to this host.
             session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+            if hasattr(session, "_retry_connection"):
+                # Recent aiohttp sends a GET or a DELETE again at once when its connection drops,
+                # outside the budget and the backoff: RetryPolicy.retrying is the only retry rule.
+                session._retry_connection = False
             lease = leases[base_url] = _Lease(session)
         lease.users += 1
         return lease.session
