@@ -9,6 +9,7 @@ operator and sensor modules, which import the hook, and DAG parsing pays for eve
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import random
 import re
@@ -19,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 from runway_provider.exceptions import RunwaySubmissionUncertainError, RunwayTransientError
 from runway_provider.protocol import (
@@ -132,7 +134,11 @@ class RetryPolicy:
 
 def new_session(settings: RunwayConnectionSettings, policy: RetryPolicy) -> requests.Session:
     """A requests session for one connection: creates mounted with urllib3's retries, polls and
-    cancels without (:func:`send` retries them by the rule the async half uses)."""
+    cancels without (:func:`send` retries them by the rule the async half uses).
+
+    requests reads ``HTTP(S)_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` for every request (its
+    ``trust_env``, on by default); :func:`environment_proxy` makes the async half read the same.
+    """
     import requests
     from requests.adapters import HTTPAdapter
 
@@ -273,9 +279,10 @@ async def asend(
     deadline: float | None = None,
 ) -> tuple[int, Any]:
     """One async request (polls and cancels) with its retries, none past ``deadline``."""
+    proxy = SESSION_POOL.proxy(settings.base_url)
 
     async def attempt() -> tuple[int, Any]:
-        return await _asend_once(session, settings, method, path, payload, deadline)
+        return await _asend_once(session, settings, proxy, method, path, payload, deadline)
 
     # Most polls succeed at once: only a failed first attempt pays for tenacity's machinery.
     try:
@@ -297,6 +304,7 @@ async def asend(
 async def _asend_once(
     session: aiohttp.ClientSession,
     settings: RunwayConnectionSettings,
+    proxy: Proxy,
     method: str,
     path: str,
     payload: Mapping[str, Any] | None,
@@ -310,9 +318,13 @@ async def _asend_once(
             method,
             url,
             json=payload,
-            headers=settings.headers,
+            headers={**settings.headers, **proxy.request_headers}
+            if proxy.request_headers
+            else settings.headers,
             timeout=_timeout(settings, deadline),
             allow_redirects=False,
+            proxy=proxy.url,
+            proxy_headers=proxy.connect_headers,
         ) as response:
             answer = bytearray()
             while len(answer) <= MAX_ANSWER_BYTES and (chunk := await response.content.read(_READ_CHUNK)):
@@ -342,6 +354,52 @@ def _timeout(settings: RunwayConnectionSettings, deadline: float | None) -> aioh
     return aiohttp.ClientTimeout(total=total, sock_connect=min(CONNECT_TIMEOUT, total))
 
 
+@dataclass(frozen=True)
+class Proxy:
+    """The forward proxy of the async half's requests to one base URL, or none (``url`` None).
+
+    aiohttp sends ``proxy_headers`` on a CONNECT only: the credentials the proxy URL carried go
+    there for an https base URL (a tunnel), and on each request for an http one.
+
+    :param url: The proxy's URL, without credentials (they would show in errors).
+    :param connect_headers: ``Proxy-Authorization`` of a tunnel, or None.
+    :param request_headers: ``Proxy-Authorization`` of a request sent to the proxy, or None.
+    """
+
+    url: str | None = None
+    connect_headers: Mapping[str, str] | None = None
+    request_headers: Mapping[str, str] | None = None
+
+
+def environment_proxy(base_url: str) -> Proxy:
+    """The proxy requests uses for ``base_url``: ``HTTPS_PROXY`` / ``HTTP_PROXY`` by scheme, else
+    ``ALL_PROXY``, none where ``NO_PROXY`` covers the host.
+
+    The sync half's own functions decide, so that both halves always agree (``NO_PROXY`` CIDR
+    blocks included, which the standard library's ``proxy_bypass`` ignores). Not aiohttp's
+    ``trust_env``: it would read the environment and ``~/.netrc`` in a thread on every request, and
+    a ``.netrc`` entry for CometAPI's host would collide with the ``Authorization`` header.
+    """
+    from requests.utils import get_auth_from_url, get_environ_proxies, select_proxy
+
+    found = select_proxy(base_url, get_environ_proxies(base_url))
+    if not found:
+        return Proxy()
+    if "://" not in found:
+        found = f"http://{found}"  # as requests reads a proxy given without a scheme
+    user, password = get_auth_from_url(found)
+    parts = urlsplit(found)
+    url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    if not user:
+        return Proxy(url)
+    # Latin-1, as requests encodes them; aiohttp's BasicAuth for proxies is deprecated.
+    credentials = base64.b64encode(f"{user}:{password}".encode("latin-1")).decode("ascii")
+    authorization = {"Proxy-Authorization": f"Basic {credentials}"}
+    if base_url.startswith("https:"):
+        return Proxy(url, connect_headers=authorization)
+    return Proxy(url, request_headers=authorization)
+
+
 class _SessionPool:
     """One aiohttp session per event loop and CometAPI host, shared by every trigger in the loop.
 
@@ -369,9 +427,15 @@ class _SessionPool:
                 # Recent aiohttp sends a GET or a DELETE again at once when its connection drops,
                 # outside the budget and the backoff: RetryPolicy.retrying is the only retry rule.
                 session._retry_connection = False
-            lease = leases[base_url] = _Lease(session)
+            # Resolved once per session: every request of the session goes to the same host.
+            lease = leases[base_url] = _Lease(session, environment_proxy(base_url))
         lease.users += 1
         return lease.session
+
+    def proxy(self, base_url: str) -> Proxy:
+        """The proxy of this loop's session for ``base_url``, resolved when the session was made."""
+        lease = self._sessions.get(asyncio.get_running_loop(), {}).get(base_url)
+        return environment_proxy(base_url) if lease is None else lease.proxy
 
     async def release(self, base_url: str, session: aiohttp.ClientSession) -> None:
         leases = self._sessions.get(asyncio.get_running_loop(), {})
@@ -388,6 +452,7 @@ class _SessionPool:
 @dataclass
 class _Lease:
     session: aiohttp.ClientSession
+    proxy: Proxy
     users: int = 0
 
 
