@@ -537,7 +537,12 @@ def _create_adapter_class() -> type:
         def connect(self) -> None:
             # A new connection is a new attempt: an earlier attempt on another socket was answered.
             _SENDS.sent = False
-            super().connect()  # type: ignore[misc]
+            try:
+                super().connect()  # type: ignore[misc]
+            finally:
+                # Through an HTTPS proxy, connecting sends the proxy's CONNECT with send(): the
+                # tunnel, refused or not, is not the request, which has not left yet.
+                _SENDS.sent = False
 
         def send(self, data: Any) -> None:
             if self.sock is None:

@@ -158,3 +158,33 @@ def test_the_proxy_credentials_reach_the_proxy_from_both_halves(monkeypatch, ser
     RunwayHook().get_task(runway_task_id)
     asyncio.run(RunwayHook().aget_task(runway_task_id))
     assert [r["proxy_authorization"] for r in proxied.requests] == [EXPECTED_PROXY_AUTHORIZATION] * 3
+
+
+def test_a_tunnel_the_proxy_refuses_sends_no_create_and_retries_polls_alike(
+    monkeypatch, server, proxy, emulator
+):
+    """An https base URL goes through a CONNECT tunnel; the proxy refuses one to a name it does not know.
+
+    The CONNECT is written by the create's own connection, before the request: the create was not
+    sent, and is not reported as maybe created. Polls retry it by the one rule, on both halves.
+    """
+    set_connection(monkeypatch, server, password=TEST_API_KEY, host="https://unknown.proxy-only.test")
+    use_proxy(monkeypatch, with_credentials(proxy))
+    with pytest.raises(RunwayTransientError, match="Did not send") as create:
+        RunwayHook(retry_backoff=0.01).submit_generate(prompt="A paper boat", image=IMAGE)
+    assert not isinstance(create.value, RunwaySubmissionUncertainError)
+    assert [r["method"] for r in proxy.requests] == ["CONNECT"]
+
+    def connects_of(poll: Any) -> int:
+        before = len(proxy.requests)
+        with pytest.raises(RunwayTransientError, match="Could not reach"):
+            poll()
+        return len(proxy.requests) - before
+
+    poller = RunwayHook(poll_retries=2, retry_backoff=0.01)
+    blocking = connects_of(lambda: poller.get_task("abc"))
+    deferred = connects_of(lambda: asyncio.run(poller.aget_task("abc")))
+    assert blocking == deferred == 3
+    assert {r["target"] for r in proxy.requests} == {"unknown.proxy-only.test:443"}
+    assert {r["proxy_authorization"] for r in proxy.requests} == {EXPECTED_PROXY_AUTHORIZATION}
+    assert emulator.requests == []
