@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ssl
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,7 +22,7 @@ from runway_provider.models import CancelOutcome, RouteFamily, RunwayTaskStatus
 from runway_provider.testing import Emulator, EmulatorServer, Scenario
 from runway_provider.triggers.runway import RunwayTaskTrigger
 from tests.helpers import TEST_API_KEY, job_options, make_trigger, set_connection
-from tests.proxy import ForwardProxy
+from tests.proxy import ForwardProxy, self_signed_certificate
 
 IMAGE = "https://example.com/first.jpg"
 # Reserved for testing (RFC 2606): no resolver knows it; the proxy maps it to the emulator.
@@ -40,6 +41,15 @@ def use_proxy(monkeypatch: pytest.MonkeyPatch, proxy_url: str, no_proxy: str | N
         monkeypatch.setenv("NO_PROXY", no_proxy)
 
 
+def only_through(
+    monkeypatch: pytest.MonkeyPatch, server: EmulatorServer, proxy: ForwardProxy, base_url: str
+) -> ForwardProxy:
+    """``runway_default`` at ``base_url``, whose name only the proxy resolves; the proxy is set."""
+    set_connection(monkeypatch, server, password=TEST_API_KEY, host=base_url, extra={"timeout": 5})
+    use_proxy(monkeypatch, proxy.url)
+    return proxy
+
+
 @pytest.fixture
 def proxy(server: EmulatorServer) -> Iterator[ForwardProxy]:
     with ForwardProxy({PROXY_ONLY_HOST: ("127.0.0.1", server.port)}) as running:
@@ -48,16 +58,26 @@ def proxy(server: EmulatorServer) -> Iterator[ForwardProxy]:
 
 @pytest.fixture
 def proxied(monkeypatch: pytest.MonkeyPatch, server: EmulatorServer, proxy: ForwardProxy) -> ForwardProxy:
-    """``runway_default`` names the emulator by a name only the proxy resolves; the proxy is set."""
-    set_connection(
-        monkeypatch,
-        server,
-        password=TEST_API_KEY,
-        host=f"http://{PROXY_ONLY_HOST}:{server.port}",
-        extra={"timeout": 5},
-    )
-    use_proxy(monkeypatch, proxy.url)
-    return proxy
+    """The emulator over http, as a gateway inside a network would be: absolute-URI requests."""
+    return only_through(monkeypatch, server, proxy, f"http://{PROXY_ONLY_HOST}:{server.port}")
+
+
+@pytest.fixture
+def tunnelled(
+    monkeypatch: pytest.MonkeyPatch, server: EmulatorServer, proxy: ForwardProxy, tmp_path: Any
+) -> ForwardProxy:
+    """The emulator over https, as CometAPI is: both clients reach it through a CONNECT tunnel."""
+    import aiohttp.connector
+
+    certificate, key = self_signed_certificate(tmp_path, PROXY_ONLY_HOST)
+    tls_port = proxy.serve_tls(("127.0.0.1", server.port), certificate, key)
+    proxy.hosts[PROXY_ONLY_HOST] = ("127.0.0.1", tls_port)
+    # Both clients trust the test certificate: requests reads REQUESTS_CA_BUNDLE on each request,
+    # aiohttp builds its verifying context once, at import (from SSL_CERT_FILE).
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate))
+    trusting = ssl.create_default_context(cafile=str(certificate))
+    monkeypatch.setattr(aiohttp.connector, "_SSL_CONTEXT_VERIFIED", trusting)
+    return only_through(monkeypatch, server, proxy, f"https://{PROXY_ONLY_HOST}:{tls_port}")
 
 
 def assert_every_request_went_through(proxy: ForwardProxy, emulator: Emulator) -> None:
@@ -188,3 +208,29 @@ def test_a_tunnel_the_proxy_refuses_sends_no_create_and_retries_polls_alike(
     assert {r["target"] for r in proxy.requests} == {"unknown.proxy-only.test:443"}
     assert {r["proxy_authorization"] for r in proxy.requests} == {EXPECTED_PROXY_AUTHORIZATION}
     assert emulator.requests == []
+
+
+def test_an_https_service_behind_the_proxy_is_reached_through_tunnels_on_both_halves(tunnelled, emulator):
+    emulator.scenario = Scenario(running_seconds=60)
+    hook = RunwayHook(retry_backoff=0.01)
+    runway_task_id = hook.submit_image_to_video(prompt_image=IMAGE)
+    blocking = hook.get_task(runway_task_id, RouteFamily.OFFICIAL)
+    deferred = asyncio.run(RunwayHook().aget_task(runway_task_id, RouteFamily.OFFICIAL))
+    cancelled = asyncio.run(RunwayHook().acancel_task(runway_task_id, RouteFamily.OFFICIAL))
+    assert blocking.runway_task_id == deferred.runway_task_id == runway_task_id
+    assert cancelled is CancelOutcome.CANCELLED and emulator.jobs[runway_task_id].cancelled_at is not None
+    assert [r["method"] for r in emulator.requests] == ["POST", "GET", "GET", "DELETE"]
+    # Only the proxy resolves the name, and all it was asked for were tunnels to it (sockets are
+    # kept alive in them, so there are fewer tunnels than requests).
+    tunnel = f"{PROXY_ONLY_HOST}:{tunnelled.hosts[PROXY_ONLY_HOST][1]}"
+    assert {(r["method"], r["target"]) for r in tunnelled.requests} == {("CONNECT", tunnel)}
+
+
+def test_a_create_whose_answer_is_lost_inside_the_tunnel_is_uncertain_not_resent(tunnelled, emulator):
+    hook = RunwayHook(create_retries=3, retry_backoff=0.01)
+    with pytest.raises(RunwaySubmissionUncertainError, match="not sent again"):
+        hook.submit_generate(
+            prompt="A paper boat", image=IMAGE, options=job_options(create_faults=["reset_after_create"])
+        )
+    assert len(emulator.create_requests()) == 1 and len(emulator.jobs) == 1
+    assert [r["method"] for r in tunnelled.requests] == ["CONNECT"]
