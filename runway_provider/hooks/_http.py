@@ -1,6 +1,7 @@
-"""The hook's transport: requests (sync) and aiohttp (async), their retries, the session pool and
-the shared connection reads. Answers leave here as ``(HTTP status, decoded body)``; what they mean
-is read in :mod:`runway_provider.protocol`.
+"""The hook's transport: requests (sync) and aiohttp (async), their retries (one rule for both),
+the proxy of the environment (the same for both), the session pool and the shared connection
+reads. Answers leave here as ``(HTTP status, decoded body)``; what they mean is read in
+:mod:`runway_provider.protocol`.
 
 requests, urllib3, aiohttp and tenacity are imported where they are used: DAG files import the
 operator and sensor modules, which import the hook, and DAG parsing pays for every top-level import.
@@ -378,7 +379,8 @@ def environment_proxy(base_url: str) -> Proxy:
     The sync half's own functions decide, so that both halves always agree (``NO_PROXY`` CIDR
     blocks included, which the standard library's ``proxy_bypass`` ignores). Not aiohttp's
     ``trust_env``: it would read the environment and ``~/.netrc`` in a thread on every request, and
-    a ``.netrc`` entry for CometAPI's host would collide with the ``Authorization`` header.
+    a ``.netrc`` entry for CometAPI's host would collide with the ``Authorization`` header. Called
+    once per pooled session; it reads environment variables only (on Linux), no file or socket.
     """
     from requests.utils import get_auth_from_url, get_environ_proxies, select_proxy
 
