@@ -105,17 +105,17 @@ class RetryPolicy:
 
         :param deadline: Epoch seconds no retry may wait past (a wait's deadline), or None.
         """
-        from tenacity import retry_if_exception_type
+        from tenacity import retry_if_exception_type, stop_after_attempt, stop_before_delay
+        from tenacity.stop import stop_base
 
         def wait(state: Any) -> float:
             error = state.outcome.exception() if state.outcome else None
             return self.delay(state.attempt_number, getattr(error, "retry_after", None))
 
-        def stop(state: Any) -> bool:
-            # tenacity decides the wait before asking whether to stop: upcoming_sleep is known.
-            past_deadline = deadline is not None and time.time() + state.upcoming_sleep >= deadline
-            return bool(state.attempt_number > self.poll_retries or past_deadline)
-
+        stop: stop_base = stop_after_attempt(self.poll_retries + 1)
+        if deadline is not None:
+            # Counted from now, when tenacity starts: no retry whose wait would end past the deadline.
+            stop |= stop_before_delay(deadline - time.time())
         return {
             "stop": stop,
             "wait": wait,
