@@ -15,13 +15,22 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from airflow.sdk.exceptions import TaskDeferred
 
 from runway_provider.exceptions import RunwaySubmissionUncertainError, RunwayTransientError
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.models import CancelOutcome, RouteFamily, RunwayTaskStatus
+from runway_provider.operators.runway import XCOM_RUNWAY_TASK, RunwayGenerateOperator
 from runway_provider.testing import Emulator, EmulatorServer, Scenario
 from runway_provider.triggers.runway import RunwayTaskTrigger
-from tests.helpers import TEST_API_KEY, job_options, make_trigger, set_connection
+from tests.helpers import (
+    TEST_API_KEY,
+    MemoryTaskStateStore,
+    RecordingTaskInstance,
+    job_options,
+    make_trigger,
+    set_connection,
+)
 from tests.proxy import ForwardProxy, self_signed_certificate
 
 IMAGE = "https://example.com/first.jpg"
@@ -108,6 +117,31 @@ def test_a_deferred_wait_goes_through_the_proxy(proxied, emulator):
     assert len(polls) >= 1 and len(polls) == len(
         [r for r in emulator.requests if r["path"] == "/runway/feed"]
     )
+    assert_every_request_went_through(proxied, emulator)
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
+def test_a_generate_operator_waits_through_the_proxy(proxied, emulator, deferrable):
+    """The operator's whole path: its submission marker, the create, the wait (or the deferral,
+    the trigger in an event loop and execute_complete)."""
+    op = RunwayGenerateOperator(
+        task_id="generate",
+        prompt="A paper boat",
+        image=IMAGE,
+        poll_interval=0.1,
+        wait_for_completion=True,
+        deferrable=deferrable,
+    )
+    context: dict[str, Any] = {"ti": RecordingTaskInstance(), "task_state_store": MemoryTaskStateStore()}
+    if deferrable:
+        with pytest.raises(TaskDeferred) as deferred:
+            op.execute(context)
+        [event] = asyncio.run(all_events(deferred.value.trigger))
+        runway_task_id = op.execute_complete(context, event)
+    else:
+        runway_task_id = op.execute(context)
+    assert context["ti"].xcom[XCOM_RUNWAY_TASK]["status"] == "SUCCEEDED"
+    assert list(emulator.jobs) == [runway_task_id]
     assert_every_request_went_through(proxied, emulator)
 
 
