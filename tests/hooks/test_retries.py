@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 
-from runway_provider.exceptions import RunwayTransientError
+from runway_provider.exceptions import RunwayTaskTimeoutError, RunwayTransientError
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.models import RouteFamily
+from runway_provider.operators.runway import RunwayGenerateOperator
 from runway_provider.testing import Emulator
+from tests.helpers import MemoryTaskStateStore, RecordingTaskInstance, job_options
 
 IMAGE = "https://example.com/first.jpg"
 POLL_RETRIES = 2
@@ -123,3 +125,35 @@ def test_no_retry_waits_past_the_deadline(hook, emulator, deferred):
         else:
             poller.get_task(runway_task_id, deadline=deadline)
     assert len(polls_of(emulator, runway_task_id)) == 1
+
+
+@pytest.mark.parametrize("waiter", ["hook", "operator"])
+def test_a_blocking_wait_never_retries_past_its_deadline(runway_conn, emulator, waiter):
+    """Every poll answers 429 with Retry-After: 1; the wait's polls pass its deadline to their retries.
+
+    Without it the poll started just after submission would retry 1 s and 2 s later, past the 1.2 s
+    deadline; with it, no request is sent after the deadline (half a second allowed for a request
+    sent just before it to arrive).
+    """
+    submitted_at = time.time()
+    options = job_options(feed_faults=["429"] * 100)
+    with pytest.raises(RunwayTaskTimeoutError):
+        if waiter == "operator":
+            RunwayGenerateOperator(
+                task_id="generate",
+                prompt="A paper boat",
+                image=IMAGE,
+                options=options,
+                poll_interval=0.1,
+                timeout=1.2,
+                wait_for_completion=True,
+                deferrable=False,
+            ).execute({"ti": RecordingTaskInstance(), "task_state_store": MemoryTaskStateStore()})
+        else:
+            hook = RunwayHook(poll_retries=2, retry_backoff=0.01)
+            runway_task_id = hook.submit_generate(prompt="A paper boat", image=IMAGE, options=options)
+            hook.wait_for_task(runway_task_id, poll_interval=0.1, timeout=1.2, not_found_grace=60)
+    [job] = emulator.jobs.values()
+    polls = polls_of(emulator, job.runway_task_id)
+    assert polls and all(poll["fault"] == "429" for poll in polls)
+    assert max(poll["time"] for poll in polls) < submitted_at + 1.2 + 0.5
