@@ -759,7 +759,7 @@ def test_a_create_that_fails_while_being_encoded_is_not_sent_and_not_uncertain(s
     )
     session = _http.new_session(settings, _http.RetryPolicy(3, 3, 0.01, 0.02))
     with session, pytest.raises(RunwayConfigurationError, match="Did not send the request to CometAPI at "):
-        _http.send(session, settings, "POST", "/runwayml/v1/image_to_video", {"model": "x"}, create=True)
+        _http.send_create(session, settings, "/runwayml/v1/image_to_video", {"model": "x"})
     assert emulator.requests == []
 
 

@@ -237,7 +237,7 @@ class RunwayHook(BaseHook):
         :param route: The create route.
         :param payload: The body, as built by :meth:`payload`.
         """
-        status, body = _http.send(self.session, self.settings, "POST", route.path, payload, create=True)
+        status, body = _http.send_create(self.session, self.settings, route.path, payload)
         try:
             runway_task_id = parse_submission(body, status)
         except RunwaySubmissionUncertainError as err:
@@ -260,29 +260,43 @@ class RunwayHook(BaseHook):
     # -- tasks -------------------------------------------------------------------------------
 
     def get_task(
-        self, runway_task_id: str, route_family: RouteFamily | str = RouteFamily.REVERSE
+        self,
+        runway_task_id: str,
+        route_family: RouteFamily | str = RouteFamily.REVERSE,
+        *,
+        deadline: float | None = None,
     ) -> RunwayTask:
         """Fetch a task, normalized: ``POST /runway/feed`` or ``GET /runwayml/v1/tasks/{id}``.
 
         :param runway_task_id: The task.
         :param route_family: ``reverse`` (created on ``/runway/pro/*``) or ``official``
             (created on ``/runwayml/v1/*``).
+        :param deadline: Epoch seconds the poll, its retries included, must not outlive (a wait's
+            deadline); each request gets at least one second.
         """
         family = routes.route_family(route_family)
         method, path, payload = routes.task_request(runway_task_id, family)
-        try:
+
+        def poll() -> RunwayTask:
             status, body = _http.send(
-                self.session, self.settings, method, path, payload, runway_task_id=runway_task_id
+                self.session,
+                self.settings,
+                self.retry_policy,
+                method,
+                path,
+                payload,
+                runway_task_id=runway_task_id,
+                deadline=deadline,
             )
             return _read_task(body, status, runway_task_id, family)
+
+        try:
+            return poll()
         except RunwayAuthenticationError:
             # As on the async path: the key may have been rotated during a long wait; read it once more.
             self.__dict__.pop("settings", None)
             self.__dict__.pop("session", None)
-            status, body = _http.send(
-                self.session, self.settings, method, path, payload, runway_task_id=runway_task_id
-            )
-            return _read_task(body, status, runway_task_id, family)
+            return poll()
 
     def wait_for_task(
         self,
@@ -324,7 +338,7 @@ class RunwayHook(BaseHook):
             log=self.log,
             pacer=schedule.pacer(submitted_at=submitted_at or now),
         )
-        return wait(watch, lambda: self.get_task(runway_task_id, family))
+        return wait(watch, lambda: self.get_task(runway_task_id, family, deadline=watch.end_time))
 
     def cancel_task(
         self, runway_task_id: str, route_family: RouteFamily | str = RouteFamily.REVERSE
@@ -342,7 +356,13 @@ class RunwayHook(BaseHook):
             return CancelOutcome.NOT_CANCELLABLE
         path = routes.task_path(runway_task_id)
         status, body = _http.send(
-            self.session, self.settings, "DELETE", path, None, runway_task_id=runway_task_id
+            self.session,
+            self.settings,
+            self.retry_policy,
+            "DELETE",
+            path,
+            None,
+            runway_task_id=runway_task_id,
         )
         return read_cancel_answer(body, status, runway_task_id=runway_task_id)
 

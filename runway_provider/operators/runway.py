@@ -175,7 +175,7 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
                             submitted_at=submission.submitted_at,
                             end_time=end_time,
                         ),
-                        lambda: self.hook.get_task(runway_task_id, self.route_family),
+                        lambda: self.hook.get_task(runway_task_id, self.route_family, deadline=end_time),
                     )
         except RunwayTaskTimeoutError as err:
             self.settle_timeout(
