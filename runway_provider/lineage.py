@@ -272,15 +272,12 @@ def note_submission(operator: Any, runway_task_id: str) -> LineageFacts | None:
         return None
 
 
-def note_transfer(
-    operator: Any, stored: StoredResult, route_family: RouteFamily | str | None
-) -> LineageFacts | None:
+def note_transfer(operator: Any, stored: StoredResult, route_family: RouteFamily) -> LineageFacts | None:
     """The facts of a transfer's successful run, noted on the worker; None when lineage is off.
 
     :param operator: The transfer (its ``hook``, the run's one Runway hook, names the CometAPI host).
     :param stored: The record of the stored object: stored now, or found intact from an earlier run.
-    :param route_family: The Runway task's route family (``reverse`` when unknown, as the transfer
-        assumes).
+    :param route_family: The Runway task's route family, as the transfer resolved it.
 
     Never raises: lineage must not fail the task.
     """
@@ -298,7 +295,7 @@ def note_transfer(
     try:
         return transfer_facts(
             base_url=base_url,
-            route_family=RouteFamily(route_family or RouteFamily.REVERSE),
+            route_family=route_family,
             runway_task_id=stored.runway_task_id,
             uri=stored.uri,
             sha256=stored.sha256,

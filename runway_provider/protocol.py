@@ -30,7 +30,7 @@ TASK_NOT_EXIST = "task_not_exist"
 # CometAPI's docs: retry 429 and 5xx, except a 500 whose error code is invalid_request; Runway's
 # SDK also retries 408 and 409. Every other 4xx (and a redirect: a wrong path) is a refusal.
 _TRANSIENT_HTTP_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
-# What a poll retries inside one call (urllib3's status_forcelist and the async path alike).
+# What a poll or a cancel retries inside one call, on the sync and the async path alike.
 RETRYABLE_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 _SUCCESS_CODES = frozenset({"200", "success", "0"})
 # A create answered 429 was refused before processing: it may be sent again. Every other status is

@@ -64,10 +64,15 @@ class Upstream:
         task_id = getattr(operator, "task_id", None)
         if not isinstance(task_id, str):
             return None
+        # A mapped operator keeps its class apart; a plain one is its class.
         operator_class = getattr(operator, "operator_class", None)
         route = getattr(operator, "route", None) or getattr(operator_class, "route", None)
         family = getattr(route, "family", None)
-        return cls(task_id, operator_class is not None, family if isinstance(family, RouteFamily) else None)
+        return cls(
+            task_id,
+            getattr(operator, "is_mapped", False) is True,
+            family if isinstance(family, RouteFamily) else None,
+        )
 
     @classmethod
     def above(cls, task: Any) -> Upstream | None:
@@ -84,7 +89,7 @@ class Upstream:
             operator_class = getattr(upstream, "operator_class", None)
             declared = operator_class if isinstance(operator_class, type) else type(upstream)
             if getattr(declared, "pushes_runway_request", False):
-                found.append(cls(upstream.task_id, operator_class is not None))
+                found.append(cls(upstream.task_id, getattr(upstream, "is_mapped", False) is True))
         return found[0] if len(found) == 1 else None
 
     def pull_request(self, context: Any) -> Any:

@@ -95,7 +95,13 @@ from runway_provider.exceptions import (
 )
 from runway_provider.models import CancelOutcome, RouteFamily, RunwayTask, RunwayTaskStatus
 from runway_provider.records import RequestRecord, StoredResult, find_reusable
-from runway_provider.refs import XCOM_RUNWAY_REQUEST, XCOM_RUNWAY_TASK_ID, XCOM_SUBMITTED_AT, TaskRef, recorded_family
+from runway_provider.refs import (
+    XCOM_RUNWAY_REQUEST,
+    XCOM_RUNWAY_TASK_ID,
+    XCOM_SUBMITTED_AT,
+    TaskRef,
+    recorded_family,
+)
 from runway_provider.wait_decision import OutcomeStatus, outcome_of
 
 if TYPE_CHECKING:

@@ -129,8 +129,10 @@ class TaskWatch:
         self.last_error = None
         self.pacer.observe(self.last_task, time.time())
         outcome = outcome_of(task, submitted_at=self.submitted_at, not_found_grace=self.not_found_grace)
-        if outcome is None and task.status is RunwayTaskStatus.UNKNOWN and task.service_status not in (
-            self._warned_statuses or ()
+        if (
+            outcome is None
+            and task.status is RunwayTaskStatus.UNKNOWN
+            and task.service_status not in (self._warned_statuses or ())
         ):
             self._warned_statuses = {*(self._warned_statuses or ()), task.service_status}
             self.log.warning(

@@ -70,14 +70,16 @@ class RunwayWaitMixin:
             log=self.log,
         )
 
-    def wait_on_worker(self, context: Any, ref: TaskRef, *, submitted_at: float, end_time: float) -> RunwayTask:
+    def wait_on_worker(
+        self, context: Any, ref: TaskRef, *, submitted_at: float, end_time: float
+    ) -> RunwayTask:
         """Poll until the task succeeds, holding the worker; raise the typed error of any other end."""
         from runway_provider.wait_decision import wait
 
         with self.blocking_wait(context, ref):
             return wait(
                 self.watch(ref, submitted_at=submitted_at, end_time=end_time),
-                lambda: self.hook.get_task(ref.runway_task_id, ref.family),
+                lambda: self.hook.get_task(ref.runway_task_id, ref.family, deadline=end_time),
             )
 
     def defer_unless_finished(
@@ -94,13 +96,14 @@ class RunwayWaitMixin:
         from runway_provider.triggers.runway import RunwayTaskTrigger
 
         watch = self.watch(ref, submitted_at=submitted_at, end_time=end_time)
-        outcome = watch.step(lambda: self.hook.get_task(ref.runway_task_id, ref.family))
+        outcome = watch.step(lambda: self.hook.get_task(ref.runway_task_id, ref.family, deadline=end_time))
         if outcome:
             return outcome.result()
         # Airflow resolves the "Runway video" link when the task defers, too: give it the state so far.
         self.push_state(
             context,
-            watch.last_task or RunwayTask(ref.runway_task_id, RunwayTaskStatus.UNKNOWN, route_family=ref.family),
+            watch.last_task
+            or RunwayTask(ref.runway_task_id, RunwayTaskStatus.UNKNOWN, route_family=ref.family),
         )
         self.log.info("Runway task %s is not finished; deferring to the triggerer.", ref.runway_task_id)
         self.defer(  # type: ignore[attr-defined]

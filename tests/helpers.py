@@ -82,6 +82,7 @@ def make_trigger(runway_task_id: str, **overrides: Any) -> RunwayTaskTrigger:
         "end_time": now + 15,
         "not_found_grace": 5.0,
         "submitted_at": now,
+        "route_family": "reverse",
         **overrides,
     }
     return RunwayTaskTrigger(**kwargs)

@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import TaskDeferred
 
 from runway_provider.exceptions import RunwayTaskLostError, RunwayTaskTimeoutError
 from runway_provider.hooks.runway import RunwayHook
+from runway_provider.models import RouteFamily
 from runway_provider.operators.runway import RunwayGenerateOperator
 from runway_provider.testing import Scenario
 from runway_provider.triggers.runway import RunwayTaskTrigger
@@ -27,13 +28,13 @@ async def events_of(trigger: RunwayTaskTrigger) -> list[dict[str, Any]]:
 def test_every_call_carries_the_version_header_and_the_key(hook, emulator):
     emulator.scenario = FAST
     runway_task_id = hook.submit_generate(prompt="A paper boat", image=IMAGE)
-    hook.get_task(runway_task_id)
-    asyncio.run(RunwayHook().aget_task(runway_task_id))
+    hook.get_task(runway_task_id, RouteFamily.REVERSE)
+    asyncio.run(RunwayHook().aget_task(runway_task_id, RouteFamily.REVERSE))
     official_id = hook.submit_image_to_video(prompt_image=IMAGE)
-    hook.get_task(official_id, "official")
-    asyncio.run(RunwayHook().aget_task(official_id, "official"))
-    hook.cancel_task(official_id, "official")
-    asyncio.run(RunwayHook().acancel_task(official_id, "official"))
+    hook.get_task(official_id, RouteFamily.OFFICIAL)
+    asyncio.run(RunwayHook().aget_task(official_id, RouteFamily.OFFICIAL))
+    hook.cancel_task(official_id, RouteFamily.OFFICIAL)
+    asyncio.run(RunwayHook().acancel_task(official_id, RouteFamily.OFFICIAL))
     calls = [(r["method"], r["path"].rsplit("/", 1)[0]) for r in emulator.requests]
     assert len(calls) == 8 and ("DELETE", "/runwayml/v1/tasks") in calls
     assert all(r["runway_version"] == "2024-11-06" and r["authorized"] for r in emulator.requests)
@@ -53,7 +54,13 @@ def test_a_blocking_wait_whose_every_poll_fails_ends_at_its_deadline(hook, emula
     runway_task_id = hook.submit_generate(prompt="A paper boat", image=IMAGE)
     emulator.jobs[runway_task_id].pending_faults = ["reset"] * 10_000
     with pytest.raises(RunwayTaskTimeoutError, match="last poll error"):
-        hook.wait_for_task(runway_task_id, poll_interval=0.1, timeout=1.5, not_found_grace=60)
+        hook.wait_for_task(
+            runway_task_id,
+            route_family=RouteFamily.REVERSE,
+            poll_interval=0.1,
+            timeout=1.5,
+            not_found_grace=60,
+        )
 
 
 @pytest.mark.asyncio
@@ -90,7 +97,9 @@ def test_a_lost_task_is_lost_after_its_grace_not_before(hook, emulator):
     )
     started = time.monotonic()
     with pytest.raises(RunwayTaskLostError):
-        hook.wait_for_task(runway_task_id, poll_interval=0.1, timeout=30, not_found_grace=1)
+        hook.wait_for_task(
+            runway_task_id, route_family=RouteFamily.REVERSE, poll_interval=0.1, timeout=30, not_found_grace=1
+        )
     assert 1 <= time.monotonic() - started < 20
 
 
@@ -195,7 +204,7 @@ def test_every_submit_method_posts_its_route_and_body(hook, server, emulator, me
     sent.pop("callback_url", None)
     assert sent == body
     family = "official" if path.startswith("/runwayml/") else "reverse"
-    assert hook.get_task(runway_task_id, family).runway_task_id == runway_task_id
+    assert hook.get_task(runway_task_id, RouteFamily(family)).runway_task_id == runway_task_id
 
 
 def test_an_http_date_retry_after_is_honoured():

@@ -233,7 +233,12 @@ def test_after_a_deferral_the_body_is_rebuilt_from_the_rendered_arguments(comet_
         {
             "status": "success",
             "runway_task_id": "t-1",
-            "task": {"runway_task_id": "t-1", "status": "SUCCEEDED", "output_urls": ["https://cdn/v.mp4"]},
+            "task": {
+                "runway_task_id": "t-1",
+                "status": "SUCCEEDED",
+                "output_urls": ["https://cdn/v.mp4"],
+                "route_family": "reverse",
+            },
             "message": "done",
         },
     )
@@ -313,10 +318,9 @@ def stored_result(**fields: Any) -> StoredResult:
 
 
 @pytest.mark.parametrize(
-    ("family", "expected"),
-    [("official", "official/t-1"), (RouteFamily.OFFICIAL, "official/t-1"), (None, "reverse/t-1")],
+    ("family", "expected"), [(RouteFamily.OFFICIAL, "official/t-1"), (RouteFamily.REVERSE, "reverse/t-1")]
 )
-def test_a_transfer_names_the_task_by_its_family_reverse_when_unknown(comet_conn, enabled, family, expected):
+def test_a_transfer_names_the_task_by_its_family(comet_conn, enabled, family, expected):
     from runway_provider.transfers.runway_to_object_storage import RunwayToObjectStorageOperator
 
     op = RunwayToObjectStorageOperator(task_id="store", runway_task="t-1", destination="/tmp/x.mp4")
@@ -337,7 +341,7 @@ def test_the_transfer_notes_its_lineage_when_it_stores(runway_conn, server, enab
         image=SIGNED,
         options=job_options(not_found_seconds=0, queued_seconds=0, running_seconds=0),
     )
-    task = hook.get_task(runway_task_id).to_dict()
+    task = hook.get_task(runway_task_id, RouteFamily.REVERSE).to_dict()
     op = RunwayToObjectStorageOperator(task_id="store", runway_task=task, destination=f"file://{tmp_path}/")
     stored = op.execute({"outlet_events": OutletEventAccessors()})
     result = op.get_openlineage_facets_on_complete(None)
@@ -361,7 +365,7 @@ def test_a_transfer_of_an_official_task_names_it_under_its_family(runway_conn, e
     emulator.scenario = Scenario(not_found_seconds=0, queued_seconds=0, running_seconds=0)
     hook = RunwayHook()
     runway_task_id = hook.submit_image_to_video(prompt_image=SIGNED)
-    task = hook.get_task(runway_task_id, "official").to_dict()
+    task = hook.get_task(runway_task_id, RouteFamily.OFFICIAL).to_dict()
     op = RunwayToObjectStorageOperator(task_id="store", runway_task=task, destination=f"file://{tmp_path}/")
     op.execute({"outlet_events": OutletEventAccessors()})
     [runway_input] = op.get_openlineage_facets_on_complete(None).inputs

@@ -16,7 +16,7 @@ import pytest
 
 from runway_provider import pacing
 from runway_provider.exceptions import RunwayTransientError
-from runway_provider.models import RunwayTask, RunwayTaskStatus
+from runway_provider.models import RouteFamily, RunwayTask, RunwayTaskStatus
 from runway_provider.pacing import PollPacer, PollSchedule
 from runway_provider.wait_decision import TaskWatch
 
@@ -28,7 +28,7 @@ ADAPTIVE = PollSchedule()  # min 4, max 60, fallback 10, jitter 10%
 def task(
     status: RunwayTaskStatus = S.RUNNING, progress: float | None = None, *, visible: bool = True
 ) -> RunwayTask:
-    return RunwayTask("task-1", status, visible=visible, progress=progress)
+    return RunwayTask("task-1", status, visible=visible, progress=progress, route_family=RouteFamily.OFFICIAL)
 
 
 def make_pacer(schedule: PollSchedule = ADAPTIVE, *, seed: int = 1) -> PollPacer:

@@ -109,7 +109,7 @@ def error_envelope(message: str, code: str = "", type_: str = "comet_api_error")
 
 
 def normalize(body: Any, http_status: int = 200, runway_task_id: str = TASK_ID) -> RunwayTask:
-    return normalize_task(body, http_status, runway_task_id=runway_task_id)
+    return normalize_task(body, http_status, runway_task_id=runway_task_id, route_family=RouteFamily.REVERSE)
 
 
 # --- 1. current wrapper (code: "success") ---------------------------------------------------------
@@ -733,9 +733,11 @@ def test_task_dict_round_trip(task):
 
 
 def test_video_url_is_first_output_url():
-    task = RunwayTask(TASK_ID, S.SUCCEEDED, output_urls=(OUTPUT_URL, RESULT_URL))
+    task = RunwayTask(
+        TASK_ID, S.SUCCEEDED, output_urls=(OUTPUT_URL, RESULT_URL), route_family=RouteFamily.REVERSE
+    )
     assert task.video_url == OUTPUT_URL
-    assert RunwayTask(TASK_ID, S.SUCCEEDED).video_url is None
+    assert RunwayTask(TASK_ID, S.SUCCEEDED, route_family=RouteFamily.REVERSE).video_url is None
 
 
 def test_non_http_output_entries_are_ignored():

@@ -15,8 +15,9 @@ import pytest
 from airflow.sdk import DAG, ObjectStoragePath
 from airflow.sdk.execution_time.context import OutletEventAccessors
 
-from runway_provider import routes, spend
+from runway_provider import refs, routes, spend
 from runway_provider.hooks.runway import RunwayHook
+from runway_provider.models import RouteFamily
 from runway_provider.operators.runway import RunwayGenerateOperator
 from runway_provider.records import INDEX_FOLDER, RequestRecord, StoredResult, find_reusable
 from runway_provider.transfers.runway_to_object_storage import RunwayToObjectStorageOperator
@@ -64,7 +65,7 @@ def run_chain(
 def test_a_stored_result_has_a_record_of_its_request_beside_it(runway_conn, emulator, tmp_path):
     runway_task_id, pushed, result = run_chain(tmp_path)
     record = json.loads((tmp_path / f"{runway_task_id}.mp4.runway.json").read_text())
-    request = pushed[spend.XCOM_RUNWAY_REQUEST]
+    request = pushed[refs.XCOM_RUNWAY_REQUEST]
     assert record["fingerprint"] == request["fingerprint"] and len(record["fingerprint"]) == 64
     assert record["route"] == "/runway/pro/generate" and record["route_family"] == "reverse"
     assert record["model"] == "gen4" and record["request"]["prompt"] == "A paper boat"
@@ -82,7 +83,7 @@ def test_a_rerun_of_the_same_request_sends_nothing_and_stores_nothing(runway_con
     before = {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*")}
     second_id, pushed, second = run_chain(tmp_path)
     assert len(emulator.submissions()) == 1
-    assert second_id == first_id and pushed[spend.XCOM_RUNWAY_REQUEST]["reused"]["uri"] == first["uri"]
+    assert second_id == first_id and pushed[refs.XCOM_RUNWAY_REQUEST]["reused"]["uri"] == first["uri"]
     assert pushed["runway_task"]["status"] == "SUCCEEDED"
     assert second == {**first, "reused": True}
     assert {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*")} == before
@@ -100,7 +101,7 @@ def test_a_changed_request_generates_anew(runway_conn, emulator, tmp_path):
 def test_a_damaged_stored_result_is_generated_anew(runway_conn, emulator, tmp_path, damage, capsys):
     runway_task_id, pushed, _ = run_chain(tmp_path)
     video = tmp_path / f"{runway_task_id}.mp4"
-    index = tmp_path / INDEX_FOLDER / f"{pushed[spend.XCOM_RUNWAY_REQUEST]['fingerprint']}.json"
+    index = tmp_path / INDEX_FOLDER / f"{pushed[refs.XCOM_RUNWAY_REQUEST]['fingerprint']}.json"
     if damage == "object gone":
         video.unlink()
     elif damage == "object changed":
@@ -209,14 +210,14 @@ def test_a_reused_result_is_where_its_folder_and_name_say_whatever_its_record_sa
     runway_conn, emulator, tmp_path
 ):
     runway_task_id, pushed, first = run_chain(tmp_path)
-    fingerprint = pushed[spend.XCOM_RUNWAY_REQUEST]["fingerprint"]
+    fingerprint = pushed[refs.XCOM_RUNWAY_REQUEST]["fingerprint"]
     edit_records(tmp_path, runway_task_id, fingerprint, uri="s3://attacker-bucket/evil.mp4")
     second_id, again, second = run_chain(tmp_path)
     assert len(emulator.submissions()) == 1 and second_id == runway_task_id  # still reused...
     here = f"file://{tmp_path}/{runway_task_id}.mp4"
     # ... from where it is: the operator's output URL, the pushed record and the transfer's result.
     assert again["runway_task"]["output_urls"] == [here]
-    assert again[spend.XCOM_RUNWAY_REQUEST]["reused"]["uri"] == here
+    assert again[refs.XCOM_RUNWAY_REQUEST]["reused"]["uri"] == here
     assert second["uri"] == first["uri"] == here and second["reused"] is True
     assert second["record_uri"] == f"{here}.runway.json"
     assert "attacker" not in json.dumps([again, second])
@@ -225,7 +226,7 @@ def test_a_reused_result_is_where_its_folder_and_name_say_whatever_its_record_sa
 def test_a_record_without_a_name_is_generated_anew_with_one_warning(runway_conn, emulator, tmp_path, capsys):
     """It crashed the task with a TypeError; the docs promise "generate anew"."""
     runway_task_id, pushed, _ = run_chain(tmp_path)
-    edit_records(tmp_path, runway_task_id, pushed[spend.XCOM_RUNWAY_REQUEST]["fingerprint"], name=None)
+    edit_records(tmp_path, runway_task_id, pushed[refs.XCOM_RUNWAY_REQUEST]["fingerprint"], name=None)
     capsys.readouterr()
     second_id, _, second = run_chain(tmp_path)
     assert len(emulator.submissions()) == 2 and second_id != runway_task_id and second["reused"] is False
@@ -329,9 +330,7 @@ def test_index_and_beside_records_that_disagree_are_generated_anew(
     runway_conn, emulator, tmp_path, capsys, beside
 ):
     runway_task_id, pushed, _ = run_chain(tmp_path)
-    _, beside_record = both_records(
-        tmp_path, runway_task_id, pushed[spend.XCOM_RUNWAY_REQUEST]["fingerprint"]
-    )
+    _, beside_record = both_records(tmp_path, runway_task_id, pushed[refs.XCOM_RUNWAY_REQUEST]["fingerprint"])
     written = json.loads(beside_record.read_text())
     if beside == "gone":
         beside_record.unlink()
@@ -364,7 +363,7 @@ def test_a_data_uri_request_leaves_a_small_xcom_and_record_and_is_still_reused(
     runway_task_id, pushed, _ = run_chain(tmp_path, image=image)
     [job] = emulator.jobs.values()
     assert job.body["image"] == image  # the service got the image whole
-    xcom = json.dumps(pushed[spend.XCOM_RUNWAY_REQUEST])
+    xcom = json.dumps(pushed[refs.XCOM_RUNWAY_REQUEST])
     record = (tmp_path / f"{runway_task_id}.mp4.runway.json").read_text()
     assert len(xcom) < 2048 and len(record) < 2048
     assert json.loads(xcom)["request"]["image"] == json.loads(record)["request"]["image"] == summary
@@ -373,7 +372,7 @@ def test_a_data_uri_request_leaves_a_small_xcom_and_record_and_is_still_reused(
     assert json.loads(record)["fingerprint"] == spend.request_fingerprint(generate.route, job.body)
     second_id, again, _ = run_chain(tmp_path, image=image)
     assert second_id == runway_task_id and len(emulator.submissions()) == 1
-    assert len(json.dumps(again[spend.XCOM_RUNWAY_REQUEST])) < 4096
+    assert len(json.dumps(again[refs.XCOM_RUNWAY_REQUEST])) < 4096
 
 
 def test_data_uris_are_summarised_at_any_depth_of_the_request():
@@ -415,7 +414,7 @@ def test_a_presigned_url_keeps_no_query_in_the_xcom_or_the_record(runway_conn, e
     [job] = emulator.jobs.values()
     assert job.body["image"] == signed  # sent whole: the service needs the signature
     record = json.loads((tmp_path / f"{runway_task_id}.mp4.runway.json").read_text())
-    for kept in (pushed[spend.XCOM_RUNWAY_REQUEST]["request"], record["request"]):
+    for kept in (pushed[refs.XCOM_RUNWAY_REQUEST]["request"], record["request"]):
         assert kept["image"] == "https://my-bucket.s3.amazonaws.com/frames/boat.jpg"
     assert "X-Amz" not in json.dumps([pushed, record]) and 'frame"' not in json.dumps(record)
 
@@ -426,7 +425,7 @@ def test_a_successful_run_logs_its_result_url_without_the_query(runway_conn, emu
     runway_task_id = generate.execute(
         {"ti": RecordingTaskInstance(), "task_state_store": MemoryTaskStateStore()}
     )
-    [url] = RunwayHook().get_task(runway_task_id).output_urls
+    [url] = RunwayHook().get_task(runway_task_id, RouteFamily.REVERSE).output_urls
     path, _, query = url.partition("?")
     assert "X-Amz-Signature=" in query  # the emulator signs its result URLs as S3 does
     out = capsys.readouterr().out

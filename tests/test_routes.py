@@ -61,15 +61,6 @@ def test_the_family_decides_the_lookup_and_the_output_kind_is_declared():
     }
 
 
-@pytest.mark.parametrize("value", ["v2", "", None, "OFFICIAL"])
-def test_a_route_family_is_one_of_two_names(value):
-    with pytest.raises(RunwayInputError) as caught:
-        routes.route_family(value)
-    assert str(caught.value) == f"Invalid `route_family`: expected one of reverse, official, got {value!r}"
-    assert routes.route_family("official") is RouteFamily.OFFICIAL
-    assert routes.route_family(RouteFamily.REVERSE) is RouteFamily.REVERSE
-
-
 def test_a_reverse_builder_refuses_a_body_without_a_webhook():
     with pytest.raises(RunwayInputError, match="callback_url"):
         routes.act_one(video="https://example.com/v.mp4", image="https://example.com/i.png")

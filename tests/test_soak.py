@@ -21,6 +21,7 @@ import requests
 
 from runway_provider.exceptions import RunwayTaskFailedError
 from runway_provider.hooks.runway import RunwayHook
+from runway_provider.models import RouteFamily
 from runway_provider.testing import Emulator, EmulatorServer
 from runway_provider.triggers.runway import RunwayTaskTrigger
 from tests.helpers import TEST_API_KEY, set_connection
@@ -80,7 +81,13 @@ def test_hostile_answers_end_every_wait_rightly_in_bounded_memory(hostile_server
     def blocking_wait(runway_task_id: str) -> None:
         hook = RunwayHook(poll_retries=1, retry_backoff=0.05, retry_backoff_max=0.2)
         try:
-            hook.wait_for_task(runway_task_id, poll_interval=0.3, timeout=90, not_found_grace=60)
+            hook.wait_for_task(
+                runway_task_id,
+                route_family=RouteFamily.REVERSE,
+                poll_interval=0.3,
+                timeout=90,
+                not_found_grace=60,
+            )
             blocking_outcomes[runway_task_id] = "success"
         except RunwayTaskFailedError:
             blocking_outcomes[runway_task_id] = "failed"

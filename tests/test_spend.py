@@ -27,7 +27,9 @@ from runway_provider.exceptions import (
     RunwayTaskTimeoutError,
     RunwayTransientError,
 )
+from runway_provider.models import RouteFamily
 from runway_provider.operators.runway import RunwayGenerateOperator, RunwayImageToVideoOperator
+from runway_provider.refs import TaskRef
 from runway_provider.testing import Scenario
 from runway_provider.triggers.runway import RunwayTaskTrigger
 from tests.helpers import (
@@ -255,7 +257,9 @@ def test_an_endpoint_without_cancel_is_logged_not_raised(runway_conn, emulator, 
     emulator.cancel_supported = False
     op = image_to_video()
     runway_task_id = op.hook.submit_image_to_video(prompt_image=IMAGE)
-    spend.cancel_if_unfinished(op.hook, runway_task_id, "official", reason="a test", log=op.log)
+    spend.cancel_if_unfinished(
+        op.hook, TaskRef(runway_task_id, RouteFamily.OFFICIAL), reason="a test", log=op.log
+    )
     assert len(emulator.cancels()) == 1  # asked once, answered 405
     assert "not supported by this endpoint" in capsys.readouterr().out
 
@@ -284,7 +288,7 @@ def test_killing_a_blocking_wait_cancels_its_task(runway_conn, emulator):
 
 def test_killing_without_cancel_on_kill_leaves_the_task(runway_conn, emulator):
     op = image_to_video(wait_for_completion=True, cancel_on_kill=False)
-    op._waiting_on = "some-task"
+    op._waiting_on = TaskRef("some-task", RouteFamily.OFFICIAL)
     op.on_kill()
     assert emulator.cancels() == []
 
@@ -439,9 +443,8 @@ def test_a_timed_out_last_try_cancels_unless_its_task_had_already_ended(
     runway_task_id = op.hook.submit_image_to_video(prompt_image=IMAGE)
     spend.on_wait_timeout(
         op.hook,
-        runway_task_id=runway_task_id,
+        TaskRef(runway_task_id, RouteFamily.OFFICIAL),
         last_status=last_status,
-        route_family="official",
         cancel_on_timeout=True,
         will_retry=False,
         log=op.log,
@@ -492,10 +495,12 @@ def succeeded_official_task(emulator: Any) -> tuple[RunwayImageToVideoOperator, 
 def test_a_kill_right_after_success_sends_no_delete(runway_conn, emulator, capsys):
     """The worker's kill lands after the generation finished: a DELETE would delete the paid video."""
     op, runway_task_id = succeeded_official_task(emulator)
-    op._waiting_on = runway_task_id  # the kill arrives while the wait has not yet left
+    op._waiting_on = TaskRef(
+        runway_task_id, RouteFamily.OFFICIAL
+    )  # the kill arrives while the wait has not yet left
     op.on_kill()
     assert emulator.cancels() == [] and emulator.deleted_results() == []
-    assert op.hook.get_task(runway_task_id, "official").video_url  # the result is still there
+    assert op.hook.get_task(runway_task_id, RouteFamily.OFFICIAL).video_url  # the result is still there
     assert "it has already succeeded, and a DELETE would delete its output" in capsys.readouterr().out
 
 
@@ -517,9 +522,8 @@ def test_a_timeout_of_a_task_never_seen_that_has_finished_sends_no_delete(runway
     op, runway_task_id = succeeded_official_task(emulator)
     spend.on_wait_timeout(
         op.hook,
-        runway_task_id=runway_task_id,
+        TaskRef(runway_task_id, RouteFamily.OFFICIAL),
         last_status=None,
-        route_family="official",
         cancel_on_timeout=True,
         will_retry=False,
         log=op.log,
@@ -534,7 +538,9 @@ def test_a_task_whose_read_fails_is_left_running_and_the_log_says_how_to_cancel_
     op = image_to_video()
     runway_task_id = op.hook.submit_image_to_video(prompt_image=IMAGE)
     op.hook.retry_policy = dataclasses.replace(op.hook.retry_policy, backoff=0.01, backoff_max=0.02)
-    spend.cancel_if_unfinished(op.hook, runway_task_id, "official", reason="a test", log=op.log)
+    spend.cancel_if_unfinished(
+        op.hook, TaskRef(runway_task_id, RouteFamily.OFFICIAL), reason="a test", log=op.log
+    )
     assert emulator.cancels() == []
     out = capsys.readouterr().out
     assert f"Not cancelling Runway task {runway_task_id} (a test): its state could not be read" in out
@@ -597,7 +603,8 @@ def test_execution_timeout_of_a_blocking_wait_cancels_on_the_last_try(
     from airflow.sdk.exceptions import AirflowTaskTimeout
 
     emulator.scenario = SLOW
-    op = image_to_video(wait_for_completion=True, execution_timeout=datetime.timedelta(seconds=1))
+    # Long enough that the create itself is not what times out on a loaded machine.
+    op = image_to_video(wait_for_completion=True, execution_timeout=datetime.timedelta(seconds=3))
     with pytest.raises(AirflowTaskTimeout):
         run_like_the_task_runner(op, new_try(MemoryTaskStateStore(), max_tries=max_tries))
     [job] = emulator.jobs.values()
@@ -640,10 +647,12 @@ def test_execution_timeout_of_a_deferred_wait_cancels_on_the_last_try(
         execution_timeout=datetime.timedelta(seconds=1),
     )
     context = new_try(MemoryTaskStateStore(), max_tries=max_tries)
+    before = time.time()
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(context)
     trigger = deferred.value.trigger
-    assert trigger.end_time == pytest.approx(time.time() + 1, abs=1)  # not the 600 s of `timeout`
+    # execute's start plus execution_timeout, not the 600 s of `timeout`.
+    assert before + 1 <= trigger.end_time <= time.time() + 1
     event = asyncio.run(anext_event(trigger))
     assert event["status"] == "timeout"
     with pytest.raises(RunwayTaskTimeoutError):
@@ -759,7 +768,7 @@ def test_a_create_that_fails_while_being_encoded_is_not_sent_and_not_uncertain(s
     )
     session = _http.new_session(settings, _http.RetryPolicy(3, 3, 0.01, 0.02))
     with session, pytest.raises(RunwayConfigurationError, match="Did not send the request to CometAPI at "):
-        _http.send(session, settings, "POST", "/runwayml/v1/image_to_video", {"model": "x"}, create=True)
+        _http.send_create(session, settings, "/runwayml/v1/image_to_video", {"model": "x"})
     assert emulator.requests == []
 
 

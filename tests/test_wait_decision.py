@@ -24,7 +24,7 @@ from runway_provider.exceptions import (
     RunwayTaskTimeoutError,
     RunwayTransientError,
 )
-from runway_provider.models import RunwayTask, RunwayTaskStatus
+from runway_provider.models import RouteFamily, RunwayTask, RunwayTaskStatus
 from runway_provider.protocol import normalize_task
 from runway_provider.wait_decision import (
     NO_CANCEL_NOTE,
@@ -59,7 +59,12 @@ def feed(status: str, *, nested: dict[str, Any] | None = None, **fields: Any) ->
         "data": nested,
         **fields,
     }
-    return normalize_task({"code": "success", "message": "", "data": data}, 200, runway_task_id=TASK_ID)
+    return normalize_task(
+        {"code": "success", "message": "", "data": data},
+        200,
+        runway_task_id=TASK_ID,
+        route_family=RouteFamily.REVERSE,
+    )
 
 
 def succeeded() -> RunwayTask:
@@ -94,7 +99,7 @@ def cancelled() -> RunwayTask:
 
 def not_visible() -> RunwayTask:
     body = {"code": "task_not_exist", "message": "task_not_exist", "data": None}
-    return normalize_task(body, 400, runway_task_id=TASK_ID)
+    return normalize_task(body, 400, runway_task_id=TASK_ID, route_family=RouteFamily.REVERSE)
 
 
 def make_watch(

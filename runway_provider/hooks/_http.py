@@ -1,6 +1,7 @@
-"""The hook's transport: requests (sync) and aiohttp (async), their retries, the session pool and
-the shared connection reads. Answers leave here as ``(HTTP status, decoded body)``; what they mean
-is read in :mod:`runway_provider.protocol`.
+"""The hook's transport: requests (sync) and aiohttp (async), their retries (one rule for both),
+the proxy of the environment (the same for both), the session pool and the shared connection
+reads. Answers leave here as ``(HTTP status, decoded body)``; what they mean is read in
+:mod:`runway_provider.protocol`.
 
 requests, urllib3, aiohttp and tenacity are imported where they are used: DAG files import the
 operator and sensor modules, which import the hook, and DAG parsing pays for every top-level import.
@@ -9,6 +10,7 @@ operator and sensor modules, which import the hook, and DAG parsing pays for eve
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import random
 import re
@@ -19,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 from runway_provider.exceptions import (
     RunwayConfigurationError,
@@ -27,7 +30,6 @@ from runway_provider.exceptions import (
 )
 from runway_provider.protocol import (
     CREATE_RESENDABLE_STATUSES,
-    RETRYABLE_HTTP_STATUSES,
     decode_body,
     is_retryable_answer,
     raise_for_error,
@@ -76,18 +78,19 @@ class RetryPolicy:
     backoff: float
     backoff_max: float
 
-    def urllib3_retry(self, *, create: bool) -> Any:
-        """urllib3's ``Retry`` for the sync half: polls retry the retryable statuses and read errors;
-        creates only what certainly was not processed (``read=0``: never once it may have arrived)."""
-        retries = self.create_retries if create else self.poll_retries
+    def create_retry(self) -> Any:
+        """urllib3's ``Retry`` for creates, which only urllib3 can classify: it sees whether the
+        request left. A create is retried only where it certainly was not processed: a failed
+        connect, or a 429 (``read=0``: never once it may have arrived)."""
+        retries = self.create_retries
         return _bounded_retry_class()(
             total=retries,
             connect=retries,
-            read=0 if create else retries,
+            read=0,
             status=retries,
             other=0,
-            allowed_methods=frozenset({"GET", "POST", "DELETE"}),
-            status_forcelist=CREATE_RESENDABLE_STATUSES if create else RETRYABLE_HTTP_STATUSES,
+            allowed_methods=frozenset({"POST"}),
+            status_forcelist=CREATE_RESENDABLE_STATUSES,
             backoff_factor=self.backoff,
             backoff_max=self.backoff_max,
             backoff_jitter=self.backoff,
@@ -97,8 +100,35 @@ class RetryPolicy:
             redirect=0,
         )
 
+    def retrying(self, deadline: float | None) -> dict[str, Any]:
+        """tenacity's arguments for a poll or a cancel, the same on the sync and the async half.
+
+        Retried is what :func:`_raise_if_retryable` and the transport errors raise as
+        :class:`RunwayTransientError`; ``poll_retries`` retries at most, each after :meth:`delay`
+        (or a longer ``Retry-After``), and none whose wait would end at or past ``deadline``.
+
+        :param deadline: Epoch seconds no retry may wait past (a wait's deadline), or None.
+        """
+        from tenacity import retry_if_exception_type, stop_after_attempt, stop_before_delay
+        from tenacity.stop import stop_base
+
+        def wait(state: Any) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            return self.delay(state.attempt_number, getattr(error, "retry_after", None))
+
+        stop: stop_base = stop_after_attempt(self.poll_retries + 1)
+        if deadline is not None:
+            # Counted from now, when tenacity starts: no retry whose wait would end past the deadline.
+            stop |= stop_before_delay(deadline - time.time())
+        return {
+            "stop": stop,
+            "wait": wait,
+            "retry": retry_if_exception_type(RunwayTransientError),
+            "reraise": True,
+        }
+
     def delay(self, retry_number: int, retry_after: float | None = None) -> float:
-        """Exponential backoff with jitter (as urllib3 does for the sync half), or Retry-After."""
+        """Exponential backoff with jitter, or a longer Retry-After (at most ``MAX_RETRY_AFTER``)."""
         backoff = float(min(self.backoff_max, self.backoff * 2 ** (retry_number - 1)))
         backoff += random.uniform(0, self.backoff)
         return max(backoff, retry_after) if retry_after else backoff
@@ -108,7 +138,12 @@ class RetryPolicy:
 
 
 def new_session(settings: RunwayConnectionSettings, policy: RetryPolicy) -> requests.Session:
-    """A requests session for one connection: creates and polls mounted with their own retries."""
+    """A requests session for one connection: creates mounted with urllib3's retries, polls and
+    cancels without (:func:`send` retries them by the rule the async half uses).
+
+    requests reads ``HTTP(S)_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` for every request (its
+    ``trust_env``, on by default); :func:`environment_proxy` makes the async half read the same.
+    """
     import requests
     from requests.adapters import HTTPAdapter
 
@@ -116,8 +151,8 @@ def new_session(settings: RunwayConnectionSettings, policy: RetryPolicy) -> requ
     session.headers.update(settings.headers)
     base = settings.base_url
     # requests picks the longest matching prefix: task lookups poll, everything else creates.
-    create = _create_adapter_class()(max_retries=policy.urllib3_retry(create=True))
-    poll = HTTPAdapter(max_retries=policy.urllib3_retry(create=False))
+    create = _create_adapter_class()(max_retries=policy.create_retry())
+    poll = HTTPAdapter(max_retries=0)
     session.mount(base + "/runway/pro/", create)
     session.mount(base + "/runwayml/v1/", create)
     session.mount(base + FEED_PATH, poll)
@@ -125,52 +160,123 @@ def new_session(settings: RunwayConnectionSettings, policy: RetryPolicy) -> requ
     return session
 
 
-def send(
-    session: requests.Session,
-    settings: RunwayConnectionSettings,
-    method: str,
-    path: str,
-    payload: Mapping[str, Any] | None,
-    *,
-    create: bool = False,
-    runway_task_id: str | None = None,
+def send_create(
+    session: requests.Session, settings: RunwayConnectionSettings, path: str, payload: Mapping[str, Any]
 ) -> tuple[int, Any]:
-    """One request with its retries; a create that may have arrived is never sent again."""
+    """POST one create, retried by urllib3 only where it certainly was not processed; a create that
+    may have arrived is never sent again."""
     import requests
 
     url = settings.base_url + path
     _SENDS.sent = False
     try:
-        with session.request(
-            method,
-            url,
-            json=payload,
-            timeout=(min(CONNECT_TIMEOUT, settings.timeout), settings.timeout),
-            allow_redirects=False,
-            stream=True,
-        ) as response:
-            answer = bytearray()
-            for chunk in response.iter_content(_READ_CHUNK):
-                answer += chunk
-                if len(answer) > MAX_ANSWER_BYTES:
-                    break
+        status, answer, _ = _exchange(session, "POST", url, payload, _request_seconds(settings, None))
     except requests.exceptions.RequestException as err:
         described = describe(err, settings.api_key)
-        if create and _SENDS.sent:
+        if _SENDS.sent:
             raise RunwaySubmissionUncertainError(uncertain_message(url, described), route=path) from None
-        what = "Did not send the request to" if create else "Could not reach"
-        raise RunwayTransientError(
-            f"{what} CometAPI at {url}: {described}", runway_task_id=runway_task_id
-        ) from None
+        raise RunwayTransientError(f"Did not send the request to CometAPI at {url}: {described}") from None
     except ValueError as err:
         # A header or URL that HTTP cannot carry (UnicodeEncodeError) fails while the request is
         # encoded, before a byte leaves: not sent, and no retry can fix it.
-        if create and _SENDS.sent:
+        if _SENDS.sent:
             raise RunwaySubmissionUncertainError(uncertain_message(url, err), route=path) from None
         raise RunwayConfigurationError(
             f"Did not send the request to CometAPI at {url}: {describe(err, settings.api_key)}"
         ) from None
-    return response.status_code, decode_body(_answer_text(answer))
+    return status, decode_body(_answer_text(answer))
+
+
+def send(
+    session: requests.Session,
+    settings: RunwayConnectionSettings,
+    policy: RetryPolicy,
+    method: str,
+    path: str,
+    payload: Mapping[str, Any] | None,
+    *,
+    runway_task_id: str | None = None,
+    deadline: float | None = None,
+) -> tuple[int, Any]:
+    """One poll or cancel with its retries, none past ``deadline``: :func:`asend`, blocking."""
+
+    def attempt() -> tuple[int, Any]:
+        return _send_once(session, settings, method, path, payload, runway_task_id, deadline)
+
+    # Most polls succeed at once: only a failed first attempt pays for tenacity's machinery.
+    try:
+        return attempt()
+    except RunwayTransientError as error:
+        first_error: RunwayTransientError | None = error
+    from tenacity import Retrying
+
+    for retry in Retrying(**policy.retrying(deadline)):
+        with retry:
+            # The first attempt's failure is replayed so that tenacity counts and waits for it.
+            failure, first_error = first_error, None
+            if failure is not None:
+                raise failure
+            return attempt()
+    raise AssertionError("unreachable: tenacity either returns or re-raises")
+
+
+def _send_once(
+    session: requests.Session,
+    settings: RunwayConnectionSettings,
+    method: str,
+    path: str,
+    payload: Mapping[str, Any] | None,
+    runway_task_id: str | None,
+    deadline: float | None,
+) -> tuple[int, Any]:
+    import requests
+
+    url = settings.base_url + path
+    try:
+        status, answer, retry_after = _exchange(
+            session, method, url, payload, _request_seconds(settings, deadline)
+        )
+    except requests.exceptions.RequestException as err:
+        raise RunwayTransientError(
+            f"Could not reach CometAPI at {url}: {describe(err, settings.api_key)}",
+            runway_task_id=runway_task_id,
+        ) from None
+    body = decode_body(_answer_text(answer))
+    _raise_if_retryable(status, body, retry_after, runway_task_id)
+    return status, body
+
+
+def _exchange(
+    session: requests.Session, method: str, url: str, payload: Mapping[str, Any] | None, seconds: float
+) -> tuple[int, bytearray, float | None]:
+    """Send one request; return its status, its answer (read up to a cap) and its Retry-After."""
+    with session.request(
+        method,
+        url,
+        json=payload,
+        timeout=(min(CONNECT_TIMEOUT, seconds), seconds),
+        allow_redirects=False,
+        stream=True,
+    ) as response:
+        answer = bytearray()
+        for chunk in response.iter_content(_READ_CHUNK):
+            answer += chunk
+            if len(answer) > MAX_ANSWER_BYTES:
+                break
+        return response.status_code, answer, parse_retry_after(response.headers.get("Retry-After"))
+
+
+def _raise_if_retryable(
+    status: int, body: Any, retry_after: float | None, runway_task_id: str | None
+) -> None:
+    """The one retry rule of both halves (:func:`protocol.is_retryable_answer`): a retryable answer
+    raises its :class:`RunwayTransientError`, carrying the Retry-After it came with."""
+    if is_retryable_answer(status, body):
+        try:
+            raise_for_error(body, status, runway_task_id=runway_task_id)
+        except RunwayTransientError as err:
+            err.retry_after = retry_after
+            raise
 
 
 # -- async -----------------------------------------------------------------------------------
@@ -186,37 +292,32 @@ async def asend(
     deadline: float | None = None,
 ) -> tuple[int, Any]:
     """One async request (polls and cancels) with its retries, none past ``deadline``."""
+    proxy = SESSION_POOL.proxy(settings.base_url)
+
+    async def attempt() -> tuple[int, Any]:
+        return await _asend_once(session, settings, proxy, method, path, payload, deadline)
+
     # Most polls succeed at once: only a failed first attempt pays for tenacity's machinery.
     try:
-        return await _asend_once(session, settings, method, path, payload, deadline)
-    except RunwayTransientError as first_error:
-        first_wait = policy.delay(1, first_error.retry_after)
-        if policy.poll_retries < 1 or (deadline is not None and time.time() + first_wait >= deadline):
-            raise
-    from tenacity import AsyncRetrying, retry_if_exception_type
+        return await attempt()
+    except RunwayTransientError as error:
+        first_error: RunwayTransientError | None = error
+    from tenacity import AsyncRetrying
 
-    def wait(state: Any) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        return policy.delay(state.attempt_number + 1, getattr(error, "retry_after", None))
-
-    await asyncio.sleep(first_wait)
-    async for attempt in AsyncRetrying(
-        # No retry past the wait's deadline: the wait decides what happens then.
-        stop=lambda state: (
-            state.attempt_number >= policy.poll_retries or (deadline is not None and time.time() >= deadline)
-        ),
-        wait=wait,
-        retry=retry_if_exception_type(RunwayTransientError),
-        reraise=True,
-    ):
-        with attempt:
-            return await _asend_once(session, settings, method, path, payload, deadline)
+    async for retry in AsyncRetrying(**policy.retrying(deadline)):
+        with retry:
+            # The first attempt's failure is replayed so that tenacity counts and waits for it.
+            failure, first_error = first_error, None
+            if failure is not None:
+                raise failure
+            return await attempt()
     raise AssertionError("unreachable: tenacity either returns or re-raises")
 
 
 async def _asend_once(
     session: aiohttp.ClientSession,
     settings: RunwayConnectionSettings,
+    proxy: Proxy,
     method: str,
     path: str,
     payload: Mapping[str, Any] | None,
@@ -230,9 +331,13 @@ async def _asend_once(
             method,
             url,
             json=payload,
-            headers=settings.headers,
+            headers={**settings.headers, **proxy.request_headers}
+            if proxy.request_headers
+            else settings.headers,
             timeout=_timeout(settings, deadline),
             allow_redirects=False,
+            proxy=proxy.url,
+            proxy_headers=proxy.connect_headers,
         ) as response:
             answer = bytearray()
             while len(answer) <= MAX_ANSWER_BYTES and (chunk := await response.content.read(_READ_CHUNK)):
@@ -244,24 +349,69 @@ async def _asend_once(
             f"Could not reach CometAPI at {url}: {describe(err, settings.api_key)}"
         ) from None
     body = decode_body(_answer_text(answer))
-    # The one retry rule (protocol.is_retryable_answer), as urllib3 applies it on the sync side.
-    if is_retryable_answer(status, body):
-        try:
-            raise_for_error(body, status)
-        except RunwayTransientError as err:
-            err.retry_after = retry_after
-            raise
+    _raise_if_retryable(status, body, retry_after, None)
     return status, body
 
 
+def _request_seconds(settings: RunwayConnectionSettings, deadline: float | None) -> float:
+    """One request's time: the connection's, ending by ``deadline`` yet giving a late request a second."""
+    if deadline is None:
+        return settings.timeout
+    return max(min(settings.timeout, deadline - time.time()), _MIN_REQUEST_SECONDS)
+
+
 def _timeout(settings: RunwayConnectionSettings, deadline: float | None) -> aiohttp.ClientTimeout:
-    """The request's timeout: the connection's, ending by ``deadline`` yet giving a late request a second."""
     import aiohttp
 
-    total = settings.timeout
-    if deadline is not None:
-        total = max(min(total, deadline - time.time()), _MIN_REQUEST_SECONDS)
+    total = _request_seconds(settings, deadline)
     return aiohttp.ClientTimeout(total=total, sock_connect=min(CONNECT_TIMEOUT, total))
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """The forward proxy of the async half's requests to one base URL, or none (``url`` None).
+
+    aiohttp sends ``proxy_headers`` on a CONNECT only: the credentials the proxy URL carried go
+    there for an https base URL (a tunnel), and on each request for an http one.
+
+    :param url: The proxy's URL, without credentials (they would show in errors).
+    :param connect_headers: ``Proxy-Authorization`` of a tunnel, or None.
+    :param request_headers: ``Proxy-Authorization`` of a request sent to the proxy, or None.
+    """
+
+    url: str | None = None
+    connect_headers: Mapping[str, str] | None = None
+    request_headers: Mapping[str, str] | None = None
+
+
+def environment_proxy(base_url: str) -> Proxy:
+    """The proxy requests uses for ``base_url``: ``HTTPS_PROXY`` / ``HTTP_PROXY`` by scheme, else
+    ``ALL_PROXY``, none where ``NO_PROXY`` covers the host.
+
+    The sync half's own functions decide, so that both halves always agree (``NO_PROXY`` CIDR
+    blocks included, which the standard library's ``proxy_bypass`` ignores). Not aiohttp's
+    ``trust_env``: it would read the environment and ``~/.netrc`` in a thread on every request, and
+    a ``.netrc`` entry for CometAPI's host would collide with the ``Authorization`` header. Called
+    once per pooled session; it reads environment variables only (on Linux), no file or socket.
+    """
+    from requests.utils import get_auth_from_url, get_environ_proxies, select_proxy
+
+    found = select_proxy(base_url, get_environ_proxies(base_url))
+    if not found:
+        return Proxy()
+    if "://" not in found:
+        found = f"http://{found}"  # as requests reads a proxy given without a scheme
+    user, password = get_auth_from_url(found)
+    parts = urlsplit(found)
+    url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    if not user:
+        return Proxy(url)
+    # Latin-1, as requests encodes them; aiohttp's BasicAuth for proxies is deprecated.
+    credentials = base64.b64encode(f"{user}:{password}".encode("latin-1")).decode("ascii")
+    authorization = {"Proxy-Authorization": f"Basic {credentials}"}
+    if base_url.startswith("https:"):
+        return Proxy(url, connect_headers=authorization)
+    return Proxy(url, request_headers=authorization)
 
 
 class _SessionPool:
@@ -287,9 +437,19 @@ class _SessionPool:
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.limit_per_host)
             # No cookie jar: one session serves every connection (and key) to this host.
             session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
-            lease = leases[base_url] = _Lease(session)
+            if hasattr(session, "_retry_connection"):
+                # Recent aiohttp sends a GET or a DELETE again at once when its connection drops,
+                # outside the budget and the backoff: RetryPolicy.retrying is the only retry rule.
+                session._retry_connection = False
+            # Resolved once per session: every request of the session goes to the same host.
+            lease = leases[base_url] = _Lease(session, environment_proxy(base_url))
         lease.users += 1
         return lease.session
+
+    def proxy(self, base_url: str) -> Proxy:
+        """The proxy of this loop's session for ``base_url``, resolved when the session was made."""
+        lease = self._sessions.get(asyncio.get_running_loop(), {}).get(base_url)
+        return environment_proxy(base_url) if lease is None else lease.proxy
 
     async def release(self, base_url: str, session: aiohttp.ClientSession) -> None:
         leases = self._sessions.get(asyncio.get_running_loop(), {})
@@ -306,6 +466,7 @@ class _SessionPool:
 @dataclass
 class _Lease:
     session: aiohttp.ClientSession
+    proxy: Proxy
     users: int = 0
 
 
@@ -390,7 +551,12 @@ def _create_adapter_class() -> type:
         def connect(self) -> None:
             # A new connection is a new attempt: an earlier attempt on another socket was answered.
             _SENDS.sent = False
-            super().connect()  # type: ignore[misc]
+            try:
+                super().connect()  # type: ignore[misc]
+            finally:
+                # Through an HTTPS proxy, connecting sends the proxy's CONNECT with send(): the
+                # tunnel, refused or not, is not the request, which has not left yet.
+                _SENDS.sent = False
 
         def send(self, data: Any) -> None:
             if self.sock is None:

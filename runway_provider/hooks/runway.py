@@ -1,8 +1,10 @@
 """Hook for CometAPI's Runway routes: the connection's settings and the provider's API to the service.
 
 Sync calls go through requests, async ones (triggers) through aiohttp; both live in
-:mod:`runway_provider.hooks._http`, which imports them where they are used: DAG files import the
-operator and sensor modules, which import this one, and DAG parsing pays for every top-level import.
+:mod:`runway_provider.hooks._http`. The transport, the reading of answers
+(:mod:`runway_provider.protocol`) and the wait (:mod:`runway_provider.wait_decision`) are imported
+where a call uses them: importing this module costs the settings and the route table only, since
+DAG parsing pays for every top-level import.
 """
 
 from __future__ import annotations
@@ -31,17 +33,14 @@ from runway_provider.exceptions import (
     RunwayInputError,
     RunwaySubmissionUncertainError,
 )
-from runway_provider.hooks import _http
 from runway_provider.models import CancelOutcome, RouteFamily, RunwayTask
-from runway_provider.pacing import PollSchedule
-from runway_provider.protocol import normalize_task, parse_submission, read_cancel_answer
 from runway_provider.routes import Route
-from runway_provider.wait_decision import TaskWatch, wait
 
 if TYPE_CHECKING:
     import aiohttp
     import requests
     from airflow.sdk import Connection
+
 
 P = ParamSpec("P")
 
@@ -190,6 +189,8 @@ class RunwayHook(BaseHook):
         retry_backoff: float = 1.0,
         retry_backoff_max: float = 30.0,
     ) -> None:
+        from runway_provider.hooks import _http
+
         super().__init__()
         self.runway_conn_id = runway_conn_id
         self.retry_policy = _http.RetryPolicy(create_retries, poll_retries, retry_backoff, retry_backoff_max)
@@ -205,6 +206,8 @@ class RunwayHook(BaseHook):
 
     @cached_property
     def session(self) -> requests.Session:
+        from runway_provider.hooks import _http
+
         return _http.new_session(self.settings, self.retry_policy)
 
     # -- creates -----------------------------------------------------------------------------
@@ -240,7 +243,10 @@ class RunwayHook(BaseHook):
         :param route: The create route.
         :param payload: The body, as built by :meth:`payload`.
         """
-        status, body = _http.send(self.session, self.settings, "POST", route.path, payload, create=True)
+        from runway_provider.hooks import _http
+        from runway_provider.protocol import parse_submission
+
+        status, body = _http.send_create(self.session, self.settings, route.path, payload)
         try:
             runway_task_id = parse_submission(body, status)
         except RunwaySubmissionUncertainError as err:
@@ -263,29 +269,46 @@ class RunwayHook(BaseHook):
     # -- tasks -------------------------------------------------------------------------------
 
     def get_task(
-        self, runway_task_id: str, route_family: RouteFamily
+        self,
+        runway_task_id: str,
+        route_family: RouteFamily,
+        *,
+        deadline: float | None = None,
     ) -> RunwayTask:
         """Fetch a task, normalized: ``POST /runway/feed`` or ``GET /runwayml/v1/tasks/{id}``.
 
         :param runway_task_id: The task.
         :param route_family: ``reverse`` (created on ``/runway/pro/*``) or ``official``
             (created on ``/runwayml/v1/*``).
+        :param deadline: Epoch seconds the poll, its retries included, must not outlive (a wait's
+            deadline); each request gets at least one second.
         """
+        from runway_provider.hooks import _http
+
         family = route_family
         method, path, payload = routes.task_request(runway_task_id, family)
-        try:
+
+        def poll() -> RunwayTask:
+
             status, body = _http.send(
-                self.session, self.settings, method, path, payload, runway_task_id=runway_task_id
+                self.session,
+                self.settings,
+                self.retry_policy,
+                method,
+                path,
+                payload,
+                runway_task_id=runway_task_id,
+                deadline=deadline,
             )
             return _read_task(body, status, runway_task_id, family)
+
+        try:
+            return poll()
         except RunwayAuthenticationError:
             # As on the async path: the key may have been rotated during a long wait; read it once more.
             self.__dict__.pop("settings", None)
             self.__dict__.pop("session", None)
-            status, body = _http.send(
-                self.session, self.settings, method, path, payload, runway_task_id=runway_task_id
-            )
-            return _read_task(body, status, runway_task_id, family)
+            return poll()
 
     def wait_for_task(
         self,
@@ -311,6 +334,9 @@ class RunwayHook(BaseHook):
         :param min_poll_interval: Adaptive schedule: the shortest delay between polls.
         :param max_poll_interval: Adaptive schedule: the longest delay between polls.
         """
+        from runway_provider.pacing import PollSchedule
+        from runway_provider.wait_decision import TaskWatch, wait
+
         schedule = PollSchedule.from_options(
             poll_interval=poll_interval,
             min_poll_interval=min_poll_interval,
@@ -325,11 +351,9 @@ class RunwayHook(BaseHook):
             not_found_grace=not_found_grace,
             log=self.log,
         )
-        return wait(watch, lambda: self.get_task(runway_task_id, route_family))
+        return wait(watch, lambda: self.get_task(runway_task_id, route_family, deadline=watch.end_time))
 
-    def cancel_task(
-        self, runway_task_id: str, route_family: RouteFamily
-    ) -> CancelOutcome:
+    def cancel_task(self, runway_task_id: str, route_family: RouteFamily) -> CancelOutcome:
         """Ask the service to cancel a task: ``DELETE /runwayml/v1/tasks/{id}`` (official family).
 
         Whether to cancel is decided in :mod:`runway_provider.spend`; this only asks. Reverse-format
@@ -339,11 +363,20 @@ class RunwayHook(BaseHook):
         :param runway_task_id: The task.
         :param route_family: ``reverse`` or ``official`` (see :meth:`get_task`).
         """
+        from runway_provider.hooks import _http
+        from runway_provider.protocol import read_cancel_answer
+
         if route_family is not RouteFamily.OFFICIAL:
             return CancelOutcome.NOT_CANCELLABLE
         path = routes.task_path(runway_task_id)
         status, body = _http.send(
-            self.session, self.settings, "DELETE", path, None, runway_task_id=runway_task_id
+            self.session,
+            self.settings,
+            self.retry_policy,
+            "DELETE",
+            path,
+            None,
+            runway_task_id=runway_task_id,
         )
         return read_cancel_answer(body, status, runway_task_id=runway_task_id)
 
@@ -378,6 +411,8 @@ class RunwayHook(BaseHook):
         :param deadline: Epoch seconds the poll, its retries included, must not outlive (a wait's
             deadline); each request gets at least one second.
         """
+        from runway_provider.hooks import _http
+
         if self._async_session is None:
             async with self.async_client():
                 return await self.aget_task(runway_task_id, route_family, deadline=deadline)
@@ -393,10 +428,10 @@ class RunwayHook(BaseHook):
             status, body = await self._asend(method, path, payload, deadline)
             return _read_task(body, status, runway_task_id, family)
 
-    async def acancel_task(
-        self, runway_task_id: str, route_family: RouteFamily
-    ) -> CancelOutcome:
+    async def acancel_task(self, runway_task_id: str, route_family: RouteFamily) -> CancelOutcome:
         """Async :meth:`cancel_task`, for a trigger's ``on_kill``."""
+        from runway_provider.protocol import read_cancel_answer
+
         if route_family is not RouteFamily.OFFICIAL:
             return CancelOutcome.NOT_CANCELLABLE
         if self._async_session is None:
@@ -410,6 +445,8 @@ class RunwayHook(BaseHook):
         return _AsyncClient(self)
 
     async def _aget_settings(self) -> RunwayConnectionSettings:
+        from runway_provider.hooks import _http
+
         if self._async_settings is None:
             self._async_settings = await _http.SETTINGS_READS.read(self.runway_conn_id, self._read_settings)
         return self._async_settings
@@ -420,6 +457,8 @@ class RunwayHook(BaseHook):
     async def _asend(
         self, method: str, path: str, payload: Mapping[str, Any] | None, deadline: float | None = None
     ) -> tuple[int, Any]:
+        from runway_provider.hooks import _http
+
         session = self._async_session
         if session is None:
             raise RuntimeError("RunwayHook's async calls need a session from async_client()")
@@ -437,18 +476,24 @@ class _AsyncClient:
         self._base_url = ""
 
     async def __aenter__(self) -> RunwayHook:
+        from runway_provider.hooks import _http
+
         settings = await self._hook._aget_settings()
         self._base_url = settings.base_url
         self._hook._async_session = _http.SESSION_POOL.acquire(self._base_url)
         return self._hook
 
     async def __aexit__(self, *exc: object) -> None:
+        from runway_provider.hooks import _http
+
         session, self._hook._async_session = self._hook._async_session, None
         if session is not None:
             await _http.SESSION_POOL.release(self._base_url, session)
 
 
 def _read_task(body: Any, status: int, runway_task_id: str, family: RouteFamily) -> RunwayTask:
+    from runway_provider.protocol import normalize_task
+
     # Runway answers 404 for a task it does not know (yet); the wrapper answers task_not_exist.
     not_found = frozenset({404}) if family is RouteFamily.OFFICIAL else frozenset()
     return normalize_task(

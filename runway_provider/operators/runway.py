@@ -179,7 +179,9 @@ class BaseRunwaySubmitOperator(RunwayWaitMixin, BaseOperator):
                     end_time=self.deferred_end_time(end_time, execute_started=execute_started),
                 )
             else:
-                task = self.wait_on_worker(context, ref, submitted_at=submission.submitted_at, end_time=end_time)
+                task = self.wait_on_worker(
+                    context, ref, submitted_at=submission.submitted_at, end_time=end_time
+                )
         except RunwayTaskTimeoutError as err:
             self.settle_timeout(ref, last_status=err.status, will_retry=spend.retry_follows(context["ti"]))
             raise

@@ -119,7 +119,9 @@ class RunwayTaskSensor(RunwayWaitMixin, BaseSensorOperator):
                     context,
                     ref,
                     submitted_at=started_at,
-                    end_time=self.deferred_end_time(started_at + self.timeout, execute_started=execute_started),
+                    end_time=self.deferred_end_time(
+                        started_at + self.timeout, execute_started=execute_started
+                    ),
                 )
             except RunwayTaskTimeoutError as err:
                 self.settle_timeout(ref, last_status=err.status, will_retry=False)
@@ -160,7 +162,9 @@ class RunwayTaskSensor(RunwayWaitMixin, BaseSensorOperator):
         watch, ref = self._watch, self._ref
         if watch is None or ref is None:
             raise RuntimeError("RunwayTaskSensor.poke runs only from execute()")
-        outcome = watch.step(lambda: self.hook.get_task(ref.runway_task_id, ref.family))
+        outcome = watch.step(
+            lambda: self.hook.get_task(ref.runway_task_id, ref.family, deadline=watch.end_time)
+        )
         # Past the deadline the sensor's own timeout applies (with soft_fail): Airflow raises it.
         if outcome is None or outcome.status is OutcomeStatus.TIMEOUT:
             # A reschedule ends this try, and Airflow resolves the link then.

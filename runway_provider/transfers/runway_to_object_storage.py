@@ -16,26 +16,21 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator, ObjectStoragePath
 
-from runway_provider import lineage
+from runway_provider import refs
+from runway_provider.defaults import DEFAULT_CONN_ID
 from runway_provider.exceptions import RunwayInputError, RunwayTransferError
-from runway_provider.hooks.runway import RunwayHook
-from runway_provider.models import RouteFamily, RunwayTask, RunwayTaskStatus
+from runway_provider.models import RunwayTask, RunwayTaskStatus
 from runway_provider.records import RequestRecord, StoredResult, object_uri, record_path, sha256_of
 from runway_provider.records import write as write_record
-from runway_provider.routes import route_family as checked_route_family
-from runway_provider.wait_mixin import (
-    pull_request,
-    request_route_family,
-    runway_upstream,
-    upstream_route_family,
-    upstream_source,
-)
+from runway_provider.refs import TaskRef, Upstream
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from runway_provider.hooks.media import MediaClient, MediaFile
+    from runway_provider.hooks.runway import RunwayHook
     from runway_provider.lineage import RunwayOperatorLineage
+    from runway_provider.models import RouteFamily
 
 DEFAULT_ASSET_ALIAS = "runway-videos"
 DEFAULT_MAX_BYTES = 500 * 1024 * 1024
@@ -106,7 +101,7 @@ class RunwayToObjectStorageOperator(BaseOperator):
         overwrite: bool = False,
         max_bytes: int = DEFAULT_MAX_BYTES,
         asset_alias: str = DEFAULT_ASSET_ALIAS,
-        runway_conn_id: str = RunwayHook.default_conn_name,
+        runway_conn_id: str = DEFAULT_CONN_ID,
         destination_folder: bool | None = None,
         download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT,
         route_family: RouteFamily | str | None = None,
@@ -123,40 +118,35 @@ class RunwayToObjectStorageOperator(BaseOperator):
         self.runway_conn_id = runway_conn_id
         self.destination_folder = destination_folder
         self.download_timeout = download_timeout
-        self.route_family = (
-            checked_route_family(route_family)
-            if route_family is not None
-            else upstream_route_family(runway_task)
-        )
-        self._source = upstream_source(runway_task)
+        # The argument as given (checked now); where the task lives is resolved when the transfer runs.
+        self.route_family = refs.checked_family(route_family) if route_family is not None else None
+        # The Runway operator (or sensor) whose output ``runway_task`` is, known now.
+        self._upstream = Upstream.of(runway_task)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        pulled = pull_request(context, self._source or runway_upstream(self))
+        from runway_provider import lineage
+
+        upstream = self._upstream or Upstream.above(self)
+        pulled = upstream.pull_request(context) if upstream is not None else None
         request = RequestRecord.from_dict(pulled)
-        self.route_family = self.route_family or request_route_family(pulled)
         found = self._reused(request)
         fetch: Callable[[], MediaFile]
         if found is not None:
             reused, source = found
-            unchanged = self._already_here(reused)
+            ref = self._ref(reused.runway_task_id, reused.to_dict(), upstream, pulled)
+            unchanged = self._already_here(reused, ref.family)
             if unchanged is not None:
                 return unchanged
             # Stored elsewhere already, and checked there: copied from there, never fetched from the
             # service by task id again (its URL may have expired; the copy needs no URL).
-            task = RunwayTask(
-                reused.runway_task_id,
-                RunwayTaskStatus.SUCCEEDED,
-                route_family=RouteFamily(reused.route_family or self.route_family or RouteFamily.REVERSE),
-            )
+            task = RunwayTask(ref.runway_task_id, RunwayTaskStatus.SUCCEEDED, route_family=ref.family)
             fetch = functools.partial(self._copy, source, reused)
         else:
-            task = self._resolve_task()
+            task = self._resolve_task(upstream, pulled)
             fetch = functools.partial(
                 self.media.download,
                 task,
-                fresh_task=lambda: self.hook.get_task(
-                    task.runway_task_id, task.route_family or RouteFamily.REVERSE
-                ),
+                fresh_task=lambda: self.hook.get_task(task.runway_task_id, task.route_family),
             )
         destination, is_folder = self._destination(task.runway_task_id)
         download = fetch()
@@ -200,7 +190,17 @@ class RunwayToObjectStorageOperator(BaseOperator):
             ) from None
         return reused, ObjectStoragePath(reused.uri, conn_id=request.reused_conn_id)
 
-    def _already_here(self, reused: StoredResult) -> dict[str, Any] | None:
+    def _ref(self, runway_task_id: str, own: Any, upstream: Upstream | None, pulled: Any) -> TaskRef:
+        """Where the task lives (:func:`runway_provider.refs.resolve`); ``own`` is what it says itself."""
+        return refs.resolve(
+            runway_task_id,
+            explicit=self.route_family,
+            own=refs.recorded_family(own),
+            upstream=upstream,
+            request=pulled,
+        )
+
+    def _already_here(self, reused: StoredResult, family: RouteFamily) -> dict[str, Any] | None:
         """The reused result, when this destination holds it intact: then there is nothing to do."""
         destination, is_folder = self._destination(reused.runway_task_id)
         target = destination / reused.name if is_folder else destination
@@ -213,7 +213,9 @@ class RunwayToObjectStorageOperator(BaseOperator):
             return None
         here = dataclasses.replace(reused, uri=object_uri(target))
         self.log.info("Reused, already stored and unchanged: %s; nothing to do.", here.uri)
-        self._lineage_facts = lineage.note_transfer(self, here, reused.route_family or self.route_family)
+        from runway_provider import lineage
+
+        self._lineage_facts = lineage.note_transfer(self, here, family)
         return _result(here, object_uri(record_path(target)), reused=True)
 
     def _copy(self, source: ObjectStoragePath, reused: StoredResult) -> MediaFile:
@@ -253,11 +255,15 @@ class RunwayToObjectStorageOperator(BaseOperator):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> RunwayOperatorLineage:
         """OpenLineage: the Runway task read and the object stored (:mod:`runway_provider.lineage`)."""
+        from runway_provider import lineage
+
         return lineage.operator_lineage(getattr(self, "_lineage_facts", None))
 
     @cached_property
     def hook(self) -> RunwayHook:
         """The run's one Runway hook: task lookups, the media hosts allowed and lineage share it."""
+        from runway_provider.hooks.runway import RunwayHook
+
         return RunwayHook(self.runway_conn_id)
 
     @cached_property
@@ -274,19 +280,17 @@ class RunwayToObjectStorageOperator(BaseOperator):
 
     # -- steps -------------------------------------------------------------------------------
 
-    def _resolve_task(self) -> RunwayTask:
+    def _resolve_task(self, upstream: Upstream | None, pulled: Any) -> RunwayTask:
         value = self.runway_task
         if isinstance(value, str) and value.strip():
-            return self.hook.get_task(value.strip(), self.route_family or RouteFamily.REVERSE)
+            ref = self._ref(value.strip(), None, upstream, pulled)
+            return self.hook.get_task(ref.runway_task_id, ref.family)
         if isinstance(value, Mapping):
             try:
-                task = RunwayTask.from_dict(value)
+                ref = self._ref(str(value["runway_task_id"]), value, upstream, pulled)
+                return RunwayTask.from_dict({**value, "route_family": ref.family.value})
             except (KeyError, TypeError, ValueError) as err:
                 raise RunwayInputError("runway_task", f"is not a Runway task dict ({err!r})") from None
-            # The explicit argument wins; else the task says where it came from.
-            return dataclasses.replace(
-                task, route_family=self.route_family or task.route_family or RouteFamily.REVERSE
-            )
         raise RunwayInputError("runway_task", f"expected a task dict or a Runway task id, got {value!r:.80}")
 
     def _destination(self, runway_task_id: str) -> tuple[ObjectStoragePath, bool]:

@@ -19,7 +19,7 @@ from runway_provider.exceptions import (
 )
 from runway_provider.hooks import _http
 from runway_provider.hooks.runway import RunwayConnectionSettings, RunwayHook
-from runway_provider.models import MAX_RAW_CHARS, RunwayTask, RunwayTaskStatus
+from runway_provider.models import MAX_RAW_CHARS, RouteFamily, RunwayTask, RunwayTaskStatus
 from runway_provider.operators.runway import RunwayGenerateOperator
 from runway_provider.sensors.runway import RunwayTaskSensor
 from tests.helpers import TEST_API_KEY, job_options, set_connection
@@ -35,8 +35,14 @@ def test_a_key_read_from_a_file_works_sync_and_async(monkeypatch, server, emulat
     set_connection(monkeypatch, server, password=f"{TEST_API_KEY}{padding}")
     hook = RunwayHook(retry_backoff=0.01)
     runway_task_id = hook.submit_generate(prompt="A paper boat", image=IMAGE)
-    assert hook.get_task(runway_task_id).visible is False or hook.get_task(runway_task_id).runway_task_id
-    assert asyncio.run(RunwayHook().aget_task(runway_task_id)).runway_task_id == runway_task_id
+    assert (
+        hook.get_task(runway_task_id, RouteFamily.REVERSE).visible is False
+        or hook.get_task(runway_task_id, RouteFamily.REVERSE).runway_task_id
+    )
+    assert (
+        asyncio.run(RunwayHook().aget_task(runway_task_id, RouteFamily.REVERSE)).runway_task_id
+        == runway_task_id
+    )
     assert len(emulator.jobs) == 1  # the emulator accepts only the exact key
 
 
@@ -55,8 +61,8 @@ def test_no_error_text_carries_the_key(monkeypatch, server, closed_port, caplog)
     with caplog.at_level(logging.DEBUG):
         for call in (
             lambda: hook.submit_generate(prompt="A paper boat", image=IMAGE),
-            lambda: hook.get_task("abc"),
-            lambda: asyncio.run(RunwayHook(poll_retries=0).aget_task("abc")),
+            lambda: hook.get_task("abc", RouteFamily.REVERSE),
+            lambda: asyncio.run(RunwayHook(poll_retries=0).aget_task("abc", RouteFamily.REVERSE)),
         ):
             with pytest.raises(RunwayTransientError) as error:
                 call()
@@ -114,11 +120,13 @@ def test_one_odd_poll_answer_never_ends_a_wait(hook, emulator, fault):
     runway_task_id = hook.submit_generate(prompt="A paper boat", image=IMAGE, options=job_options())
     emulator.jobs[runway_task_id].pending_faults = [fault]
     with pytest.raises(RunwayTransientError):
-        RunwayHook(poll_retries=0).get_task(runway_task_id)
+        RunwayHook(poll_retries=0).get_task(runway_task_id, RouteFamily.REVERSE)
     with pytest.raises(RunwayTransientError):
         emulator.jobs[runway_task_id].pending_faults = [fault]
-        asyncio.run(RunwayHook(poll_retries=0).aget_task(runway_task_id))
-    task = hook.wait_for_task(runway_task_id, poll_interval=0.1, timeout=30, not_found_grace=30)
+        asyncio.run(RunwayHook(poll_retries=0).aget_task(runway_task_id, RouteFamily.REVERSE))
+    task = hook.wait_for_task(
+        runway_task_id, route_family=RouteFamily.REVERSE, poll_interval=0.1, timeout=30, not_found_grace=30
+    )
     assert task.status is RunwayTaskStatus.SUCCEEDED
 
 
@@ -136,8 +144,8 @@ def test_blocking_and_deferred_polls_classify_alike(hook, emulator, fault, error
     runway_task_id = hook.submit_generate(prompt="A paper boat", image=IMAGE)
     outcomes = []
     for poll in (
-        lambda: RunwayHook(poll_retries=0).get_task(runway_task_id),
-        lambda: asyncio.run(RunwayHook(poll_retries=0).aget_task(runway_task_id)),
+        lambda: RunwayHook(poll_retries=0).get_task(runway_task_id, RouteFamily.REVERSE),
+        lambda: asyncio.run(RunwayHook(poll_retries=0).aget_task(runway_task_id, RouteFamily.REVERSE)),
     ):
         emulator.jobs[runway_task_id].pending_faults = [fault]
         with pytest.raises(RunwayTransientError if error is RunwayTransientError else error) as caught:
@@ -148,7 +156,12 @@ def test_blocking_and_deferred_polls_classify_alike(hook, emulator, fault, error
 
 
 def test_raw_is_bounded_in_xcom():
-    task = RunwayTask(runway_task_id="t", status=RunwayTaskStatus.RUNNING, raw={"filler": "x" * 100_000})
+    task = RunwayTask(
+        runway_task_id="t",
+        status=RunwayTaskStatus.RUNNING,
+        raw={"filler": "x" * 100_000},
+        route_family=RouteFamily.REVERSE,
+    )
     raw = task.to_dict()["raw"]
     assert raw["truncated"] is True and len(json.dumps(raw)) < MAX_RAW_CHARS + 100
 
@@ -188,6 +201,8 @@ def test_every_status_and_code_means_the_same_on_both_paths(hook, emulator, stat
             return type(err).__name__
         return "not visible" if not task.visible else "visible"
 
-    sync = outcome(lambda: RunwayHook(poll_retries=0).get_task(runway_task_id, family))
-    deferred = outcome(lambda: asyncio.run(RunwayHook(poll_retries=0).aget_task(runway_task_id, family)))
+    sync = outcome(lambda: RunwayHook(poll_retries=0).get_task(runway_task_id, RouteFamily(family)))
+    deferred = outcome(
+        lambda: asyncio.run(RunwayHook(poll_retries=0).aget_task(runway_task_id, RouteFamily(family)))
+    )
     assert sync == deferred, (status, code)

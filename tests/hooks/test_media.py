@@ -37,7 +37,9 @@ PUBLIC_UNREACHABLE = "2606:2800:220:1:248:1893:25c8:1946"
 
 
 def media_task(url: str) -> RunwayTask:
-    return RunwayTask.from_dict({"runway_task_id": "task-7", "status": "SUCCEEDED", "output_urls": [url]})
+    return RunwayTask.from_dict(
+        {"runway_task_id": "task-7", "status": "SUCCEEDED", "output_urls": [url], "route_family": "official"}
+    )
 
 
 def download(url: str, *allowed: str) -> Any:

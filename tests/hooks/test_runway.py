@@ -8,6 +8,7 @@ import pytest
 from airflow.sdk import Connection
 from airflow.sdk.exceptions import AirflowFailException
 
+from runway_provider.defaults import DEFAULT_BASE_URL
 from runway_provider.exceptions import (
     RunwayAuthenticationError,
     RunwayBalanceExhaustedError,
@@ -25,9 +26,8 @@ from runway_provider.exceptions import (
     RunwayTransientError,
 )
 from runway_provider.hooks import _http
-from runway_provider.defaults import DEFAULT_BASE_URL
 from runway_provider.hooks.runway import RunwayConnectionSettings, RunwayHook
-from runway_provider.models import RunwayTaskStatus
+from runway_provider.models import RouteFamily, RunwayTaskStatus
 from runway_provider.testing import Emulator, EmulatorServer
 from tests.helpers import TEST_API_KEY, job_options, set_connection
 
@@ -287,9 +287,11 @@ def test_submit_business_error_in_2xx(hook, emulator, monkeypatch):
 def test_get_task_follows_the_timeline_in_every_shape(hook, shape):
     # Long enough that the first poll comes before the task appears, even on a loaded machine.
     runway_task_id = submit(hook, options=job_options(shape=shape, not_found_seconds=2))
-    first = hook.get_task(runway_task_id)
+    first = hook.get_task(runway_task_id, RouteFamily.REVERSE)
     assert (first.visible, first.status) == (False, RunwayTaskStatus.PENDING)
-    task = hook.wait_for_task(runway_task_id, poll_interval=0.1, timeout=30, not_found_grace=10)
+    task = hook.wait_for_task(
+        runway_task_id, route_family=RouteFamily.REVERSE, poll_interval=0.1, timeout=30, not_found_grace=10
+    )
     assert task.status is RunwayTaskStatus.SUCCEEDED
     assert task.video_url.endswith(f"/_emulator/media/{runway_task_id}.mp4")
 
@@ -298,7 +300,7 @@ def test_get_task_retries_transient_answers(hook, emulator):
     runway_task_id = submit(
         hook, options=job_options(not_found_seconds=0, feed_faults=["429", "500", "reset", "html"])
     )
-    task = hook.get_task(runway_task_id)
+    task = hook.get_task(runway_task_id, RouteFamily.REVERSE)
     assert task.visible
     feeds = [r for r in emulator.requests if r["path"] == "/runway/feed"]
     assert [r.get("fault") for r in feeds] == ["429", "500", "reset", "html", None]
@@ -307,7 +309,7 @@ def test_get_task_retries_transient_answers(hook, emulator):
 def test_get_task_gives_up_after_poll_retries(hook, emulator):
     runway_task_id = submit(hook, options=job_options(feed_faults=["503"] * 10))
     with pytest.raises(RunwayTransientError, match="503"):
-        hook.get_task(runway_task_id)
+        hook.get_task(runway_task_id, RouteFamily.REVERSE)
     assert (
         len([r for r in emulator.requests if r["path"] == "/runway/feed"])
         == hook.retry_policy.poll_retries + 1
@@ -330,7 +332,13 @@ def test_get_task_gives_up_after_poll_retries(hook, emulator):
 def test_wait_for_task_raises_typed_errors(hook, scenario, error, text):
     runway_task_id = submit(hook, options=job_options(**scenario))
     with pytest.raises(error, match=text) as caught:
-        hook.wait_for_task(runway_task_id, poll_interval=0.1, timeout=10, not_found_grace=0.5)
+        hook.wait_for_task(
+            runway_task_id,
+            route_family=RouteFamily.REVERSE,
+            poll_interval=0.1,
+            timeout=10,
+            not_found_grace=0.5,
+        )
     assert type(caught.value) is error  # not merely a base class of it
     assert caught.value.runway_task_id == runway_task_id
     assert runway_task_id in str(caught.value)
@@ -339,20 +347,34 @@ def test_wait_for_task_raises_typed_errors(hook, scenario, error, text):
 def test_wait_for_task_times_out_with_last_status(hook):
     runway_task_id = submit(hook, options=job_options(running_seconds=30))
     with pytest.raises(RunwayTaskTimeoutError, match="RUNNING") as caught:
-        hook.wait_for_task(runway_task_id, poll_interval=0.1, timeout=1.0, not_found_grace=5)
+        hook.wait_for_task(
+            runway_task_id,
+            route_family=RouteFamily.REVERSE,
+            poll_interval=0.1,
+            timeout=1.0,
+            not_found_grace=5,
+        )
     assert "may still be running" in str(caught.value)
     assert caught.value.status == "RUNNING"
 
 
 def test_wait_for_task_rides_out_failing_polls(hook, emulator):
     runway_task_id = submit(hook, options=job_options(feed_faults=["503"] * 6))
-    task = hook.wait_for_task(runway_task_id, poll_interval=0.1, timeout=10, not_found_grace=5)
+    task = hook.wait_for_task(
+        runway_task_id, route_family=RouteFamily.REVERSE, poll_interval=0.1, timeout=10, not_found_grace=5
+    )
     assert task.status is RunwayTaskStatus.SUCCEEDED
 
 
 def test_unknown_task_id_is_lost_after_grace(hook):
     with pytest.raises(RunwayTaskLostError, match="no-such-task"):
-        hook.wait_for_task("no-such-task", poll_interval=0.1, timeout=5, not_found_grace=0.3)
+        hook.wait_for_task(
+            "no-such-task",
+            route_family=RouteFamily.REVERSE,
+            poll_interval=0.1,
+            timeout=5,
+            not_found_grace=0.3,
+        )
 
 
 # -- test_connection -------------------------------------------------------------------------
@@ -394,17 +416,17 @@ async def test_aget_task_follows_the_timeline(hook):
     runway_task_id = submit(hook, options=job_options(not_found_seconds=0))
     async_hook = RunwayHook(retry_backoff=0.01)
     async with async_hook.async_client():
-        task = await async_hook.aget_task(runway_task_id)
+        task = await async_hook.aget_task(runway_task_id, RouteFamily.REVERSE)
         assert task.visible and task.status in (RunwayTaskStatus.PENDING, RunwayTaskStatus.RUNNING)
         await asyncio.sleep(0.6)
-        task = await async_hook.aget_task(runway_task_id)
+        task = await async_hook.aget_task(runway_task_id, RouteFamily.REVERSE)
     assert task.status is RunwayTaskStatus.SUCCEEDED
 
 
 @pytest.mark.asyncio
 async def test_aget_task_retries_transient_answers(hook, emulator):
     runway_task_id = submit(hook, options=job_options(feed_faults=["429", "503", "reset", "html"]))
-    task = await RunwayHook(retry_backoff=0.01).aget_task(runway_task_id)
+    task = await RunwayHook(retry_backoff=0.01).aget_task(runway_task_id, RouteFamily.REVERSE)
     assert task.runway_task_id == runway_task_id
     feeds = [r for r in emulator.requests if r["path"] == "/runway/feed"]
     assert [r.get("fault") for r in feeds] == ["429", "503", "reset", "html", None]
@@ -415,7 +437,7 @@ async def test_aget_task_does_not_retry_a_429_that_says_the_balance_is_spent(hoo
     # A 429 is retried unless its words say the account cannot pay: no retry tops it up.
     runway_task_id = submit(hook, options=job_options(feed_faults=["http429:insufficient_quota"]))
     with pytest.raises(RunwayBalanceExhaustedError):
-        await RunwayHook(retry_backoff=0.01).aget_task(runway_task_id)
+        await RunwayHook(retry_backoff=0.01).aget_task(runway_task_id, RouteFamily.REVERSE)
     feeds = [r for r in emulator.requests if r["path"] == "/runway/feed"]
     assert [(r["http_status"], r.get("fault")) for r in feeds] == [(429, "http429:insufficient_quota")]
 
@@ -433,7 +455,7 @@ async def test_aget_task_garbled_answer_is_transient(hook):
     # A garbled 200 is not retried inside the hook; the wait loop polls again (see the trigger tests).
     runway_task_id = submit(hook, options=job_options(feed_faults=["garbage"]))
     with pytest.raises(RunwayTransientError, match="non-JSON"):
-        await RunwayHook().aget_task(runway_task_id)
+        await RunwayHook().aget_task(runway_task_id, RouteFamily.REVERSE)
 
 
 @pytest.mark.asyncio
@@ -452,10 +474,10 @@ async def test_aget_task_rereads_a_rotated_key(monkeypatch, server, emulator, ho
     runway_task_id = submit(hook)
     async_hook = RunwayHook()
     async with async_hook.async_client():
-        await async_hook.aget_task(runway_task_id)
+        await async_hook.aget_task(runway_task_id, RouteFamily.REVERSE)
         emulator.api_key = "sk-rotated-key-1234"
         set_connection(monkeypatch, server, password="sk-rotated-key-1234")
-        task = await async_hook.aget_task(runway_task_id)
+        task = await async_hook.aget_task(runway_task_id, RouteFamily.REVERSE)
     assert task.runway_task_id == runway_task_id
     statuses = [r["http_status"] for r in emulator.requests if r["path"] == "/runway/feed"]
     assert statuses[-2] == 401 and statuses[-1] in (200, 400)  # 400: task_not_exist, still new
@@ -465,7 +487,7 @@ async def test_aget_task_rereads_a_rotated_key(monkeypatch, server, emulator, ho
 async def test_aget_task_with_wrong_key_raises(monkeypatch, server):
     set_connection(monkeypatch, server, password="sk-wrong-key-000000")
     with pytest.raises(RunwayAuthenticationError):
-        await RunwayHook().aget_task("any")
+        await RunwayHook().aget_task("any", RouteFamily.REVERSE)
 
 
 def test_hook_module_does_not_import_http_clients():
@@ -488,6 +510,6 @@ def test_get_task_retries_an_answer_slower_than_the_timeout(monkeypatch, server,
     set_connection(monkeypatch, server, password=TEST_API_KEY, extra={"timeout": 0.5})
     emulator.slow_seconds = 2
     runway_task_id = submit(RunwayHook(), options=job_options(not_found_seconds=0, feed_faults=["slow"]))
-    task = RunwayHook(retry_backoff=0.01).get_task(runway_task_id)
+    task = RunwayHook(retry_backoff=0.01).get_task(runway_task_id, RouteFamily.REVERSE)
     assert task.visible
     assert next(r.get("fault") for r in emulator.requests if r["path"] == "/runway/feed") == "slow"

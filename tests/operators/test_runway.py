@@ -12,12 +12,14 @@ from runway_provider.exceptions import (
     RunwayTaskFailedError,
     RunwayTaskTimeoutError,
 )
+from runway_provider.models import RouteFamily
 from runway_provider.operators.runway import (
     XCOM_RUNWAY_TASK,
     XCOM_RUNWAY_TASK_ID,
     XCOM_SUBMITTED_AT,
     RunwayGenerateOperator,
 )
+from runway_provider.refs import TaskRef
 from runway_provider.triggers.runway import RunwayTaskTrigger
 from tests.helpers import TEST_API_KEY, job_options, set_connection
 
@@ -149,6 +151,7 @@ def success_event(runway_task_id: str = "t-1") -> dict[str, Any]:
             "runway_task_id": runway_task_id,
             "status": "SUCCEEDED",
             "output_urls": ["https://cdn/v.mp4"],
+            "route_family": "reverse",
         },
         "message": "done",
     }
@@ -275,7 +278,7 @@ def test_an_adaptive_wait_defers_a_trigger_that_carries_its_schedule(runway_conn
 def test_an_adaptive_blocking_wait_follows_the_pacer(runway_conn, emulator, context):
     op = operator(wait_for_completion=True, poll_interval=None, min_poll_interval=0.2, max_poll_interval=0.5)
     assert op.execute(context) == next(iter(emulator.jobs))
-    watch = op.watch(runway_task_id="t", submitted_at=time.time(), end_time=time.time() + 60)
+    watch = op.watch(TaskRef("t", RouteFamily.REVERSE), submitted_at=time.time(), end_time=time.time() + 60)
     assert watch.pacer.schedule.fixed_interval is None and 0.2 <= watch.next_delay() <= 0.5
 
 
@@ -302,7 +305,9 @@ def test_the_sensor_paces_its_pokes_with_the_same_schedule(runway_conn):
         task_id="wait", runway_task_id="t", poll_interval=None, max_poll_interval=20, mode="reschedule"
     )
     assert sensor.poke_interval == 10.0  # Airflow's own pace before the first check: the fallback
-    sensor._watch = sensor.watch(runway_task_id="t", submitted_at=time.time(), end_time=time.time() + 600)
+    sensor._watch = sensor.watch(
+        TaskRef("t", RouteFamily.REVERSE), submitted_at=time.time(), end_time=time.time() + 600
+    )
     delays = {sensor._get_next_poke_interval(time.time(), lambda: 0.0, 1) for _ in range(20)}
     assert all(4 <= delay <= 20 for delay in delays) and len(delays) > 1  # adaptive, bounded, jittered
     backoff = RunwayTaskSensor(task_id="b", runway_task_id="t", poll_interval=3, exponential_backoff=True)

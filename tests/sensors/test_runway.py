@@ -14,6 +14,8 @@ from runway_provider.exceptions import (
     RunwayTaskLostError,
 )
 from runway_provider.hooks.runway import RunwayHook
+from runway_provider.models import RouteFamily
+from runway_provider.refs import TaskRef
 from runway_provider.sensors.runway import RunwayTaskSensor
 from runway_provider.triggers.runway import RunwayTaskTrigger
 from tests.helpers import job_options, set_connection
@@ -58,7 +60,8 @@ def test_poke_mode_waits_and_returns_the_task(runway_conn, context):
 def test_poke_is_false_until_done(runway_conn, context):
     runway_task_id = submit(running_seconds=60)
     op = sensor(runway_task_id)
-    op._watch = op.watch(runway_task_id=runway_task_id, submitted_at=time.time(), end_time=time.time() + 10)
+    op._ref = TaskRef(runway_task_id, RouteFamily.REVERSE)
+    op._watch = op.watch(op._ref, submitted_at=time.time(), end_time=time.time() + 10)
     assert op.poke(context) is False
     assert op._watch.last_task is not None and op._watch.last_task.runway_task_id == runway_task_id
 
@@ -66,7 +69,8 @@ def test_poke_is_false_until_done(runway_conn, context):
 def test_poke_returns_the_task_dict(runway_conn, context):
     runway_task_id = submit(not_found_seconds=0, queued_seconds=0, running_seconds=0)
     op = sensor(runway_task_id)
-    op._watch = op.watch(runway_task_id=runway_task_id, submitted_at=time.time(), end_time=time.time() + 10)
+    op._ref = TaskRef(runway_task_id, RouteFamily.REVERSE)
+    op._watch = op.watch(op._ref, submitted_at=time.time(), end_time=time.time() + 10)
     result = op.poke(context)
     assert isinstance(result, PokeReturnValue) and result.is_done
     assert result.xcom_value["runway_task_id"] == runway_task_id
@@ -113,7 +117,12 @@ def test_execute_complete_success_returns_task_dict(context):
     event = {
         "status": "success",
         "runway_task_id": "t-1",
-        "task": {"runway_task_id": "t-1", "status": "SUCCEEDED", "output_urls": ["https://cdn/v.mp4"]},
+        "task": {
+            "runway_task_id": "t-1",
+            "status": "SUCCEEDED",
+            "output_urls": ["https://cdn/v.mp4"],
+            "route_family": "reverse",
+        },
         "message": "done",
     }
     assert sensor("t-1").execute_complete(context, event)["video_url"] == "https://cdn/v.mp4"

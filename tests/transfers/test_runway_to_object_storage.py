@@ -16,6 +16,7 @@ from airflow.sdk.execution_time.context import OutletEventAccessors
 
 from runway_provider.exceptions import RunwayInputError
 from runway_provider.hooks.runway import RunwayHook
+from runway_provider.models import RouteFamily
 from runway_provider.testing import EmulatorServer
 from runway_provider.transfers.runway_to_object_storage import (
     RunwayToObjectStorageOperator,
@@ -33,7 +34,7 @@ def finished_task(server: EmulatorServer) -> dict[str, Any]:
     runway_task_id = hook.submit_generate(
         prompt="A paper boat", image="https://example.com/a.jpg", options=DONE
     )
-    return hook.get_task(runway_task_id).to_dict()
+    return hook.get_task(runway_task_id, RouteFamily.REVERSE).to_dict()
 
 
 def task_with_url(server: EmulatorServer, name: str, runway_task_id: str = "made-up-task") -> dict[str, Any]:
