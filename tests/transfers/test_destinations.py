@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 from airflow.sdk.execution_time.context import OutletEventAccessors
+from botocore.exceptions import NoCredentialsError
 
+from runway_provider.destinations import check_reachable
 from runway_provider.exceptions import RunwayInputError
 from runway_provider.transfers.runway_to_object_storage import RunwayToObjectStorageOperator
 from tests.helpers import free_port
@@ -191,3 +193,53 @@ def test_s3_refusing_credentials_is_refused_before_any_download(
         "destination_conn_id, with credentials in it."
     )
     assert emulator.media_requests == []
+
+
+class _Unreachable:
+    """A destination whose store raises ``error`` on the first call, as a filesystem does when its
+    package or its credentials are missing."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def exists(self) -> bool:
+        raise self.error
+
+
+def _chained(outer: BaseException, inner: BaseException) -> BaseException:
+    try:
+        try:
+            raise inner
+        except BaseException as cause:
+            raise outer from cause
+    except BaseException as caught:
+        return caught
+
+
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [
+        # What an s3:// path gives without the Amazon provider: an ImportError behind an AttributeError.
+        (
+            _chained(AttributeError("'NoneType' object has no attribute 'fs'"), ImportError(name="s3fs")),
+            "missing package: s3fs",
+        ),
+        (
+            _chained(OSError("listing failed"), NoCredentialsError()),
+            "no credentials: NoCredentialsError",
+        ),
+    ],
+    ids=["import-error-chain", "no-credentials"],
+)
+def test_a_missing_package_or_credentials_deep_in_the_chain_is_named(error, cause):
+    with pytest.raises(RunwayInputError) as caught:
+        check_reachable(_Unreachable(error), "s3://bucket/videos/")  # type: ignore[arg-type]
+    assert str(caught.value).startswith(
+        f"Invalid `destination`: s3://bucket/videos/ cannot be reached ({cause}). "
+    )
+    assert "pip install apache-airflow-providers-amazon s3fs" in str(caught.value)
+
+
+def test_another_store_error_is_not_disguised():
+    with pytest.raises(TimeoutError):
+        check_reachable(_Unreachable(TimeoutError("slow")), "s3://bucket/videos/")  # type: ignore[arg-type]
