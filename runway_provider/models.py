@@ -17,7 +17,10 @@ MAX_RAW_CHARS = 4096
 
 class RouteFamily(str, Enum):
     """How a task is looked up: reverse-format tasks (``/runway/pro/*``) through the feed,
-    official-format ones (``/runwayml/v1/*``) by id. Each family knows only its own tasks."""
+    official-format ones (``/runwayml/v1/*``) by id. Each family knows only its own tasks.
+
+    A ``str`` enum compared with ``==``: a hook called from DAG code with the plain name
+    (``"official"``) behaves as with the member."""
 
     REVERSE = "reverse"
     OFFICIAL = "official"

@@ -28,6 +28,7 @@ from runway_provider.models import RouteFamily
 from runway_provider.validation import (
     CHARACTER_PERFORMANCE_MODELS,
     IMAGE_TO_VIDEO_MODELS,
+    REVERSE_GENERATE_MODELS,
     TEXT_TO_IMAGE_MODELS,
     TEXT_TO_IMAGE_RATIOS,
     UPSCALE_MODELS,
@@ -97,7 +98,7 @@ def family_of_path(path: str) -> RouteFamily | None:
 
 def task_request(runway_task_id: str, family: RouteFamily) -> tuple[str, str, dict[str, Any] | None]:
     """``(method, path, body)`` of the lookup of one task on its family's route."""
-    if family is RouteFamily.OFFICIAL:
+    if family == RouteFamily.OFFICIAL:
         return "GET", task_path(runway_task_id), None
     return "POST", FEED_PATH, {"task_id": runway_task_id}
 
@@ -126,8 +127,8 @@ def generate(
     :param prompt: What the video shows; at most 1000 characters.
     :param image: The source image: an http(s) URL or a ``data:`` URI. Without one the video is
         made from the prompt alone, and ``options`` must give ``seconds`` and ``motion_vector``.
-    :param ratio: ``W:H``, e.g. ``1280:720``.
-    :param model: Runway model, e.g. ``gen4``.
+    :param ratio: ``W:H``, one of a known model's ratios (``REVERSE_GENERATE_RATIOS``), e.g. ``1280:720``.
+    :param model: Runway model, e.g. ``gen4``; an unknown name is sent as given with a warning.
     :param callback_url: Webhook for the result (CometAPI requires one).
     :param style: Optional style, e.g. ``cinematic``.
     :param options: Optional advanced options (``seconds``, ``motion_vector``, ...).
@@ -136,9 +137,10 @@ def generate(
     payload: dict[str, Any] = {"prompt": require_prompt(prompt)}
     if image not in (None, ""):
         payload["image"] = require_media_uri(image, "image")
+    model = require_model(model, "model", REVERSE_GENERATE_MODELS)
     payload |= {
-        "ratio": require_ratio(ratio),
-        "model": require_text(model, "model"),
+        "ratio": require_ratio(ratio, model=model, choices=REVERSE_GENERATE_MODELS.get(model)),
+        "model": model,
         "callback_url": _callback(callback_url),
     }
     if style not in (None, ""):
@@ -231,7 +233,7 @@ def image_to_video(
     payload: dict[str, Any] = {
         "model": model,
         "promptImage": require_prompt_image(prompt_image),
-        "ratio": require_choice(ratio, "ratio", rules["ratios"]) if rules else require_ratio(ratio),
+        "ratio": require_ratio(ratio, model=model, choices=rules["ratios"] if rules else None),
     }
     if prompt_text not in (None, ""):
         payload["promptText"] = require_prompt(prompt_text, "prompt_text")
@@ -239,7 +241,7 @@ def image_to_video(
         raise RunwayInputError("prompt_text", f"is required for model {model}")
     if duration not in (None, ""):
         payload["duration"] = require_int(
-            duration, "duration", allowed=rules["durations"] if rules else range(1, 61)
+            duration, "duration", allowed=rules["durations"] if rules else range(1, 61), model=model
         )
     elif rules and rules["duration_required"]:
         raise RunwayInputError("duration", f"is required for model {model}")
@@ -267,11 +269,12 @@ def video_to_video(
     :param seed: Optional seed.
     :param content_moderation: Optional ``{"publicFigureThreshold": ...}``.
     """
+    model = require_model(model, "model", VIDEO_TO_VIDEO_MODELS)
     payload: dict[str, Any] = {
-        "model": require_model(model, "model", VIDEO_TO_VIDEO_MODELS),
+        "model": model,
         "videoUri": require_media_uri(video, "video"),
         "promptText": require_prompt(prompt_text, "prompt_text"),
-        "ratio": require_ratio(ratio),
+        "ratio": require_ratio(ratio, model=model),
     }
     if references:
         if not isinstance(references, Sequence) or isinstance(references, str):
@@ -318,9 +321,9 @@ def text_to_image(
     payload: dict[str, Any] = {
         "model": model,
         "promptText": require_prompt(prompt_text, "prompt_text"),
-        "ratio": require_choice(ratio, "ratio", TEXT_TO_IMAGE_RATIOS)
-        if model in TEXT_TO_IMAGE_MODELS
-        else require_ratio(ratio),
+        "ratio": require_ratio(
+            ratio, model=model, choices=TEXT_TO_IMAGE_RATIOS if model in TEXT_TO_IMAGE_MODELS else None
+        ),
         "referenceImages": require_reference_images(reference_images),
     }
     _add_common(payload, seed=seed, content_moderation=content_moderation)
@@ -351,14 +354,15 @@ def character_performance(
     :param seed: Optional seed.
     :param content_moderation: Optional ``{"publicFigureThreshold": ...}``.
     """
+    model = require_model(model, "model", CHARACTER_PERFORMANCE_MODELS)
     payload: dict[str, Any] = {
-        "model": require_model(model, "model", CHARACTER_PERFORMANCE_MODELS),
+        "model": model,
         "character": {
             "type": require_choice(character_type, "character_type", ("image", "video")),
             "uri": require_media_uri(character, "character"),
         },
         "reference": {"type": "video", "uri": require_media_uri(reference_video, "reference_video")},
-        "ratio": require_ratio(ratio),
+        "ratio": require_ratio(ratio, model=model),
     }
     if body_control not in (None, ""):
         payload["bodyControl"] = require_bool(body_control, "body_control")

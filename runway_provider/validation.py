@@ -81,14 +81,26 @@ def require_http_url(value: Any, field: str, what: str = "an http(s) URL") -> st
     return str(value)
 
 
-def require_ratio(value: Any, field: str = "ratio") -> str:
-    """``W:H`` with positive integers, e.g. ``1280:720``."""
+def require_ratio(
+    value: Any, field: str = "ratio", *, model: str | None = None, choices: Sequence[str] | None = None
+) -> str:
+    """``W:H`` with positive integers, e.g. ``1280:720``; one of ``choices`` when the model's are known.
+
+    :param value: The ratio given.
+    :param field: The argument's name, for the error.
+    :param model: The model it is for, named in the error: ratios differ per model.
+    :param choices: The model's known ratios; None when the model is not known (form checked only).
+    """
+    for_model = f" for model {model}" if model else ""
     match = _RATIO.match(value) if isinstance(value, str) else None
     if not match or int(match.group(1)) <= 0 or int(match.group(2)) <= 0:
         raise RunwayInputError(
-            field, f"expected W:H with positive integers (e.g. '1280:720'), got {_show(value)}"
+            field, f"expected W:H with positive integers (e.g. '1280:720'){for_model}, got {_show(value)}"
         )
-    return f"{int(match.group(1))}:{int(match.group(2))}"
+    ratio = f"{int(match.group(1))}:{int(match.group(2))}"
+    if choices is not None and ratio not in choices:
+        raise RunwayInputError(field, f"expected one of {', '.join(choices)}{for_model}, got {_show(value)}")
+    return ratio
 
 
 def require_options(value: Any, field: str = "options") -> dict[str, Any] | None:
@@ -197,8 +209,14 @@ def require_model(value: Any, field: str, known: Sequence[str] | Mapping[str, An
     return model
 
 
-def require_int(value: Any, field: str, *, allowed: Sequence[int] | range) -> int:
-    """An integer among ``allowed`` (a rendered template may give its text)."""
+def require_int(value: Any, field: str, *, allowed: Sequence[int] | range, model: str | None = None) -> int:
+    """An integer among ``allowed`` (a rendered template may give its text).
+
+    :param value: The value given.
+    :param field: The argument's name, for the error.
+    :param allowed: The integers accepted.
+    :param model: The model ``allowed`` is for, named in the error.
+    """
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value not in allowed:
@@ -207,7 +225,8 @@ def require_int(value: Any, field: str, *, allowed: Sequence[int] | range) -> in
             if isinstance(allowed, range)
             else ", ".join(map(str, allowed))
         )
-        raise RunwayInputError(field, f"expected an integer among {shown}, got {_show(value)}")
+        for_model = f" for model {model}" if model else ""
+        raise RunwayInputError(field, f"expected an integer among {shown}{for_model}, got {_show(value)}")
     return value
 
 
@@ -240,6 +259,18 @@ def require_prompt_image(value: Any, field: str = "prompt_image") -> str | list[
     )
 
 
+# Known models of the reverse ``/runway/pro/generate`` and their ratios. CometAPI documents gen4
+# (image to video, default ratio 1280:720) and gen4_turbo (its validated text-to-video request),
+# "16:9" in its text-to-video example, and these pixel ratios in its copy of Runway's image to
+# video. Another model's ratio is checked for its form only, after require_model's one warning.
+REVERSE_GENERATE_RATIOS = (
+    *("1280:720", "720:1280", "1104:832", "832:1104", "960:960", "1584:672", "1280:768", "768:1280"),
+    "16:9",
+)
+REVERSE_GENERATE_MODELS: dict[str, tuple[str, ...]] = {
+    "gen4": REVERSE_GENERATE_RATIOS,
+    "gen4_turbo": REVERSE_GENERATE_RATIOS,
+}
 VIDEO_TO_VIDEO_MODELS = ("gen4_aleph", "aleph2")
 TEXT_TO_IMAGE_MODELS = ("gen4_image", "gen4_image_turbo")
 TEXT_TO_IMAGE_RATIOS = (

@@ -3,7 +3,7 @@
 Starts the emulator, runs `airflow dags test example_runway_generate_and_sense` in a throwaway
 Airflow home (.airflow-demo/) and prints the generated video's URL, then runs the content batch
 (10 prompts from example_dags/data/prompts.csv) into .airflow-demo/videos/ and shows the stored
-videos and their manifest. Stops the emulator at the end.
+videos and their manifest. Stops the emulator at the end, and points at docs/first-dag.md.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def main() -> int:
             size, content_type = len(response.read()), response.headers["Content-Type"]
         print(f"Task states: {sorted(f'{t}={s}' for (t, _), s in sandbox.task_states(DAG_ID).items())}")
         print(f"Runway task id: {runway_task['runway_task_id']} ({runway_task['status']})")
-        print(f"Result URL: {runway_task['video_url']} ({size} bytes, {content_type})")
+        # Served by this script's emulator: the URL works only until the demo ends.
+        print(f"Result URL (until the demo ends): {runway_task['video_url']} ({size} bytes, {content_type})")
 
         print(f"\nRunning the content batch `airflow dags test {BATCH_DAG_ID}` into {videos} ...", flush=True)
         sandbox.airflow(
@@ -58,7 +59,8 @@ def main() -> int:
         manifest = videos / "manifest.jsonl"
         print(f"Manifest {manifest} ({len(manifest.read_text().splitlines())} lines), first line:")
         print("  " + manifest.read_text().splitlines()[0])
-    print(f"Demo finished in {time.monotonic() - started:.1f} s; the emulator is stopped.")
+    print(f"Demo finished in {time.monotonic() - started:.1f} s; the emulator is stopped, the videos stay.")
+    print("Next: write your own DAG — docs/first-dag.md (`source .venv/bin/activate` first).")
     return 0
 
 

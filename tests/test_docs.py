@@ -31,6 +31,13 @@ def test_docs_build_strictly_with_examples_pulled_from_the_dags(tmp_path):
     assert 'options=["Publish", "Regenerate", "Discard"]' in review_example
     assert 'options=["Publish", "Regenerate", "Discard"]' in review_page
     assert "RunwayUpscaleVideoOperator(" in review_example and "RunwayUpscaleVideoOperator(" in review_page
+    # The questions a newcomer asks have pages: where to start, what to install, what it costs.
+    assert (
+        'href="https://www.cometapi.com/pricing/"' in pages[tmp_path / "cost-and-cancelling" / "index.html"]
+    )
+    first_dag = re.sub(r"<[^>]+>", "", pages[tmp_path / "first-dag" / "index.html"])
+    assert "airflow db migrate" in first_dag and "airflow dags test first_runway_video" in first_dag
+    assert "apache-airflow-providers-amazon s3fs" in pages[tmp_path / "install" / "index.html"]
     reference = re.sub(r"<[^>]+>", "", pages[tmp_path / "reference" / "index.html"])
     for name in ("RunwayHook", "RunwayGenerateOperator", "RunwayTaskSensor", "RunwayToObjectStorageOperator"):
         assert name in reference

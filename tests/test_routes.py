@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 
 import pytest
 
@@ -73,12 +74,13 @@ CLIP = "https://cdn.example/clip.mp4"
 HOOK = "https://hooks.example/runway"
 STILL = {"seconds": 5, "motion_vector": {"x": 0, "y": 0, "z": 0, "r": 0, "bg_x_pan": 0, "bg_y_pan": 0}}
 NOT_MEDIA = "expected an http(s) URL or a data: URI, got"
-BAD_RATIO = "expected W:H with positive integers (e.g. '1280:720'), got"
+BAD_RATIO = "expected W:H with positive integers (e.g. '1280:720')"
 T2I_RATIOS = (
     "1920:1080, 1080:1920, 1024:1024, 1360:768, 1080:1080, 1168:880, 1440:1080, 1080:1440, "
     "1808:768, 2112:912, 1280:720, 720:1280, 720:720, 960:720, 720:960, 1680:720"
 )
 GEN4_TURBO_RATIOS = "1280:720, 720:1280, 1104:832, 832:1104, 960:960, 1584:672"
+REVERSE_RATIOS = f"{GEN4_TURBO_RATIOS}, 1280:768, 768:1280, 16:9"
 
 REFUSALS = [
     # reverse format: /runway/pro/*
@@ -87,7 +89,22 @@ REFUSALS = [
     (
         routes.generate,
         {"prompt": "boat", "image": IMG, "ratio": "16:0"},
-        f"Invalid `ratio`: {BAD_RATIO} '16:0'",
+        f"Invalid `ratio`: {BAD_RATIO} for model gen4, got '16:0'",
+    ),
+    (
+        routes.generate,
+        {"prompt": "boat", "image": IMG, "ratio": "4:3"},
+        f"Invalid `ratio`: expected one of {REVERSE_RATIOS} for model gen4, got '4:3'",
+    ),
+    (
+        routes.generate,
+        {"prompt": "boat", "image": IMG, "model": "gen4_turbo", "ratio": "1:1"},
+        f"Invalid `ratio`: expected one of {REVERSE_RATIOS} for model gen4_turbo, got '1:1'",
+    ),
+    (
+        routes.generate,
+        {"prompt": "boat", "image": IMG, "model": "gen9", "ratio": "wide"},
+        f"Invalid `ratio`: {BAD_RATIO} for model gen9, got 'wide'",
     ),
     (
         routes.generate,
@@ -171,12 +188,12 @@ REFUSALS = [
     (
         routes.image_to_video,
         {"prompt_image": IMG, "ratio": "1280:768"},
-        f"Invalid `ratio`: expected one of {GEN4_TURBO_RATIOS}, got '1280:768'",
+        f"Invalid `ratio`: expected one of {GEN4_TURBO_RATIOS} for model gen4_turbo, got '1280:768'",
     ),
     (
         routes.image_to_video,
         {"prompt_image": IMG, "model": "gen9", "ratio": "wide"},
-        f"Invalid `ratio`: {BAD_RATIO} 'wide'",
+        f"Invalid `ratio`: {BAD_RATIO} for model gen9, got 'wide'",
     ),
     (
         routes.image_to_video,
@@ -196,17 +213,17 @@ REFUSALS = [
     (
         routes.image_to_video,
         {"prompt_image": IMG, "duration": 11},
-        "Invalid `duration`: expected an integer among 2–10, got 11",
+        "Invalid `duration`: expected an integer among 2–10 for model gen4_turbo, got 11",
     ),
     (
         routes.image_to_video,
         {"prompt_image": IMG, "model": "veo3.1", "duration": "5"},
-        "Invalid `duration`: expected an integer among 4, 6, 8, got 5",
+        "Invalid `duration`: expected an integer among 4, 6, 8 for model veo3.1, got 5",
     ),
     (
         routes.image_to_video,
         {"prompt_image": IMG, "model": "gen9", "duration": 61},
-        "Invalid `duration`: expected an integer among 1–60, got 61",
+        "Invalid `duration`: expected an integer among 1–60 for model gen9, got 61",
     ),
     (
         routes.image_to_video,
@@ -232,7 +249,7 @@ REFUSALS = [
     (
         routes.video_to_video,
         {"video": CLIP, "prompt_text": "snow", "ratio": "1280x720"},
-        f"Invalid `ratio`: {BAD_RATIO} '1280x720'",
+        f"Invalid `ratio`: {BAD_RATIO} for model gen4_aleph, got '1280x720'",
     ),
     (
         routes.video_to_video,
@@ -273,12 +290,12 @@ REFUSALS = [
     (
         routes.text_to_image,
         {"prompt_text": "pier", "reference_images": [{"uri": IMG}], "ratio": "640:480"},
-        f"Invalid `ratio`: expected one of {T2I_RATIOS}, got '640:480'",
+        f"Invalid `ratio`: expected one of {T2I_RATIOS} for model gen4_image, got '640:480'",
     ),
     (
         routes.text_to_image,
         {"prompt_text": "pier", "reference_images": [{"uri": IMG}], "model": "gen9_image", "ratio": "4:3:1"},
-        f"Invalid `ratio`: {BAD_RATIO} '4:3:1'",
+        f"Invalid `ratio`: {BAD_RATIO} for model gen9_image, got '4:3:1'",
     ),
     (
         routes.text_to_image,
@@ -322,7 +339,7 @@ REFUSALS = [
     (
         routes.character_performance,
         {"character": IMG, "reference_video": CLIP, "ratio": "wide"},
-        f"Invalid `ratio`: {BAD_RATIO} 'wide'",
+        f"Invalid `ratio`: {BAD_RATIO} for model act_two, got 'wide'",
     ),
     (
         routes.character_performance,
@@ -572,3 +589,20 @@ BODIES = [
 )
 def test_a_route_sends_exactly_what_was_asked_in_its_own_schema(build, kwargs, body):
     assert build(**_with_hook(build, kwargs)) == body
+
+
+def test_the_reverse_route_sends_an_unknown_models_ratio_with_one_warning(caplog):
+    """Model names change faster than this provider: an unknown one's ratio is checked for its form only."""
+    with caplog.at_level(logging.WARNING, logger="runway_provider.validation"):
+        payload = routes.generate(prompt="boat", image=IMG, model="gen9", ratio="21:9", callback_url=HOOK)
+    assert (payload["model"], payload["ratio"]) == ("gen9", "21:9")
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("Model 'gen9' is not one this provider knows for this route (gen4, gen4_turbo)")
+
+
+@pytest.mark.parametrize("model", ["gen4", "gen4_turbo"])
+@pytest.mark.parametrize("ratio", ["1280:720", "16:9", "768:1280"])
+def test_the_reverse_route_takes_the_ratios_cometapi_documents(caplog, model, ratio):
+    with caplog.at_level(logging.WARNING, logger="runway_provider.validation"):
+        payload = routes.generate(prompt="boat", image=IMG, model=model, ratio=ratio, callback_url=HOOK)
+    assert payload["ratio"] == ratio and caplog.records == []

@@ -9,12 +9,14 @@ DAG parsing pays for every top-level import.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook
@@ -151,6 +153,49 @@ def _submitter(route: Route[P]) -> Callable[Concatenate[RunwayHook, P], str]:
     return submit_route
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _names_connection(method: F) -> F:
+    """A refused key names the connection that holds it, the one place a user can fix it: the
+    protocol layer, which reads the answer, does not know which connection sent the request.
+
+    :param method: A hook method, sync or async, that talks to CometAPI.
+    """
+    if inspect.iscoroutinefunction(method):
+
+        @functools.wraps(method)
+        async def named_async(self: RunwayHook, *args: Any, **kwargs: Any) -> Any:
+            with _naming(self.runway_conn_id):
+                return await method(self, *args, **kwargs)
+
+        return cast("F", named_async)
+
+    @functools.wraps(method)
+    def named(self: RunwayHook, *args: Any, **kwargs: Any) -> Any:
+        with _naming(self.runway_conn_id):
+            return method(self, *args, **kwargs)
+
+    return cast("F", named)
+
+
+@contextmanager
+def _naming(conn_id: str) -> Iterator[None]:
+    """Re-raise a refused key with the connection to fix, once.
+
+    :param conn_id: The hook's ``runway`` connection.
+    """
+    note = f"(connection {conn_id!r}: check the CometAPI key in its password field)"
+    try:
+        yield
+    except RunwayAuthenticationError as err:
+        if str(err).endswith(note):  # named already, by a call of this hook inside this one
+            raise
+        raise RunwayAuthenticationError(
+            f"{err} {note}", http_status=err.http_status, code=err.code, runway_task_id=err.runway_task_id
+        ) from None
+
+
 class RunwayHook(BaseHook):
     """Talk to CometAPI's Runway routes.
 
@@ -234,6 +279,7 @@ class RunwayHook(BaseHook):
             kwargs["callback_url"] = self._default_callback_url()
         return route.build(*args, **kwargs)
 
+    @_names_connection
     def submit(self, route: Route[Any], payload: Mapping[str, Any]) -> str:
         """POST an already checked create request; return the new Runway task id.
 
@@ -268,6 +314,7 @@ class RunwayHook(BaseHook):
 
     # -- tasks -------------------------------------------------------------------------------
 
+    @_names_connection
     def get_task(
         self,
         runway_task_id: str,
@@ -353,6 +400,7 @@ class RunwayHook(BaseHook):
         )
         return wait(watch, lambda: self.get_task(runway_task_id, route_family, deadline=watch.end_time))
 
+    @_names_connection
     def cancel_task(self, runway_task_id: str, route_family: RouteFamily) -> CancelOutcome:
         """Ask the service to cancel a task: ``DELETE /runwayml/v1/tasks/{id}`` (official family).
 
@@ -366,7 +414,7 @@ class RunwayHook(BaseHook):
         from runway_provider.hooks import _http
         from runway_provider.protocol import read_cancel_answer
 
-        if route_family is not RouteFamily.OFFICIAL:
+        if route_family != RouteFamily.OFFICIAL:
             return CancelOutcome.NOT_CANCELLABLE
         path = routes.task_path(runway_task_id)
         status, body = _http.send(
@@ -397,6 +445,7 @@ class RunwayHook(BaseHook):
 
     # -- async (triggers) --------------------------------------------------------------------
 
+    @_names_connection
     async def aget_task(
         self,
         runway_task_id: str,
@@ -428,11 +477,12 @@ class RunwayHook(BaseHook):
             status, body = await self._asend(method, path, payload, deadline)
             return _read_task(body, status, runway_task_id, family)
 
+    @_names_connection
     async def acancel_task(self, runway_task_id: str, route_family: RouteFamily) -> CancelOutcome:
         """Async :meth:`cancel_task`, for a trigger's ``on_kill``."""
         from runway_provider.protocol import read_cancel_answer
 
-        if route_family is not RouteFamily.OFFICIAL:
+        if route_family != RouteFamily.OFFICIAL:
             return CancelOutcome.NOT_CANCELLABLE
         if self._async_session is None:
             async with self.async_client():
@@ -495,7 +545,7 @@ def _read_task(body: Any, status: int, runway_task_id: str, family: RouteFamily)
     from runway_provider.protocol import normalize_task
 
     # Runway answers 404 for a task it does not know (yet); the wrapper answers task_not_exist.
-    not_found = frozenset({404}) if family is RouteFamily.OFFICIAL else frozenset()
+    not_found = frozenset({404}) if family == RouteFamily.OFFICIAL else frozenset()
     return normalize_task(
         body, status, runway_task_id=runway_task_id, not_found_statuses=not_found, route_family=family
     )

@@ -14,6 +14,7 @@ import hashlib
 import json
 import random
 import re
+import shlex
 import threading
 import time
 import uuid
@@ -908,6 +909,28 @@ def _asset(name: str) -> bytes:
     return _ASSETS[name]
 
 
+def connection_json(base_url: str, host: str, *, api_key: str, callback_url: str | None = None) -> str:
+    """An ``AIRFLOW_CONN_RUNWAY_DEFAULT`` value for an emulator at ``base_url``.
+
+    :param base_url: The emulator's address, e.g. ``http://127.0.0.1:8765``.
+    :param host: The host its media URLs name, allowed for downloads.
+    :param api_key: The key the emulator accepts.
+    :param callback_url: The webhook; default the emulator's sink.
+    """
+    return json.dumps(
+        {
+            "conn_type": "runway",
+            "host": base_url,
+            "password": api_key,
+            "extra": {
+                "callback_url": callback_url or f"{base_url}/_emulator/callback",
+                # The emulator's CDN is on loopback, which the transfer refuses unless allowed.
+                "allowed_media_hosts": [host],
+            },
+        }
+    )
+
+
 class EmulatorServer:
     """Run an :class:`Emulator` on a background thread, for pytest or scripts.
 
@@ -935,18 +958,13 @@ class EmulatorServer:
         return f"http://{self.host}:{self.port}"
 
     def connection_json(self, *, api_key: str | None = None, callback_url: str | None = None) -> str:
-        """An ``AIRFLOW_CONN_RUNWAY_DEFAULT`` value pointing at this server."""
-        return json.dumps(
-            {
-                "conn_type": "runway",
-                "host": self.base_url,
-                "password": api_key or self.emulator.api_key,
-                "extra": {
-                    "callback_url": callback_url or f"{self.base_url}/_emulator/callback",
-                    # The emulator's CDN is on loopback, which the transfer refuses unless allowed.
-                    "allowed_media_hosts": [self.host],
-                },
-            }
+        """An ``AIRFLOW_CONN_RUNWAY_DEFAULT`` value pointing at this server.
+
+        :param api_key: The key to send; default the emulator's own.
+        :param callback_url: The webhook; default the emulator's sink.
+        """
+        return connection_json(
+            self.base_url, self.host, api_key=api_key or self.emulator.api_key, callback_url=callback_url
         )
 
     def start(self) -> EmulatorServer:
@@ -1039,11 +1057,18 @@ def main(argv: list[str] | None = None) -> None:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
     scheme = "https" if ssl_context else "http"
-    banner = f"Runway emulator on {scheme}://{args.host}:{args.port} (Bearer key from --api-key)"
+    base_url = f"{scheme}://{args.host}:{args.port}"
+    banner = f"Runway emulator on {base_url} (Bearer key from --api-key)"
+    # Ready to paste: the connection a DAG needs to run against this emulator, its media host allowed.
+    export = "export AIRFLOW_CONN_RUNWAY_DEFAULT=" + shlex.quote(
+        connection_json(base_url, args.host, api_key=args.api_key)
+    )
 
     def announce(_aiohttp_banner: str) -> None:
         # aiohttp calls this once the socket listens, so scripts may connect as soon as they read the line.
         print(banner, flush=True)
+        print("Connect Airflow to it (in the shell that runs `airflow`):", flush=True)
+        print(export, flush=True)
 
     web.run_app(
         emulator.build_app(),

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator, ObjectStoragePath
 
-from runway_provider import refs
+from runway_provider import destinations, refs
 from runway_provider.defaults import DEFAULT_CONN_ID
 from runway_provider.exceptions import RunwayInputError, RunwayTransferError
 from runway_provider.models import RunwayTask, RunwayTaskStatus
@@ -69,7 +69,9 @@ class RunwayToObjectStorageOperator(BaseOperator):
     :param destination: Where to store: a path or URI, or an ``ObjectStoragePath``. A folder (see
         ``destination_folder``) gets ``<runway_task_id>`` with the extension of the content
         (``.mp4``, ``.webm``, ``.png``, ``.jpg``, ``.webp``), the task id checked first (letters,
-        digits, ``.``, ``_``, ``-``). Templated.
+        digits, ``.``, ``_``, ``-``). A string must end in ``/`` (a folder) or have an extension
+        (a file); with its scheme's packages it is checked when the DAG is parsed, or, templated,
+        when the task starts, before any download (:mod:`runway_provider.destinations`). Templated.
     :param destination_folder: Whether ``destination`` is a folder. Default: a string ending in
         ``/`` is one; an ``ObjectStoragePath`` (which drops a trailing slash) is one when it exists
         as a folder. Pass True for a new folder given as an ``ObjectStoragePath``.
@@ -122,10 +124,19 @@ class RunwayToObjectStorageOperator(BaseOperator):
         self.route_family = refs.checked_family(route_family) if route_family is not None else None
         # The Runway operator (or sensor) whose output ``runway_task`` is, known now.
         self._upstream = Upstream.of(runway_task)
+        if (
+            isinstance(destination, str)
+            and destination.strip()
+            and not destinations.is_templated(destination)
+        ):
+            # Checked when the DAG is parsed: a wrong destination is found before any run pays.
+            destinations.check_form(destination.strip(), folder=destination_folder)
 
     def execute(self, context: Context) -> dict[str, Any]:
         from runway_provider import lineage
 
+        # Before anything is looked up, downloaded or copied: a rendered template is checked only now.
+        self._destination(None)
         upstream = self._upstream or Upstream.above(self)
         pulled = upstream.pull_request(context) if upstream is not None else None
         request = RequestRecord.from_dict(pulled)
@@ -293,23 +304,27 @@ class RunwayToObjectStorageOperator(BaseOperator):
                 raise RunwayInputError("runway_task", f"is not a Runway task dict ({err!r})") from None
         raise RunwayInputError("runway_task", f"expected a task dict or a Runway task id, got {value!r:.80}")
 
-    def _destination(self, runway_task_id: str) -> tuple[ObjectStoragePath, bool]:
-        """Where to store and whether it is a folder; a folder's file name is checked before downloading."""
+    def _destination(self, runway_task_id: str | None) -> tuple[ObjectStoragePath, bool]:
+        """Where to store and whether it is a folder, checked (see :mod:`runway_provider.destinations`);
+        a folder's file name, from ``runway_task_id``, too, when given."""
         destination = self.destination
         if isinstance(destination, ObjectStoragePath):
             target = destination
             text = str(destination)
         elif isinstance(destination, str) and destination.strip():
             text = destination.strip()
+            destinations.check_form(text, folder=self.destination_folder)
             target = ObjectStoragePath(text, conn_id=self.destination_conn_id)
         else:
             raise RunwayInputError(
                 "destination", f"expected a path, a URI or an ObjectStoragePath, got {destination!r:.80}"
             )
+        if runway_task_id is None:
+            destinations.check_reachable(target, text)
         is_folder = self.destination_folder
         if is_folder is None:
             is_folder = text.endswith("/") or (isinstance(destination, ObjectStoragePath) and target.is_dir())
-        if is_folder and not _SAFE_TASK_ID.match(runway_task_id):
+        if runway_task_id is not None and is_folder and not _SAFE_TASK_ID.match(runway_task_id):
             raise RunwayTransferError(
                 f"Runway task id {runway_task_id!r:.80} cannot name a file: expected letters, digits, '.', '_' "
                 "and '-', not starting with a dot. Give destination a file name instead of a folder.",

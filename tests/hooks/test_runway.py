@@ -490,6 +490,48 @@ async def test_aget_task_with_wrong_key_raises(monkeypatch, server):
         await RunwayHook().aget_task("any", RouteFamily.REVERSE)
 
 
+WRONG_KEY_CONNECTION = "(connection 'runway_team_b': check the CometAPI key in its password field)"
+
+
+def wrong_key_hook(monkeypatch: pytest.MonkeyPatch, server: EmulatorServer) -> RunwayHook:
+    """A hook on a connection other than the default, whose key the emulator refuses."""
+    conn = set_connection(monkeypatch, server, password="sk-wrong-key-000000")
+    monkeypatch.setenv("AIRFLOW_CONN_RUNWAY_TEAM_B", json.dumps(conn))
+    return RunwayHook("runway_team_b")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda hook: submit(hook),
+        lambda hook: hook.get_task("any", RouteFamily.REVERSE),
+        lambda hook: hook.get_task("any", RouteFamily.OFFICIAL),
+        lambda hook: hook.cancel_task("any", RouteFamily.OFFICIAL),
+    ],
+    ids=["submit", "get_task", "get_task_official", "cancel_task"],
+)
+def test_a_refused_key_names_its_connection(monkeypatch, server, call):
+    with pytest.raises(RunwayAuthenticationError) as caught:
+        call(wrong_key_hook(monkeypatch, server))
+    assert str(caught.value).endswith(WRONG_KEY_CONNECTION)
+    assert str(caught.value).count("runway_team_b") == 1 and "sk-wrong-key" not in str(caught.value)
+    assert caught.value.http_status == 401
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("cancel", [False, True], ids=["aget_task", "acancel_task"])
+async def test_a_refused_key_names_its_connection_on_the_async_path(monkeypatch, server, cancel):
+    hook = wrong_key_hook(monkeypatch, server)
+    with pytest.raises(RunwayAuthenticationError) as caught:
+        await (
+            hook.acancel_task("any", RouteFamily.OFFICIAL)
+            if cancel
+            else hook.aget_task("any", RouteFamily.REVERSE)
+        )
+    assert str(caught.value).endswith(WRONG_KEY_CONNECTION)
+    assert str(caught.value).count("runway_team_b") == 1 and caught.value.http_status == 401
+
+
 def test_hook_module_does_not_import_http_clients():
     import subprocess
     import sys

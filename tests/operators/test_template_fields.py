@@ -60,7 +60,8 @@ def _templated_params(cls: type) -> set[str]:
 def _required_arguments(cls: type) -> dict[str, Any]:
     """A made-up value for every keyword the constructor requires: the template fields only need to exist."""
     return {
-        name: f"made-up-{name}"
+        # Ending in "/": a destination must name a folder or a file with an extension.
+        name: f"made-up-{name}/"
         for name, parameter in inspect.signature(cls.__init__).parameters.items()
         if parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.default is inspect.Parameter.empty
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import socket
 import subprocess
@@ -203,6 +204,30 @@ def test_console_command_serves():
         server = EmulatorServer(port=port)
         answer = post(server, "/runway/pro/generate", BODY)
         assert answer.json()["code"] == 200
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_console_command_prints_the_connection_to_paste():
+    """The export line works as printed: a shell that runs it has a connection the hook and the
+    transfer accept, the emulator's own media host allowed."""
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "runway-emulator"), "--port", str(port)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        assert process.stdout.readline().startswith(f"Runway emulator on http://127.0.0.1:{port} ")
+        assert "Connect Airflow" in process.stdout.readline()
+        export = process.stdout.readline().rstrip("\n")
+        shell = subprocess.run(
+            ["bash", "-c", f'{export}\nprintf %s "$AIRFLOW_CONN_RUNWAY_DEFAULT"'],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert json.loads(shell.stdout) == json.loads(EmulatorServer(port=port).connection_json())
+        assert json.loads(shell.stdout)["extra"]["allowed_media_hosts"] == ["127.0.0.1"]
     finally:
         process.terminate()
         process.wait(10)
