@@ -86,6 +86,14 @@ class Route(Generic[P]):
         return self.family is RouteFamily.REVERSE
 
 
+def output_of(path: str) -> OutputKind:
+    """What a create path outputs: the route table's answer, else an image only when the path says so."""
+    known = next((route.output for route in ROUTES if route.path == path), None)
+    if known is not None:
+        return known
+    return OutputKind.IMAGE if "image" in path.rsplit("/", 1)[-1].split("_to_")[-1] else OutputKind.VIDEO
+
+
 def route_family(value: RouteFamily | str | None, field: str = "route_family") -> RouteFamily:
     """The :class:`RouteFamily` a caller named, or a clear error naming ``field``."""
     try:
