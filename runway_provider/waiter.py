@@ -56,15 +56,7 @@ def upstream_source(value: Any) -> tuple[str, bool] | None:
     task_id = getattr(operator, "task_id", None)
     if not isinstance(task_id, str):
         return None
-    return task_id, _is_mapped(operator)
-
-
-def _is_mapped(operator: Any) -> bool:
-    """Mapped itself, or inside a mapped task group (each of whose tasks has one instance per index)."""
-    in_mapped_group = getattr(operator, "get_closest_mapped_task_group", None)
-    return hasattr(operator, "operator_class") or (
-        callable(in_mapped_group) and in_mapped_group() is not None
-    )
+    return task_id, hasattr(operator, "operator_class")
 
 
 def runway_upstream(task: Any) -> tuple[str, bool] | None:
@@ -80,7 +72,7 @@ def runway_upstream(task: Any) -> tuple[str, bool] | None:
         operator_class = getattr(upstream, "operator_class", None)
         cls = operator_class if isinstance(operator_class, type) else type(upstream)
         if issubclass(cls, RunwayTaskWaiter):
-            found.append((upstream.task_id, _is_mapped(upstream)))
+            found.append((upstream.task_id, operator_class is not None))
     return found[0] if len(found) == 1 else None
 
 

@@ -130,3 +130,27 @@ def test_summarize_counts_rows_and_what_this_run_generated_per_model():
         "images_by_model": {"gen4_image": 1},
         "videos_of_unknown_length_by_model": {"gen4": 1},
     }
+
+
+def test_a_generate_task_in_a_mapped_task_group_is_read_per_row():
+    """The transfer reads the request of its own row: a task in a mapped task group is a mapped upstream."""
+    import pendulum
+    from airflow.sdk import DAG, task_group
+
+    from runway_provider.operators.runway import RunwayGenerateOperator
+    from runway_provider.transfers.runway_to_object_storage import RunwayToObjectStorageOperator
+    from runway_provider.waiter import runway_upstream, upstream_source
+
+    built: dict[str, Any] = {}
+    with DAG("rows", start_date=pendulum.datetime(2026, 1, 1), schedule=None):
+
+        @task_group(group_id="row")
+        def produce(prompt):
+            built["generate"] = RunwayGenerateOperator(task_id="generate", prompt=prompt, image=IMAGE)
+            built["store"] = RunwayToObjectStorageOperator(
+                task_id="store", runway_task=built["generate"].output, destination="file:///tmp/rows/"
+            )
+
+        produce.expand(prompt=["A boat", "A kite"])
+    assert upstream_source(built["generate"].output) == ("row.generate", True)
+    assert runway_upstream(built["store"]) == ("row.generate", True)
