@@ -142,7 +142,9 @@ with DAG(
     outcomes = produce.expand_kwargs(rows)
     # --8<-- [end:content_batch]
 
-    @task(trigger_rule="all_done")
+    # The default trigger rule: every row's account succeeds whatever became of the row, and a run
+    # whose conf was refused must write nothing anywhere.
+    @task
     def write_manifest(outcomes: list[dict], params: dict | None = None) -> dict:
         """One line per row, in sheet order, and the run's summary beside it."""
         assert params is not None
