@@ -19,3 +19,5 @@ DEFAULT_POLL_INTERVAL = 10.0
 DEFAULT_WAIT_TIMEOUT = 3600.0
 # Seconds after submission during which CometAPI's ``task_not_exist`` means "not visible yet".
 DEFAULT_NOT_FOUND_GRACE = 180.0
+# CometAPI's documented balance query; it answers per key and per account (docs/connection.md).
+DEFAULT_QUOTA_URL = "https://query.cometapi.com/user/quota"

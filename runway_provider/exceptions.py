@@ -76,7 +76,24 @@ class RunwayBalanceExhaustedError(RunwayRequestRefusedError):
     """The CometAPI account (or this API key's own quota) has no money left for the request:
     CometAPI's ``insufficient_user_quota`` (HTTP 403), Runway's "not enough credits". The request was
     not processed, so nothing was billed; not retried, since every retry would be refused the same
-    way until the balance is topped up."""
+    way until the balance is topped up. The provider's own guard, which refuses before sending when
+    the balance is below a floor, is :class:`RunwayBalanceFloorError`."""
+
+
+class RunwayBalanceFloorError(AirflowFailException, RunwayError):
+    """The account's remaining quota, read before a create, is below the connection's floor
+    (extra ``min_remaining_quota``): nothing was sent, so nothing was billed. Raised by the provider
+    itself, before the service could refuse; the service's own refusal of a spent balance is
+    :class:`RunwayBalanceExhaustedError`. Not retried: the balance does not rise by itself.
+
+    :param floor: The connection's ``min_remaining_quota``.
+    :param remaining: The remaining quota the quota endpoint gave.
+    """
+
+    def __init__(self, message: str, *, floor: float, remaining: float) -> None:
+        super().__init__(message)
+        self.floor = floor
+        self.remaining = remaining
 
 
 class RunwayBusinessError(RunwayRequestRefusedError):

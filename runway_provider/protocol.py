@@ -42,7 +42,7 @@ CREATE_RESENDABLE_STATUSES = frozenset({429})
 # "quota" alone is read in _balance_spent.
 _SPENT_BALANCE_WORDS = re.compile(r"insufficient|(?<![a-z])(?:balance|credits?)(?![a-z])|余额|额度不足")
 # Where a spent balance is topped up, named by host: CometAPI's console pages move, its host does not.
-_TOP_UP_PAGE = "your CometAPI account's billing page (https://www.cometapi.com/)"
+TOP_UP_PAGE = "your CometAPI account's billing page (https://www.cometapi.com/)"
 
 # The legacy numbers are ambiguous across sources; "2" is resolved in _legacy_numeric_status.
 _STATUS_BY_NAME: dict[str, RunwayTaskStatus] = {
@@ -95,7 +95,7 @@ def raise_for_error(body: Any, http_status: int, *, runway_task_id: str | None =
         raise RunwayBalanceExhaustedError(
             f"CometAPI refused the request{where}: the account's balance is spent (HTTP {http_status}): "
             f"{(message or code or '').rstrip('.')}. Top up the balance of the CometAPI account behind this "
-            f"connection's API key (or raise the key's own quota) on {_TOP_UP_PAGE}, then clear the task. "
+            f"connection's API key (or raise the key's own quota) on {TOP_UP_PAGE}, then clear the task. "
             "The request was not processed, so nothing was billed; Airflow does not retry it, since every "
             "try would be refused the same way until the balance is topped up.",
             **details,
@@ -191,6 +191,54 @@ def parse_submission(body: Any, http_status: int) -> str:
     raise RunwaySubmissionUncertainError(
         f"a successful answer (HTTP {http_status}) without a task id: {_snippet(body, 120)}"
     )
+
+
+def parse_quota(body: Any, http_status: int) -> float:
+    """The remaining quota in an answer of CometAPI's balance query (``GET /user/quota?key=...``).
+
+    Read tolerantly, since only the field names are documented: ``remain_quota`` at the top level
+    or under ``data``; else ``total_quota`` minus ``total_used_quota`` (the account's); else the one
+    entry of ``keys[]`` with a ``remain_quota``. Several keys and no account figure leave no way to
+    tell which key pays, which is unreadable too. Raises the typed error of an error answer, and
+    :class:`RunwayTransientError` for an answer that gives no balance.
+
+    :param body: The decoded answer.
+    :param http_status: Its HTTP status.
+    """
+    raise_for_error(body, http_status)
+    assert isinstance(body, Mapping)  # raise_for_error refuses any other successful answer
+    for level in (body, body.get("data")):
+        if not isinstance(level, Mapping):
+            continue
+        if (remaining := _number(level.get("remain_quota"))) is not None:
+            return remaining
+        total, used = _number(level.get("total_quota")), _number(level.get("total_used_quota"))
+        if total is not None and used is not None:
+            return total - used
+        keys = level.get("keys")
+        per_key = (
+            [_number(key.get("remain_quota")) for key in keys if isinstance(key, Mapping)]
+            if isinstance(keys, list)
+            else []
+        )
+        known = [value for value in per_key if value is not None]
+        if len(known) == 1:
+            return known[0]
+    raise RunwayTransientError(
+        f"CometAPI's quota answer (HTTP {http_status}) gives no remain_quota, no total_quota with "
+        "total_used_quota, and no single key's remain_quota"
+    )
+
+
+def _number(value: Any) -> float | None:
+    """A JSON number, or a number written as text; None for anything else (a bool is not a quota)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if number == number and abs(number) != float("inf") else None
 
 
 def read_cancel_answer(body: Any, http_status: int, *, runway_task_id: str) -> CancelOutcome:

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 from runway_provider.models import RouteFamily
+from runway_provider.routes import OutputKind, output_of
 from runway_provider.urls import public_url
 
 if TYPE_CHECKING:
@@ -131,6 +132,7 @@ class StoredResult:
     :param fingerprint: The request fingerprint, when the request is known.
     :param request: What a record keeps of the request (:func:`recordable`), when known.
     :param submitted_at: When the task was submitted, when known.
+    :param billed: What the generation was billed for (:func:`billed_for`), when the request is known.
     """
 
     name: str
@@ -146,6 +148,7 @@ class StoredResult:
     fingerprint: str | None = None
     request: dict[str, Any] = field(default_factory=dict)
     submitted_at: float | None = None
+    billed: dict[str, Any] | None = None
     record_version: int = RECORD_VERSION
 
     @classmethod
@@ -177,6 +180,7 @@ class StoredResult:
             fingerprint=known.fingerprint or None,
             request=known.request,
             submitted_at=known.submitted_at,
+            billed=billed_for(known.route, known.request) if request is not None else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -250,6 +254,7 @@ _FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "fingerprint": (_optional(_sha256), "64 hex digits or null"),
     "request": (lambda value: isinstance(value, dict), "an object"),
     "submitted_at": (_optional(_time), "a time or null"),
+    "billed": (_optional(lambda value: isinstance(value, dict)), "an object or null"),
     "record_version": (lambda value: type(value) is int and value == RECORD_VERSION, f"{RECORD_VERSION}"),
 }
 
@@ -259,6 +264,37 @@ _REQUIRED = frozenset(
     for item in dataclasses.fields(StoredResult)
     if item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
 )
+
+
+def billed_for(route: str, request: Mapping[str, Any]) -> dict[str, Any]:
+    """What a generation is billed for, read once from its route and request: ``route``, ``model``,
+    ``output`` (``video`` or ``image``), ``seconds`` of video or ``images``, and ``ratio``.
+
+    ``seconds`` comes from the request (``duration``, or ``options.seconds`` on the reverse routes);
+    None where the request does not say it, as when the output follows an input video's length.
+    An image route bills one image per task.
+
+    :param route: The create route's path.
+    :param request: The request's fields, as recorded (:func:`recordable`).
+    """
+    output = output_of(route)
+    options = request.get("options")
+    seconds = request.get("duration")
+    if seconds is None and isinstance(options, Mapping):
+        seconds = options.get("seconds")
+    model, ratio = request.get("model"), request.get("ratio")
+    billed: dict[str, Any] = {
+        "route": route,
+        "model": model if isinstance(model, str) else None,
+        "output": output.value,
+        "ratio": ratio if isinstance(ratio, str) else None,
+    }
+    if output is OutputKind.IMAGE:
+        billed["images"] = 1
+    else:
+        known = isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0
+        billed["seconds"] = seconds if known else None
+    return billed
 
 
 def recordable(payload: Mapping[str, Any]) -> dict[str, Any]:

@@ -68,11 +68,7 @@ class Upstream:
         operator_class = getattr(operator, "operator_class", None)
         route = getattr(operator, "route", None) or getattr(operator_class, "route", None)
         family = getattr(route, "family", None)
-        return cls(
-            task_id,
-            getattr(operator, "is_mapped", False) is True,
-            family if isinstance(family, RouteFamily) else None,
-        )
+        return cls(task_id, _is_mapped(operator), family if isinstance(family, RouteFamily) else None)
 
     @classmethod
     def above(cls, task: Any) -> Upstream | None:
@@ -89,7 +85,7 @@ class Upstream:
             operator_class = getattr(upstream, "operator_class", None)
             declared = operator_class if isinstance(operator_class, type) else type(upstream)
             if getattr(declared, "pushes_runway_request", False):
-                found.append(cls(upstream.task_id, getattr(upstream, "is_mapped", False) is True))
+                found.append(cls(upstream.task_id, _is_mapped(upstream)))
         return found[0] if len(found) == 1 else None
 
     def pull_request(self, context: Any) -> Any:
@@ -101,6 +97,14 @@ class Upstream:
             key=XCOM_RUNWAY_REQUEST,
             map_indexes=map_index if self.is_mapped and map_index is not None and map_index >= 0 else None,
         )
+
+
+def _is_mapped(operator: Any) -> bool:
+    """Whether ``operator`` runs once per map index: mapped itself, or inside a mapped task group."""
+    if getattr(operator, "is_mapped", False) is True:
+        return True
+    closest = getattr(operator, "get_closest_mapped_task_group", None)
+    return callable(closest) and closest() is not None
 
 
 def checked_family(value: RouteFamily | str, field: str = "route_family") -> RouteFamily:

@@ -17,6 +17,7 @@ templates, so every check also guards the type.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -94,6 +95,14 @@ def family_of_path(path: str) -> RouteFamily | None:
     if path.startswith("/runway/"):
         return RouteFamily.REVERSE
     return None
+
+
+def output_of(path: str) -> OutputKind:
+    """What a create path outputs: the route table's answer, else an image only when the path says so."""
+    known = next((route.output for route in ROUTES if route.path == path), None)
+    if known is not None:
+        return known
+    return OutputKind.IMAGE if "image" in path.rsplit("/", 1)[-1].split("_to_")[-1] else OutputKind.VIDEO
 
 
 def task_request(runway_task_id: str, family: RouteFamily) -> tuple[str, str, dict[str, Any] | None]:
@@ -406,6 +415,65 @@ ROUTES: tuple[Route[Any], ...] = (
     TEXT_TO_IMAGE,
     CHARACTER_PERFORMANCE,
 )
+
+
+# -- any route by name ---------------------------------------------------------------------------
+
+
+def path_family(path: Any, field: str = "path") -> RouteFamily:
+    """The family of a create path, read from its prefix (a templated path's prefix is written out);
+    a clear error naming ``field`` for anything else."""
+    family = family_of_path(path) if isinstance(path, str) else None
+    if family is not None and path.rstrip("/") not in ("/runwayml/v1", "/runway"):
+        return family
+    raise RunwayInputError(
+        field,
+        "expected a CometAPI Runway create path starting with /runwayml/v1/ (the official format) or "
+        f"/runway/ (CometAPI's reverse format), got {path!r:.80}",
+    )
+
+
+def raw_route(path: Any, field: str = "path") -> Route[...]:
+    """A :class:`Route` for a create path the table does not list; its body is given whole (:func:`raw_body`).
+
+    :param path: The create path, e.g. ``/runwayml/v1/image_to_video``.
+    :param field: The argument's name, for the error.
+    """
+    family = path_family(path, field)
+    if any(character.isspace() or character in "?#%\\" for character in path) or "/../" in f"{path}/":
+        raise RunwayInputError(
+            field, f"expected a plain path without a query, spaces or '..', got {path!r:.80}"
+        )
+    if path.rstrip("/") in (FEED_PATH, OFFICIAL_TASKS_PATH) or path.startswith(f"{OFFICIAL_TASKS_PATH}/"):
+        raise RunwayInputError(field, f"{path!r} looks a task up; give the path of a create route")
+    name = path.strip("/").replace("/", "_").replace(".", "_")
+    return Route(name, path, family, output_of(path), raw_body)
+
+
+def raw_body(*, body: Mapping[str, Any] | str, callback_url: str | None = None) -> dict[str, Any]:
+    """Body of a create on a path the table does not list: ``body`` as given, checked to be a JSON object.
+
+    :param body: The request body: a dict, or JSON text of an object (what a rendered template gives).
+    :param callback_url: Added when ``body`` has none (the reverse routes' webhook).
+    """
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError as err:
+            raise RunwayInputError(
+                "body", f"expected a JSON object, got text that is not JSON ({err})"
+            ) from None
+    if not isinstance(body, Mapping) or not all(isinstance(key, str) for key in body):
+        raise RunwayInputError("body", f"expected a JSON object, got {type(body).__name__}")
+    try:
+        payload: dict[str, Any] = json.loads(json.dumps(dict(body), allow_nan=False))
+    except (TypeError, ValueError) as err:
+        raise RunwayInputError("body", f"holds a value JSON cannot carry ({err})") from None
+    if not payload:
+        raise RunwayInputError("body", "is empty; give the route's fields")
+    if callback_url not in (None, "") and payload.get("callback_url") in (None, ""):
+        payload["callback_url"] = require_http_url(callback_url, "callback_url")
+    return payload
 
 
 def _callback(callback_url: Any) -> str:

@@ -24,6 +24,10 @@ refused, DNS, connect timeout, TLS          ``RunwayTransientError`` (Airflow re
 handshake, invalid header or URL
 refused by the service: 3xx, 4xx but        marker removed; ``RunwayRequestRefusedError``     0
 408/409/429, an error code in a 2xx body    fails without retry
+below the balance floor: extra              nothing is sent, no marker is left;               0
+``min_remaining_quota`` set, the quota      ``RunwayBalanceFloorError`` fails at once,
+read before a create is lower (never read   naming floor and balance; a balance that
+on a reconnect or a reuse)                  cannot be read lets the create go, warned
 a spent balance: CometAPI's 403             marker removed; ``RunwayBalanceExhaustedError``   0
 ``insufficient_user_quota``, Runway's       (a refusal) fails at once without retry,
 "not enough credits", whatever the status   saying where to top up
@@ -86,7 +90,9 @@ from typing import TYPE_CHECKING, Any
 from runway_provider import routes
 from runway_provider.exceptions import (
     RunwayAlreadyGeneratedError,
+    RunwayBalanceFloorError,
     RunwayConfigurationError,
+    RunwayError,
     RunwayInputError,
     RunwayRequestRefusedError,
     RunwayStateNotSavedError,
@@ -94,6 +100,7 @@ from runway_provider.exceptions import (
     RunwayTransientError,
 )
 from runway_provider.models import CancelOutcome, RouteFamily, RunwayTask, RunwayTaskStatus
+from runway_provider.protocol import TOP_UP_PAGE
 from runway_provider.records import RequestRecord, StoredResult, find_reusable
 from runway_provider.refs import (
     XCOM_RUNWAY_REQUEST,
@@ -257,6 +264,7 @@ def _create(
     # key checked and the session built. A marker written before a failure that sent nothing would
     # block every later try as an "uncertain create".
     hook.get_conn()
+    _check_balance(hook, route, log)
     started_at = time.time()
     record: dict[str, Any] = {
         "phase": SUBMITTING,
@@ -296,6 +304,38 @@ def _create(
                 runway_task_id=runway_task_id,
             ) from err
     return Submission(runway_task_id, submitted_at)
+
+
+def _check_balance(hook: RunwayHook, route: Route[...], log: Any) -> None:
+    """The balance floor (extra ``min_remaining_quota``): refuse a create below it, before any marker.
+
+    A balance that cannot be read lets the create go, with a warning: the floor is a guard, and an
+    outage of the quota service must not stop production (the service still refuses a spent
+    balance itself, :class:`~runway_provider.exceptions.RunwayBalanceExhaustedError`).
+    """
+    floor = hook.settings.min_remaining_quota
+    if floor is None:
+        return
+    try:
+        remaining = hook.get_remaining_quota()
+    except RunwayError as err:
+        log.warning(
+            "Could not read the remaining quota before the create on %s (%s); sending it anyway: the "
+            "balance floor is a guard, and an outage of the quota service must not stop production.",
+            route.path,
+            err,
+        )
+        return
+    if remaining < floor:
+        raise RunwayBalanceFloorError(
+            f"Not sending the create on {route.path}: the remaining quota, {remaining:g}, is below the "
+            f"floor of {floor:g} set by extra `min_remaining_quota` of connection {hook.runway_conn_id!r}. "
+            f"Nothing was sent or billed. Top up the balance on {TOP_UP_PAGE} (or lower the floor), "
+            "then clear the task.",
+            floor=floor,
+            remaining=remaining,
+        )
+    log.info("Remaining quota %g is above the floor of %g; sending the create.", remaining, floor)
 
 
 def _resume(

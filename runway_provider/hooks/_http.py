@@ -279,6 +279,32 @@ def _raise_if_retryable(
             raise
 
 
+def get_outside(url: str, params: Mapping[str, str], *, timeout: float, secret: str) -> tuple[int, Any]:
+    """One GET to a URL off the connection's base (CometAPI's quota query), without retries.
+
+    Sent without the connection's headers: the API key is not for this host, and ``secret`` (which
+    travels in the query string) is scrubbed from any error; errors name the URL without its query.
+
+    :param url: The URL, without a query.
+    :param params: Its query.
+    :param timeout: Seconds for the whole answer.
+    :param secret: The value in ``params`` that must never be shown.
+    """
+    import requests
+
+    try:
+        response = requests.get(
+            url,
+            params=params,
+            headers={"Accept": "application/json"},
+            timeout=(min(CONNECT_TIMEOUT, timeout), timeout),
+            allow_redirects=False,
+        )
+    except requests.exceptions.RequestException as err:
+        raise RunwayTransientError(f"Could not reach {url}: {describe(err, secret)}") from None
+    return response.status_code, decode_body(_answer_text(response.content[: MAX_ANSWER_BYTES + 1]))
+
+
 # -- async -----------------------------------------------------------------------------------
 
 

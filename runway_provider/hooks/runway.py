@@ -25,6 +25,7 @@ from runway_provider import __version__, routes
 from runway_provider.defaults import (
     DEFAULT_BASE_URL,
     DEFAULT_CONN_ID,
+    DEFAULT_QUOTA_URL,
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_RUNWAY_VERSION,
 )
@@ -34,6 +35,7 @@ from runway_provider.exceptions import (
     RunwayError,
     RunwayInputError,
     RunwaySubmissionUncertainError,
+    RunwayTransientError,
 )
 from runway_provider.models import CancelOutcome, RouteFamily, RunwayTask
 from runway_provider.routes import Route
@@ -61,6 +63,10 @@ class RunwayConnectionSettings:
     :param timeout: Seconds to wait for an answer to one request.
     :param allowed_media_hosts: Host names, IPs or CIDRs of loopback or private media hosts the
         transfer may download from (extra ``allowed_media_hosts``; public hosts need no entry).
+    :param quota_url: CometAPI's balance query (extra ``quota_url``).
+    :param quota_key: The key the balance query is sent with (extra ``quota_key``; never shown).
+    :param min_remaining_quota: The balance floor (extra ``min_remaining_quota``): below it no create
+        is sent. None: no balance is read.
     """
 
     base_url: str
@@ -69,6 +75,9 @@ class RunwayConnectionSettings:
     callback_url: str | None
     timeout: float
     allowed_media_hosts: tuple[str, ...] = ()
+    quota_url: str = DEFAULT_QUOTA_URL
+    quota_key: str | None = field(default=None, repr=False)
+    min_remaining_quota: float | None = None
 
     @classmethod
     def from_connection(cls, conn: Connection) -> RunwayConnectionSettings:
@@ -115,6 +124,7 @@ class RunwayConnectionSettings:
                 f"{DEFAULT_RUNWAY_VERSION} (it is sent as the X-Runway-Version header), got {runway_version!r:.40}."
             )
         return cls(
+            **_quota_settings(conn.conn_id, extra_value),
             base_url=_base_url(conn),
             api_key=api_key,
             runway_version=runway_version,
@@ -213,7 +223,8 @@ class RunwayHook(BaseHook):
     route builder's arguments; :meth:`submit` sends any route with a body already built.
 
     :param runway_conn_id: The ``runway`` connection: password = CometAPI key, host = base URL,
-        extra ``runway_version``, ``callback_url``, ``timeout``.
+        extra ``runway_version``, ``callback_url``, ``timeout``, and the balance floor's
+        ``quota_url``, ``quota_key``, ``min_remaining_quota``.
     :param create_retries: Retries of a create that certainly was not processed.
     :param poll_retries: Retries of one status poll.
     :param retry_backoff: First backoff in seconds; doubles on each retry, with jitter.
@@ -301,6 +312,34 @@ class RunwayHook(BaseHook):
             ) from None
         self.log.info("Submitted Runway generation: task %s", runway_task_id)
         return runway_task_id
+
+    def get_remaining_quota(self) -> float:
+        """The account's remaining quota, from the connection's ``quota_url`` queried with ``quota_key``.
+
+        Raises a :class:`~runway_provider.exceptions.RunwayError` when it cannot be read; the key
+        never appears in the error or the log.
+        """
+        from runway_provider.hooks import _http
+        from runway_provider.protocol import parse_quota
+
+        settings = self.settings
+        if settings.quota_key is None:
+            raise RunwayConfigurationError(
+                f"Connection {self.runway_conn_id!r} has no extra `quota_key` to query the balance with."
+            )
+        status, body = _http.get_outside(
+            settings.quota_url,
+            {"key": settings.quota_key},
+            timeout=settings.timeout,
+            secret=settings.quota_key,
+        )
+        try:
+            return parse_quota(body, status)
+        except RunwayError as err:
+            # The answer's words may quote the query, key included.
+            raise RunwayTransientError(
+                f"The balance query at {settings.quota_url} failed: {_http.describe(str(err), settings.quota_key)}"
+            ) from None
 
     def _default_callback_url(self) -> str:
         """The connection's webhook; CometAPI's reverse routes refuse a create without one."""
@@ -554,7 +593,47 @@ def _read_task(body: Any, status: int, runway_task_id: str, family: RouteFamily)
 def _checked_settings(conn: Connection) -> RunwayConnectionSettings:
     settings = RunwayConnectionSettings.from_connection(conn)
     _mask(settings.api_key)
+    if settings.quota_key is not None:
+        _mask(settings.quota_key)
     return settings
+
+
+def _quota_settings(conn_id: str, extra_value: Callable[[str], Any]) -> dict[str, Any]:
+    """Extras ``quota_url``, ``quota_key`` and ``min_remaining_quota``, checked."""
+    floor = extra_value("min_remaining_quota")
+    if floor is not None:
+        try:
+            floor = float(floor)
+        except (TypeError, ValueError):
+            floor = -1.0
+        if isinstance(extra_value("min_remaining_quota"), bool) or not 0 <= floor < float("inf"):
+            raise RunwayConfigurationError(
+                f"Connection {conn_id!r}: extra `min_remaining_quota` must be a number of quota units, 0 "
+                f"or more, got {extra_value('min_remaining_quota')!r:.40}."
+            )
+    quota_key = extra_value("quota_key")
+    if quota_key is not None:
+        quota_key = str(quota_key).strip()
+        if not quota_key.isascii() or not quota_key.isprintable() or " " in quota_key:
+            # Not the value: it is a secret.
+            raise RunwayConfigurationError(
+                f"Connection {conn_id!r}: extra `quota_key` holds whitespace or characters a URL "
+                f"cannot carry ({len(quota_key)} characters long); paste the key again."
+            )
+    if floor is not None and not quota_key:
+        raise RunwayConfigurationError(
+            f"Connection {conn_id!r}: extra `min_remaining_quota` needs extra `quota_key`, the key the "
+            "balance is queried with (CometAPI advises a separate key with no quota of its own, since "
+            "it travels in the URL)."
+        )
+    quota_url = str(extra_value("quota_url") or DEFAULT_QUOTA_URL).strip()
+    parts = urlsplit(quota_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise RunwayConfigurationError(
+            f"Connection {conn_id!r}: extra `quota_url` must be an http(s) URL without a query, such as "
+            f"{DEFAULT_QUOTA_URL}, got {quota_url!r:.80}."
+        )
+    return {"quota_url": quota_url, "quota_key": quota_key, "min_remaining_quota": floor}
 
 
 def _mask(secret: str) -> None:

@@ -84,8 +84,9 @@ class BaseRunwaySubmitOperator(RunwayWaitMixin, BaseOperator):
     """
 
     template_fields: Sequence[str] = ("reuse_from",)
-    # The create route: its path, family and builder (runway_provider.routes).
-    route: ClassVar[Route[...]]
+    # The create route: its path, family and builder (runway_provider.routes); a class attribute,
+    # but RunwaySubmitOperator's, read from its ``path``, is the instance's.
+    route: Route[...]
     operator_extra_links = (RunwayVideoLink(),)
 
     def __init__(
@@ -604,3 +605,47 @@ class RunwayActOneOperator(BaseRunwaySubmitOperator):
         self.image = image
         self.callback_url = callback_url
         self.options = options
+
+
+class RunwaySubmitOperator(BaseRunwaySubmitOperator):
+    """Submit a raw body to any CometAPI Runway create path, with the same spend safety and waits.
+
+    For a route this provider does not list yet (a new model's route, a field its builders do not
+    know): the body is sent as given, checked only to be a JSON object, so the service, not the
+    provider, says what is wrong with it. Everything around the create is the same as for the route
+    table's operators: the fingerprint marker, reconnect on retry, cancel on the last try's timeout
+    (official family), ``reuse_from``, ``wait_for_completion`` and ``deferrable``; a
+    ``RunwayTaskSensor`` or ``RunwayToObjectStorageOperator`` downstream needs no ``route_family``.
+    Prefer the route's own operator where there is one: it checks every field before sending.
+
+    :param path: The create path: ``/runwayml/v1/...`` (official family: tasks looked up by id,
+        cancellable) or ``/runway/...`` (CometAPI's reverse format: tasks looked up through the
+        feed, never cancellable). The family is read from this prefix when the DAG is parsed, so a
+        templated path must start with it written out. Templated.
+    :param body: The request body: a dict, or JSON text of an object. On a ``/runway/`` path
+        without ``callback_url`` the connection's extra ``callback_url`` is added. Templated.
+    :param kwargs: ``runway_conn_id``, ``wait_for_completion``, ``deferrable``, ``poll_interval``,
+        ``timeout``, ``not_found_grace``, ``reuse_from`` (see :class:`BaseRunwaySubmitOperator`) and
+        ``BaseOperator`` arguments.
+    """
+
+    template_fields: Sequence[str] = (*BaseRunwaySubmitOperator.template_fields, "path", "body")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"body": "json"}
+
+    def __init__(self, *, path: str, body: dict[str, Any] | str, **kwargs: Any) -> None:
+        # Before the base reads the family. A templated path is checked whole once rendered.
+        self.route = routes.Route(
+            "submit", str(path), routes.path_family(path), routes.output_of(str(path)), routes.raw_body
+        )
+        if "{{" not in path:
+            self.route = routes.raw_route(path)
+        super().__init__(**kwargs)
+        self.path = path
+        self.body = body
+
+    def build_payload(self) -> dict[str, Any]:
+        """Check the rendered path and body; the body as given, plus a reverse route's webhook."""
+        # The family cannot change here: the prefix it is read from is written out, not templated.
+        self.route = routes.raw_route(self.path)
+        body = routes.raw_body(body=self.body)
+        return self.hook.payload(self.route, body=body, callback_url=body.get("callback_url"))

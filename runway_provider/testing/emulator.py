@@ -18,6 +18,7 @@ import shlex
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from typing import Any
@@ -27,6 +28,8 @@ from aiohttp import web
 from runway_provider.testing.workload import DONE, QUEUED, RUNNING, THROTTLED, Timeline, Workload
 
 DEFAULT_API_KEY = "emulator-key"
+# The key CometAPI's balance query (GET /user/quota?key=...) accepts, a separate key as CometAPI advises.
+DEFAULT_QUOTA_KEY = "emulator-quota-key"
 OUTCOMES = ("succeeded", "failed", "cancelled", "never_appears", "no_output")
 SHAPES = ("wrapped", "legacy", "official")
 _ANSWER_FAULTS = (
@@ -177,6 +180,9 @@ class Emulator:
         read only ``request_count``.
     :param cancel_supported: Whether ``DELETE /runwayml/v1/tasks/{id}`` is served; CometAPI does not
         document it, and a gateway that does not pass it through answers 405.
+    :param remaining_quota: The balance ``GET /user/quota`` gives (``total_quota`` minus
+        ``total_used_quota``, as CometAPI's balance query answers).
+    :param quota_key: The only key ``GET /user/quota?key=...`` accepts.
     """
 
     def __init__(
@@ -192,6 +198,8 @@ class Emulator:
         seed: int | None = None,
         keep_records: bool = True,
         cancel_supported: bool = True,
+        remaining_quota: float = 1_000_000.0,
+        quota_key: str = DEFAULT_QUOTA_KEY,
     ) -> None:
         for kind in (*fault_kinds, *(create_fault_kinds or ())):
             if not _known_fault(kind):
@@ -205,6 +213,8 @@ class Emulator:
         self.balance_spent = balance_spent
         self.keep_records = keep_records
         self.cancel_supported = cancel_supported
+        self.remaining_quota = remaining_quota
+        self.quota_key = quota_key
         self.jobs: dict[str, Job] = {}
         self.requests: list[dict[str, Any]] = []
         self.request_count = 0
@@ -221,6 +231,10 @@ class Emulator:
     def submissions(self) -> list[dict[str, Any]]:
         """Every create request that made a job, in order (each one a paid generation)."""
         return [r for r in self.requests if r.get("created")]
+
+    def quota_queries(self) -> list[dict[str, Any]]:
+        """Every balance query (``GET /user/quota``) received."""
+        return [r for r in self.requests if r["path"] == "/user/quota"]
 
     def create_requests(self) -> list[dict[str, Any]]:
         """Every create request received, whether or not it made a job."""
@@ -256,6 +270,7 @@ class Emulator:
                 web.post("/runwayml/v1/{route}", self._official_create),
                 web.get("/runwayml/v1/tasks/{runway_task_id}", self._official_task),
                 web.delete("/runwayml/v1/tasks/{runway_task_id}", self._official_cancel),
+                web.get("/user/quota", self._quota),
                 web.get("/_emulator/media/{name}", self._media),
                 web.post("/_emulator/callback", self._callback),
                 web.get("/_emulator/requests", self._list_requests),
@@ -612,6 +627,25 @@ class Emulator:
             raise web.HTTPNotFound()
         return web.json_response({"state": view["state"]})
 
+    async def _quota(self, request: web.Request) -> web.StreamResponse:
+        # CometAPI serves this on its own host (query.cometapi.com); the emulator on its one host.
+        record = self._record(request)
+        record["authorized"] = request.query.get("key") == self.quota_key
+        if not record["authorized"]:
+            return self._finish(record, _error(401, "invalid key", "invalid_key"))
+        used = 12_500.0
+        answer = {
+            "total_quota": self.remaining_quota + used,
+            "total_used_quota": used,
+            "request_count": len(self.jobs),
+            # The query key has no quota of its own, as CometAPI advises; the production key has some.
+            "keys": [
+                {"name": "balance query", "remain_quota": 0, "used_quota": 0},
+                {"name": "production", "remain_quota": self.remaining_quota, "used_quota": used},
+            ],
+        }
+        return self._finish(record, web.json_response(answer))
+
     async def _stats(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"requests": self.request_count, "jobs": len(self.jobs)})
 
@@ -633,6 +667,10 @@ class Emulator:
                 if not isinstance(body["balance_spent"], bool):
                     raise ValueError("balance_spent must be true or false")
                 self.balance_spent = body["balance_spent"]
+            if "remaining_quota" in body:
+                if isinstance(body["remaining_quota"], bool):
+                    raise ValueError("remaining_quota must be a number")
+                self.remaining_quota = float(body["remaining_quota"])
             if "seed" in body:
                 self._random.seed(body["seed"])
         except (TypeError, ValueError) as err:
@@ -643,6 +681,7 @@ class Emulator:
                 "fault_rate": self.fault_rate,
                 "fault_kinds": self.fault_kinds,
                 "balance_spent": self.balance_spent,
+                "remaining_quota": self.remaining_quota,
             }
         )
 
@@ -909,13 +948,21 @@ def _asset(name: str) -> bytes:
     return _ASSETS[name]
 
 
-def connection_json(base_url: str, host: str, *, api_key: str, callback_url: str | None = None) -> str:
+def connection_json(
+    base_url: str,
+    host: str,
+    *,
+    api_key: str,
+    callback_url: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
     """An ``AIRFLOW_CONN_RUNWAY_DEFAULT`` value for an emulator at ``base_url``.
 
     :param base_url: The emulator's address, e.g. ``http://127.0.0.1:8765``.
     :param host: The host its media URLs name, allowed for downloads.
     :param api_key: The key the emulator accepts.
     :param callback_url: The webhook; default the emulator's sink.
+    :param extra: More connection extras (a balance floor's).
     """
     return json.dumps(
         {
@@ -926,6 +973,7 @@ def connection_json(base_url: str, host: str, *, api_key: str, callback_url: str
                 "callback_url": callback_url or f"{base_url}/_emulator/callback",
                 # The emulator's CDN is on loopback, which the transfer refuses unless allowed.
                 "allowed_media_hosts": [host],
+                **(extra or {}),
             },
         }
     )
@@ -957,14 +1005,33 @@ class EmulatorServer:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def connection_json(self, *, api_key: str | None = None, callback_url: str | None = None) -> str:
+    def connection_json(
+        self,
+        *,
+        api_key: str | None = None,
+        callback_url: str | None = None,
+        min_remaining_quota: float | None = None,
+    ) -> str:
         """An ``AIRFLOW_CONN_RUNWAY_DEFAULT`` value pointing at this server.
 
         :param api_key: The key to send; default the emulator's own.
         :param callback_url: The webhook; default the emulator's sink.
+        :param min_remaining_quota: A balance floor: the connection then queries this server's
+            ``/user/quota`` with the emulator's quota key.
         """
+        quota: dict[str, Any] = {}
+        if min_remaining_quota is not None:
+            quota = {
+                "quota_url": f"{self.base_url}/user/quota",
+                "quota_key": self.emulator.quota_key,
+                "min_remaining_quota": min_remaining_quota,
+            }
         return connection_json(
-            self.base_url, self.host, api_key=api_key or self.emulator.api_key, callback_url=callback_url
+            self.base_url,
+            self.host,
+            api_key=api_key or self.emulator.api_key,
+            callback_url=callback_url,
+            extra=quota,
         )
 
     def start(self) -> EmulatorServer:
@@ -1031,6 +1098,15 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="refuse every create as CometAPI does for an account that cannot pay (HTTP 403)",
     )
+    parser.add_argument(
+        "--remaining-quota",
+        type=float,
+        default=1_000_000.0,
+        help="the balance GET /user/quota gives (point a connection's extra quota_url here)",
+    )
+    parser.add_argument(
+        "--quota-key", default=DEFAULT_QUOTA_KEY, help="the key GET /user/quota?key=... accepts"
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--no-records", action="store_true", help="count requests without keeping them")
     parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
@@ -1047,6 +1123,8 @@ def main(argv: list[str] | None = None) -> None:
         fault_kinds=tuple(k for k in args.fault_kinds.split(",") if k),
         create_fault_kinds=tuple(k for k in args.create_fault_kinds.split(",") if k) or None,
         balance_spent=args.balance_spent,
+        remaining_quota=args.remaining_quota,
+        quota_key=args.quota_key,
         seed=args.seed,
         keep_records=not args.no_records,
     )

@@ -60,7 +60,7 @@ class RunwayToObjectStorageOperator(BaseOperator):
     the operator found it, its sha256 checked again on the way, and never fetched from the service
     (whose URL may have expired).
 
-    Returns ``{uri, bytes, sha256, content_type, runway_task_id, stored_at, record_uri, reused}`` and,
+    Returns ``{uri, bytes, sha256, content_type, runway_task_id, stored_at, record_uri, reused, billed}`` and,
     for a new object, adds an asset event for ``Asset(uri)`` to the ``AssetAlias`` ``asset_alias``
     (extra: ``runway_task_id``, ``sha256``, ``bytes``), so downstream DAGs can be scheduled on new videos.
 
@@ -379,4 +379,5 @@ def _result(record: StoredResult, record_uri: str, *, reused: bool) -> dict[str,
         "stored_at": record.stored_at,
         "record_uri": record_uri,
         "reused": reused,
+        "billed": record.billed,
     }

@@ -59,9 +59,10 @@ def _templated_params(cls: type) -> set[str]:
 
 def _required_arguments(cls: type) -> dict[str, Any]:
     """A made-up value for every keyword the constructor requires: the template fields only need to exist."""
+    # RunwaySubmitOperator reads its route family from the path's prefix when it is built.
     return {
-        # Ending in "/": a destination must name a folder or a file with an extension.
-        name: f"made-up-{name}/"
+        # A destination ends in "/" (a folder); a raw path names its family by its prefix.
+        name: "/runway/made-up" if name == "path" else f"made-up-{name}/"
         for name, parameter in inspect.signature(cls.__init__).parameters.items()
         if parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.default is inspect.Parameter.empty
     }
@@ -76,8 +77,8 @@ def test_every_operator_sensor_and_transfer_is_found():
         "RunwayTaskSensor",
         "RunwayToObjectStorageOperator",
     } <= names
-    # One submit operator per create route, the sensor and the transfer.
-    assert len(CONCRETE) == len(routes.ROUTES) + 2
+    # One submit operator per create route, RunwaySubmitOperator for any path, the sensor and the transfer.
+    assert len(CONCRETE) == len(routes.ROUTES) + 3
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda cls: cls.__name__)

@@ -1,5 +1,5 @@
-"""The content-batch example under `airflow dags test`: 10 prompts in, 10 videos and a manifest out;
-a rerun sends nothing, and after editing one row exactly one generation is sent."""
+"""The content-batch example under `airflow dags test`: 10 prompts in, 10 videos, a manifest and a summary
+out; a rerun sends nothing, and after editing one row exactly one generation is sent."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from tests.helpers import TEST_API_KEY
 
 pytestmark = pytest.mark.dags
 ROOT = Path(__file__).resolve().parents[2]
+ACCOUNTS = ("manifest.jsonl", "summary.json")
 SAMPLE_SHA = hashlib.sha256((ROOT / "runway_provider/testing/media/sample.mp4").read_bytes()).hexdigest()
 
 
@@ -40,18 +41,27 @@ def test_batch_of_ten_prompts(tmp_path):
         assert result.returncode == 0, result.output[-4000:]
         first_run = len(emulator.submissions())
         manifest_text = (videos / "manifest.jsonl").read_text()
-        files = {
-            path.name: path.stat().st_mtime_ns for path in videos.iterdir() if path.name != "manifest.jsonl"
-        }
+        summary = json.loads((videos / "summary.json").read_text())
+        assert (summary["generated"], summary["reused"], summary["rejected"], summary["failed"]) == (
+            10,
+            0,
+            0,
+            0,
+        )
+        assert summary["video_seconds_by_model"] == {"gen4": 65}  # seven rows of 5 s, three of 10 s
+        files = {path.name: path.stat().st_mtime_ns for path in videos.iterdir() if path.name not in ACCOUNTS}
         events_after_first = sandbox.database_text("asset_event").count("runway_task_id")
 
         # The same sheet again (a rerun, a backfill, a clear): every row is reused, nothing is sent.
         rerun = sandbox.dags_test("example_runway_content_batch", timeout=900)
         assert rerun.returncode == 0, rerun.output[-4000:]
         second_run = len(emulator.submissions()) - first_run
-        assert (videos / "manifest.jsonl").read_text() == manifest_text
+        # The same lines, each now reused instead of stored.
+        assert [json.loads(line) for line in (videos / "manifest.jsonl").read_text().splitlines()] == [
+            {**json.loads(line), "outcome": "reused"} for line in manifest_text.splitlines()
+        ]
         assert {
-            path.name: path.stat().st_mtime_ns for path in videos.iterdir() if path.name != "manifest.jsonl"
+            path.name: path.stat().st_mtime_ns for path in videos.iterdir() if path.name not in ACCOUNTS
         } == files
         assert sandbox.database_text("asset_event").count("runway_task_id") == events_after_first
 
@@ -70,8 +80,11 @@ def test_batch_of_ten_prompts(tmp_path):
         edited_manifest = [json.loads(line) for line in (videos / "manifest.jsonl").read_text().splitlines()]
         assert edited_manifest[2]["prompt"] == "A paper lantern drifts over a night river."
         assert [entry for index, entry in enumerate(edited_manifest) if index != 2] == [
-            json.loads(line) for index, line in enumerate(manifest_text.splitlines()) if index != 2
+            {**json.loads(line), "outcome": "reused"}
+            for index, line in enumerate(manifest_text.splitlines())
+            if index != 2
         ]
+        assert edited_manifest[2]["outcome"] == "stored"
         (videos / "manifest.jsonl").write_text(manifest_text)  # the checks below read the first run's
 
     stored = sorted(videos.glob("*.mp4"))
@@ -83,10 +96,11 @@ def test_batch_of_ten_prompts(tmp_path):
         line.split(",")[0] for line in (ROOT / "example_dags/data/prompts.csv").read_text().splitlines()[1:]
     ]
     assert [entry["prompt"] for entry in manifest] == prompts
-    for entry in manifest:
+    for index, entry in enumerate(manifest):
+        assert entry["row"] == index and entry["outcome"] == "stored"
         assert entry["uri"] == f"file://{videos}/{entry['runway_task_id']}.mp4"
-        assert entry["sha256"] == SAMPLE_SHA and entry["bytes"] > 1000
-        assert 0 < entry["seconds_to_stored"] < 600
+        assert entry["sha256"] == SAMPLE_SHA
+        assert entry["billed"]["model"] == "gen4" and entry["billed"]["seconds"] in (5, 10)
     styles = {job.body["prompt"]: job.body.get("style") for job in emulator.jobs.values()}
     assert styles["A paper boat gently rocks on calm water."] == "cinematic"
     assert styles["Autumn leaves swirl around a park bench."] is None

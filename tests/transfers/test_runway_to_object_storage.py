@@ -773,6 +773,7 @@ def test_the_result_says_what_was_stored_where_and_when(runway_conn, server, tmp
         "runway_task_id": runway_task_id,
         "record_uri": f"file://{tmp_path}/{runway_task_id}.mp4.runway.json",
         "reused": False,
+        "billed": None,  # a task given alone: the request behind it is not known
     }
 
 
