@@ -21,11 +21,11 @@ from runway_provider import spend
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.models import RouteFamily, RunwayTask, RunwayTaskStatus
 from runway_provider.pacing import PollSchedule
+from runway_provider.routes import ROUTES, OutputKind
 from runway_provider.waiting import TaskWatch
 
 # XCom key of the latest known state of the task waited on, then of the finished task.
 XCOM_RUNWAY_TASK = "runway_task"
-DEFAULT_POLL_INTERVAL = 10.0
 DEFAULT_TIMEOUT = 3600.0
 DEFAULT_NOT_FOUND_GRACE = 180.0
 # The trigger enforces the deadline itself; Airflow's defer timeout is only the backstop for a
@@ -39,12 +39,22 @@ def upstream_route_family(value: Any) -> RouteFamily | None:
     ``RunwayTaskSensor(runway_task_id=animate.output)`` then needs no ``route_family``: the
     XComArg knows its operator, and the operator class knows its route (mapped ones too).
     """
+    family = getattr(_upstream_route(value), "family", None)
+    return family if isinstance(family, RouteFamily) else None
+
+
+def upstream_route_output(value: Any) -> OutputKind | None:
+    """Whether the Runway operator whose output ``value`` is makes an image or a video, read at
+    parse as :func:`upstream_route_family` is: the wait's schedule is paced for it."""
+    output = getattr(_upstream_route(value), "output", None)
+    return output if isinstance(output, OutputKind) else None
+
+
+def _upstream_route(value: Any) -> Any:
     operator = getattr(value, "operator", None)
-    route = getattr(operator, "route", None) or getattr(
+    return getattr(operator, "route", None) or getattr(
         getattr(operator, "operator_class", None), "route", None
     )
-    family = getattr(route, "family", None)
-    return family if isinstance(family, RouteFamily) else None
 
 
 def upstream_source(value: Any) -> tuple[str, bool] | None:
@@ -87,6 +97,13 @@ def request_route_family(request: Any) -> RouteFamily | None:
         return RouteFamily(family) if isinstance(family, str) else None
     except ValueError:
         return None
+
+
+def request_route_output(request: Any) -> OutputKind | None:
+    """Whether the route recorded in a ``runway_request`` XCom (its path) makes an image or a
+    video; None when absent or not a known route."""
+    path = request.get("route") if isinstance(request, Mapping) else None
+    return next((route.output for route in ROUTES if route.path == path), None)
 
 
 def pull_request(context: Any, source: tuple[str, bool] | None) -> Any:

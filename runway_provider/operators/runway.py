@@ -24,7 +24,6 @@ from runway_provider.spend import XCOM_SUBMITTED_AT as XCOM_SUBMITTED_AT
 from runway_provider.urls import public_url
 from runway_provider.waiter import (
     DEFAULT_NOT_FOUND_GRACE,
-    DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT,
     XCOM_RUNWAY_TASK,
     RunwayTaskWaiter,
@@ -55,9 +54,11 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         ``runway_task``. Default False.
     :param deferrable: Wait in the triggerer, freeing the worker slot. Used only if
         ``wait_for_completion`` is True. Default ``[operators] default_deferrable``.
-    :param poll_interval: Seconds between status polls (±10%), a fixed schedule. Default 10. None
-        for the adaptive schedule, which paces polls by the task's status and progress within
-        ``[min_poll_interval, max_poll_interval]`` (``docs/behaviour.md``). Used only if
+    :param poll_interval: Seconds between status polls (±10%), a fixed schedule. Default None:
+        the adaptive schedule, which paces polls by the task's status and progress within
+        ``[min_poll_interval, max_poll_interval]``, and for the route's output (an image is polled
+        every few seconds from the start, a video slowly until it runs) (``docs/behaviour.md``).
+        ``poll_interval=10`` is the fixed schedule of releases before 0.1.0. Used only if
         ``wait_for_completion``.
     :param min_poll_interval: Adaptive schedule: the shortest delay between polls. Default 4.
     :param max_poll_interval: Adaptive schedule: the longest delay between polls. Default 60.
@@ -91,7 +92,7 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         runway_conn_id: str = RunwayHook.default_conn_name,
         wait_for_completion: bool = False,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float | None = DEFAULT_POLL_INTERVAL,
+        poll_interval: float | None = None,
         min_poll_interval: float | None = None,
         max_poll_interval: float | None = None,
         timeout: float = DEFAULT_TIMEOUT,
@@ -109,6 +110,7 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
             poll_interval=poll_interval,
             min_poll_interval=min_poll_interval,
             max_poll_interval=max_poll_interval,
+            output=self.route.output,
         )
         self.poll_interval = self.poll_schedule.fixed_interval
         self.timeout = timeout

@@ -16,17 +16,19 @@ from runway_provider.hooks.runway import RunwayHook
 from runway_provider.links.runway import RunwayVideoLink
 from runway_provider.models import RouteFamily
 from runway_provider.pacing import PollSchedule
+from runway_provider.routes import OutputKind
 from runway_provider.routes import route_family as checked_route_family
 from runway_provider.waiter import (
     DEFAULT_NOT_FOUND_GRACE,
-    DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT,
     XCOM_RUNWAY_TASK,
     RunwayTaskWaiter,
     pull_request,
     request_route_family,
+    request_route_output,
     runway_upstream,
     upstream_route_family,
+    upstream_route_output,
     upstream_source,
 )
 from runway_provider.waiting import OutcomeStatus, TaskWatch, resolve_event
@@ -47,8 +49,13 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         or ``official`` (tasks created on ``/runwayml/v1/*``). Default: the family of the Runway
         operator whose output ``runway_task_id`` is (``animate.output``), else the family that the
         one Runway operator upstream recorded with its request (a templated id), else ``reverse``.
-    :param poll_interval: Seconds between polls (±10%), a fixed schedule. Default 10. None for the
+    :param poll_interval: Seconds between polls (±10%), a fixed schedule. Default None: the
         adaptive schedule (see the operators), in every mode: deferred, poke and reschedule.
+        ``poll_interval=10`` is the fixed schedule of releases before 0.1.0.
+    :param output_kind: ``video`` or ``image``: what the task makes, which paces the adaptive
+        schedule (an image is polled every few seconds from the start). Default: the output of the
+        Runway operator whose output ``runway_task_id`` is, else of the route that the one Runway
+        operator upstream recorded with its request, else ``video``.
     :param min_poll_interval: Adaptive schedule: the shortest delay between polls. Default 4.
     :param max_poll_interval: Adaptive schedule: the longest delay between polls. Default 60.
     :param timeout: Seconds to wait at most from the first check. Default 3600.
@@ -73,9 +80,10 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         runway_task_id: str,
         runway_conn_id: str = RunwayHook.default_conn_name,
         route_family: RouteFamily | str | None = None,
-        poll_interval: float | None = DEFAULT_POLL_INTERVAL,
+        poll_interval: float | None = None,
         min_poll_interval: float | None = None,
         max_poll_interval: float | None = None,
+        output_kind: OutputKind | str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
@@ -83,10 +91,16 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         cancel_on_timeout: bool = True,
         **kwargs: Any,
     ) -> None:
+        self._poll_options = {
+            "poll_interval": poll_interval,
+            "min_poll_interval": min_poll_interval,
+            "max_poll_interval": max_poll_interval,
+        }
+        # Given, or read at parse from the operator whose output this is; else read at run time
+        # from the request that operator pushed (as the route family is).
+        self._known_output = output_kind if output_kind is not None else upstream_route_output(runway_task_id)
         schedule = PollSchedule.from_options(
-            poll_interval=poll_interval,
-            min_poll_interval=min_poll_interval,
-            max_poll_interval=max_poll_interval,
+            **self._poll_options, output=self._known_output or OutputKind.VIDEO
         )
         kwargs.setdefault("poke_interval", schedule.fixed_interval or schedule.fallback)
         super().__init__(timeout=timeout, **kwargs)
@@ -156,6 +170,9 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         request = pull_request(context, self._source or runway_upstream(self))
         if request is not None:
             self.route_family = self._known_family or request_route_family(request) or RouteFamily.REVERSE
+            output = self._known_output or request_route_output(request)
+            if output is not None:
+                self.poll_schedule = PollSchedule.from_options(**self._poll_options, output=output)
         return request
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
