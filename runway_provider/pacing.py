@@ -56,16 +56,22 @@ Adaptive schedule (``fixed_interval`` None: ``poll_interval`` not given, the def
        interval, sooner if the task is far along for that time; then by polls that grow the time
        observed by ``growth``.
 
-       Why these two constants: on runs of 60-120 s (``short_videos`` in
-       ``benchmarks/polling.py``) the schedule's fixed costs weigh most: with ``growth`` 2 and the
-       first calibrating poll after the fallback interval, it sent 0.59× the requests of fixed
-       10 s polling there (0.69× with queues of 0-10 s and no throttling; issue 23 reports 0.83× on a
-       workload kept outside the project), with p99 detection 1.36× fixed 5 s. Requests: the poll after the first RUNNING one came after the
-       fallback interval, too soon for a rise the rate trusts (``least_rise``), so a third
-       calibrating poll followed in most waits; waiting the time the task may have run lets the
-       second one measure the rate. Detection: with ``growth`` 2, an early estimate from a slow
-       start or a stall let a poll jump up to 60 s, past the end by up to 20 s; 1.5 bounds that
-       jump, at the cost of a fraction of a poll.
+       Why: on runs of 60-120 s (``short_videos`` in ``benchmarks/polling.py``) the schedule's
+       fixed costs weigh most. With ``growth`` 2 and the first calibrating poll after the fallback
+       interval, it sent 0.59× the requests of fixed 10 s polling there (0.69× with queues of
+       0-10 s and no throttling; issue 23 reports 0.83× on a workload kept outside the project),
+       and saw completion at p99 1.36× as late as fixed 5 s (offline replays of the same
+       workload). Requests: the poll after the first RUNNING one came after the fallback interval,
+       too soon for a rise the rate trusts (``least_rise``), so a third calibrating poll followed
+       in most waits; waiting the time the task may have run lets the second one measure the rate.
+       Detection: with ``growth`` 2, an early estimate from a slow start or a stall let a poll jump
+       up to 60 s, past the end by up to 20 s; 1.5 bounds that jump, for a fraction of a poll.
+       Both were tried against their neighbours (a higher ``aim``, an aim that grows with
+       progress, the fastest of the last few rates rather than of the run, a wider
+       ``rate_window``): each saved requests only by seeing ends later at p99. Still, with queues
+       of 0-10 s and no throttling these rules send 0.70× the requests of fixed 10 s (offline):
+       a wait that is running from its first poll pays the first, the calibrating and the last
+       polls out of fewer seconds.
     6. *Fallbacks.* Without progress (none reported, or only 0), after progress went back by more
        than ``noise_tolerance`` (10 points: the estimate restarts from that poll), or with a status
        the provider does not know, the pacer knows nothing better than the fallback interval (10 s,
@@ -120,8 +126,8 @@ DEFAULT_MIN_INTERVAL = 4.0
 DEFAULT_MAX_INTERVAL = 60.0
 DEFAULT_JITTER = 0.1
 # An image's task (text-to-image) runs for seconds: polled at the minimum interval while it is not
-# visible, queued or without progress (rule 7), so that it is seen within one minimum interval of
-# its end; THROTTLED waits for another generation (a video, perhaps), so it stays slower.
+# visible, queued or without progress (rules 3 and 6), so that it is seen within one minimum interval
+# of its end; THROTTLED waits for another generation (a video, perhaps), so it stays slower.
 IMAGE_PACES = {"fallback_interval": DEFAULT_MIN_INTERVAL, "queued_factor": 1.0, "throttled_factor": 2.5}
 
 # Decisions, as reported by PollPacer.reason (for logs and tests).

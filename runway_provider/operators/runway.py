@@ -58,7 +58,7 @@ class BaseRunwaySubmitOperator(RunwayTaskWaiter, BaseOperator):
         the adaptive schedule, which paces polls by the task's status and progress within
         ``[min_poll_interval, max_poll_interval]``, and for the route's output (an image is polled
         every few seconds from the start, a video slowly until it runs) (``docs/behaviour.md``).
-        ``poll_interval=10`` is the fixed schedule of releases before 0.1.0. Used only if
+        ``poll_interval=10`` is the fixed schedule that was the default before. Used only if
         ``wait_for_completion``.
     :param min_poll_interval: Adaptive schedule: the shortest delay between polls. Default 4.
     :param max_poll_interval: Adaptive schedule: the longest delay between polls. Default 60.

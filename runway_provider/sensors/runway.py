@@ -51,7 +51,7 @@ class RunwayTaskSensor(RunwayTaskWaiter, BaseSensorOperator):
         one Runway operator upstream recorded with its request (a templated id), else ``reverse``.
     :param poll_interval: Seconds between polls (±10%), a fixed schedule. Default None: the
         adaptive schedule (see the operators), in every mode: deferred, poke and reschedule.
-        ``poll_interval=10`` is the fixed schedule of releases before 0.1.0.
+        ``poll_interval=10`` is the fixed schedule that was the default before.
     :param output_kind: ``video`` or ``image``: what the task makes, which paces the adaptive
         schedule (an image is polled every few seconds from the start). Default: the output of the
         Runway operator whose output ``runway_task_id`` is, else of the route that the one Runway

@@ -31,7 +31,7 @@ class RunwayTaskTrigger(BaseTrigger):
     :param runway_task_id: The Runway task to wait on.
     :param runway_conn_id: The ``runway`` connection.
     :param poll_interval: Seconds between polls (±10%): a fixed schedule, as every trigger
-        serialized before 0.1.0 has. None (the default) for the adaptive schedule
+        serialized before adaptive pacing has. None (the default) for the adaptive schedule
         (``poll_schedule``, or its defaults).
     :param poll_schedule: The adaptive schedule's parameters (:class:`PollSchedule` as JSON, e.g.
         ``{"min_interval": 4, "max_interval": 60}``; an image's task carries its faster paces,
