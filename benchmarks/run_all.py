@@ -194,7 +194,8 @@ def plot_polling(figures: dict[str, Any], path: Path) -> None:
         axis.grid(True, axis="y", alpha=0.3)
         axis.legend()
     figure.suptitle(
-        f"{figures['generations']:,} generations through RunwayTaskTrigger, emulator workload seed {figures['seed']}"
+        f"{figures['generations']:,} generations through RunwayTaskTrigger, "
+        f"emulator workload {figures.get('workload', 'project')}, seed {figures['seed']}"
     )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -293,7 +294,7 @@ def sizing_section(results: dict[str, Any]) -> list[str]:
     fewer = ""
     if "polling" in results:
         ratio = results["polling"]["targets"]["requests_vs_fixed_10s"]
-        fewer = f" (the adaptive schedule sends {ratio:.2f}× as many)"
+        fewer = f" (the default, adaptive schedule sends {ratio:.2f}× as many)"
     return [
         "## Sizing triggerers",
         "",
