@@ -44,7 +44,8 @@ Adaptive schedule (``fixed_interval`` None: ``poll_interval`` not given, the def
        ``rate_window`` (25%) of the remaining time back and ``least_rise`` (10 points) lower:
        recent, because progress curves bend and the recent pace predicts the end best; far enough,
        because over a short stretch the rate measures the noise and the 5 s reporting steps. The
-       pacer keeps the *fastest* rate measured in the run: a stall or a slow stretch must not make
+       pacer keeps the *fastest* rate measured in the run, and counts the remaining work from the
+       *highest* progress seen in it: a stall, a slow stretch or noise that goes back must not make
        the end look further than it can be (a late poll), while an end that looks too near costs
        only a poll.
     5. *Early in a run, trust grows with time.* An estimate made after little progress can be far
@@ -352,7 +353,8 @@ class PollPacer:
             # further than it can be (a late poll); an end that looks too near costs only a poll.
             self.best_rate = max(rate, self.best_rate or 0.0)
         if self.best_rate:
-            self.estimated_end = now + (1.0 - progress) / self.best_rate
+            # From the highest progress of the run: noise that goes back must not push the end later.
+            self.estimated_end = now + (1.0 - self._highest()) / self.best_rate
 
     def first_delay(self, now: float) -> float:
         """Seconds before the first poll of a wait, spread so that waits begun together do not poll

@@ -295,6 +295,17 @@ def test_progress_going_back_is_erratic_and_restarts_the_estimate():
     assert pacer.reason != pacing.ERRATIC and pacer.estimated_end is not None
 
 
+def test_noise_that_goes_back_does_not_push_the_end_later():
+    # 0.1 at 20 s, 0.5 at 60 s (0.01 a second): the end is 50 s after 60 s. At 64 s the progress
+    # reads 0.47, noise within the tolerance: the work left still counts from 0.5, so the end does
+    # not move to 64 + 53 s.
+    pacer = make_pacer(unjittered())
+    feed(pacer, (0, task(S.PENDING)), (20, task(S.RUNNING, 0.1)), (60, task(S.RUNNING, 0.5)))
+    assert pacer.estimated_end == pytest.approx(T0 + 110)
+    feed(pacer, (64, task(S.RUNNING, 0.47)))
+    assert pacer.estimated_end == pytest.approx(T0 + 64 + 50)
+
+
 def test_a_stall_keeps_the_pace_backs_off_and_never_exceeds_the_fallback():
     pacer = make_pacer(unjittered())
     feed(pacer, (0, task(S.PENDING)), (20, task(S.RUNNING, 0.1)), (60, task(S.RUNNING, 0.5)))
