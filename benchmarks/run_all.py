@@ -223,7 +223,11 @@ def polling_section(results: dict[str, Any]) -> list[str]:
         "service seconds. Polls are counted per job by the emulator; detection is the event's time minus the "
         "job's end; CPU is the waiting process's (the same work at any compression); loop lag is how late the "
         "event loop woke a 10 ms sleeper, p99, × the compression: about what the compression and the shared "
-        "machine may have added to a latency.",
+        "machine may have added to a latency. A row whose loop lag stands well above the others' ran while "
+        "the machine was loaded: its latencies are late, and a ratio against them flatters the others. At "
+        "300 generations p99 is the third-latest wait, so it moves from run to run; "
+        "`benchmarks/polling_replay.py` replays the same workloads through the pacer offline, on any "
+        "number of seeds, without the machine in the figures.",
         "",
     ]
     for workload, figures in runs.items():
