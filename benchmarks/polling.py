@@ -1,11 +1,14 @@
 """How many polls a generation costs and how late its end is seen, for four polling schedules.
 
-    python benchmarks/polling.py --generations 1000 --time-scale 8 [--seed 1]
+    python benchmarks/polling.py --generations 1000 --time-scale 8 [--seed 1] [--workload short_videos]
 
 The emulator runs in its own process with its realistic workload (``docs/emulator.md``): each job
 draws its own not-visible lag, THROTTLED share, queue (0-60 s) and run (30-240 s), with noisy,
 stalling, non-linear progress, reported as a fraction on the official route and as "NN%" in the
-feed (half the jobs each). Every service second lasts ``1 / time-scale`` wall-clock seconds, and
+feed (half the jobs each). ``--workload`` names one of
+:data:`runway_provider.testing.workload.PRESETS`: ``project`` (the default, runs of 30-240 s),
+``short_videos`` (runs of 60-120 s) or ``images`` (runs of seconds; the adaptive schedule is then
+the one of an image route). Every service second lasts ``1 / time-scale`` wall-clock seconds, and
 every schedule's intervals are divided by the same factor, so minutes of generations take seconds;
 latencies are multiplied back and reported in service seconds.
 
@@ -15,7 +18,8 @@ triggerer runs them:
 
 - ``fixed-5s`` and ``fixed-10s``: ``poll_interval`` 5 and 10 (±10%);
 - ``sdk-6s``: the official SDK's ``wait_for_task_output``, 6 s ± 1.5 s (a fixed schedule, ±25%);
-- ``adaptive``: ``poll_interval=None``, the adaptive schedule with its default parameters.
+- ``adaptive``: ``poll_interval`` not given, the default adaptive schedule (of an image route for
+  ``--workload images``).
 
 One JSON line per schedule: polls per generation (mean, p99, counted by the emulator per job),
 detection latency after completion in service seconds (p50, p99: the event's time minus the job's
@@ -37,15 +41,21 @@ from typing import Any
 
 from triggerer import Emulator, _cpu_seconds, _percentile
 
+from runway_provider.testing.workload import PRESETS
+
 POLICIES = ("fixed-5s", "fixed-10s", "sdk-6s", "adaptive")
+# The targets (issue 23): the default schedule sends at most this share of fixed 10 s polling's
+# requests per generation, and sees completion at p99 no later than fixed 5 s polling.
+REQUESTS_TARGET = 0.6
 
 
-def schedules(scale: float) -> dict[str, dict[str, Any]]:
+def schedules(scale: float, workload: str = "project") -> dict[str, dict[str, Any]]:
     """Each policy's trigger kwargs, in wall-clock seconds at ``scale``."""
     from runway_provider.pacing import PollSchedule
 
-    adaptive = PollSchedule()
+    adaptive = PollSchedule.from_options(output="image" if workload == "images" else "video")
     compressed = {
+        **adaptive.to_dict(),
         "min_interval": adaptive.min_interval / scale,
         "max_interval": adaptive.max_interval / scale,
         "fallback_interval": adaptive.fallback_interval / scale,
@@ -69,6 +79,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--seed", type=int, default=1, help="the workload's seed (same jobs for every schedule)"
     )
     parser.add_argument("--policies", default=",".join(POLICIES))
+    parser.add_argument("--workload", default="project", choices=sorted(PRESETS))
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--jobs-file", help=argparse.SUPPRESS)
     parser.add_argument("--report-file", help=argparse.SUPPRESS)
@@ -80,13 +91,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows = []
     with Emulator(tls=False) as emulator:
         for policy in args.policies.split(","):
-            row = measure(emulator, policy, args.generations, args.time_scale, args.seed)
+            row = measure(emulator, policy, args.generations, args.time_scale, args.seed, args.workload)
             print(json.dumps(row), flush=True)
             rows.append(row)
     result = {
         "generations": args.generations,
         "time_scale": args.time_scale,
         "seed": args.seed,
+        "workload": args.workload,
         "policies": rows,
         "targets": targets(rows),
         "seconds": round(time.monotonic() - started),
@@ -95,11 +107,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return result
 
 
-def measure(emulator: Emulator, policy: str, generations: int, scale: float, seed: int) -> dict[str, Any]:
+def measure(
+    emulator: Emulator, policy: str, generations: int, scale: float, seed: int, workload: str = "project"
+) -> dict[str, Any]:
     emulator.call("POST", "/_emulator/reset", {})
     # The child submits the jobs once it has imported everything, so that its start-up is not
     # counted as waiting (at 8× compression, 2 s of imports would be 16 s of a generation).
-    spec = {"generations": generations, "scale": scale, "seed": seed, "policy": policy}
+    spec = {"generations": generations, "scale": scale, "seed": seed, "policy": policy, "workload": workload}
     jobs_file = Path(emulator.tmp.name) / f"{policy}-jobs.json"
     jobs_file.write_text(json.dumps(spec))
     report_file = Path(emulator.tmp.name) / f"{policy}-report.json"
@@ -143,21 +157,23 @@ def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
     p99 = adaptive["detect_p99_s"] / fixed5["detect_p99_s"]
     return {
         "requests_vs_fixed_10s": round(ratio, 3),
-        "requests_target_met": ratio <= 0.5,
+        "requests_target_met": ratio <= REQUESTS_TARGET,
         "detect_p50_vs_fixed_5s": round(p50, 3),
         "detect_p99_vs_fixed_5s": round(p99, 3),
-        "detect_target_met": p50 <= 1 and p99 <= 1,
+        "detect_target_met": p99 <= 1,
     }
 
 
 # -- child: one schedule, every wait in one event loop ------------------------------------------
 
 
-def submit(base_url: str, generations: int, scale: float, seed: int) -> list[dict[str, Any]]:
+def submit(
+    base_url: str, generations: int, scale: float, seed: int, workload: str = "project"
+) -> list[dict[str, Any]]:
     """Make the jobs: half official-format (a fraction, THROTTLED shown), half reverse-format ("NN%")."""
     import urllib.request
 
-    scenario = {"workload": {"seed": seed}, "time_scale": scale}
+    scenario = {"workload": {**PRESETS[workload].to_dict(), "seed": seed}, "time_scale": scale}
     batches = [
         (
             "official",
@@ -186,9 +202,9 @@ def child(args: argparse.Namespace) -> None:
     from runway_provider.triggers.runway import RunwayTaskTrigger
 
     spec = json.loads(Path(args.jobs_file).read_text())
-    scale, kwargs = spec["scale"], schedules(spec["scale"])[spec["policy"]]
+    scale, kwargs = spec["scale"], schedules(spec["scale"], spec["workload"])[spec["policy"]]
     base_url = json.loads(os.environ["AIRFLOW_CONN_RUNWAY_DEFAULT"])["host"]
-    spec["jobs"] = submit(base_url, spec["generations"], scale, spec["seed"])
+    spec["jobs"] = submit(base_url, spec["generations"], scale, spec["seed"], spec["workload"])
     spec["submitted_at"] = time.time()
     latencies: list[float] = []
     failed: list[str] = []

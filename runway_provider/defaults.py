@@ -13,8 +13,6 @@ DEFAULT_RUNWAY_VERSION = "2024-11-06"
 # Seconds to wait for the answer to one HTTP request (the connection's extra ``timeout``).
 DEFAULT_REQUEST_TIMEOUT = 60.0
 
-# Seconds between polls of a fixed schedule (an explicit ``poll_interval``).
-DEFAULT_POLL_INTERVAL = 10.0
 # Seconds one wait lasts at most (``timeout`` of a wait), from submission or from its first check.
 DEFAULT_WAIT_TIMEOUT = 3600.0
 # Seconds after submission during which CometAPI's ``task_not_exist`` means "not visible yet".

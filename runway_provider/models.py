@@ -26,6 +26,13 @@ class RouteFamily(str, Enum):
     OFFICIAL = "official"
 
 
+class OutputKind(str, Enum):
+    """What a route's task outputs: the transfer stores either, and a wait is paced for it."""
+
+    VIDEO = "video"
+    IMAGE = "image"
+
+
 class RunwayTaskStatus(str, Enum):
     """Normalized status of a Runway task."""
 

@@ -9,12 +9,12 @@ be tested without a clock. :class:`~runway_provider.wait_decision.TaskWatch` own
 rules that are not about pace: a ``Retry-After`` wins over the pacer's delay, and no delay passes the
 wait's deadline.
 
-Fixed schedule (``fixed_interval`` set: the user chose ``poll_interval``)
+Fixed schedule (``fixed_interval`` set: the user gave a number as ``poll_interval``)
     Exactly the behaviour before adaptive pacing: the first poll is spread uniformly over one
     interval (tasks deferred together must not poll in lockstep), every later one comes after the
     interval ±10%.
 
-Adaptive schedule (``fixed_interval`` None)
+Adaptive schedule (``fixed_interval`` None: ``poll_interval`` not given, the default)
     Each poll costs a request against the user's CometAPI rate limit, and the only poll that matters
     is the first one after the task ends: the others buy information. So the pacer polls rarely while
     the task cannot end, and densely only around the end it expects. The rules, in order:
@@ -33,8 +33,7 @@ Adaptive schedule (``fixed_interval`` None)
        *THROTTLED: slower* (``throttled_factor``, 60 s): Runway holds the task until one of the
        account's running generations ends, which takes at least a generation. The cost of this
        rule: a task that starts and ends between two such polls is seen up to one queued pace
-       late, so runs much shorter than 30 s (image routes) should use ``poll_interval`` or a lower
-       ``max_interval``.
+       late, which is why an image route's schedule has paces of its own (*Route output*, below).
     4. *RUNNING with progress: aim short of the estimated end.* Progress per second gives the
        remaining time, ``(1 - progress) / rate``, and the next poll comes after ``aim`` (55%) of
        it: far from the end this nearly halves the distance at each poll (few requests), near the
@@ -45,15 +44,35 @@ Adaptive schedule (``fixed_interval`` None)
        ``rate_window`` (25%) of the remaining time back and ``least_rise`` (10 points) lower:
        recent, because progress curves bend and the recent pace predicts the end best; far enough,
        because over a short stretch the rate measures the noise and the 5 s reporting steps. The
-       pacer keeps the *fastest* rate measured in the run: a stall or a slow stretch must not make
+       pacer keeps the *fastest* rate measured in the run, and counts the remaining work from the
+       *highest* progress seen in it: a stall, a slow stretch or noise that goes back must not make
        the end look further than it can be (a late poll), while an end that looks too near costs
        only a poll.
     5. *Early in a run, trust grows with time.* An estimate made after little progress can be far
-       off (a curve that starts slowly), so while RUNNING no delay exceeds ``growth`` (2) × the time
-       since the first poll that saw the task running. Until a rate can be measured (calibrating),
-       the first RUNNING poll is followed by one within the fallback interval, sooner if the task
-       is far along for the time it can have run (it began after the last poll that saw it queued),
-       then by polls that double the time observed.
+       off (a curve that starts slowly, a stall, then a faster stretch), so while RUNNING no delay
+       exceeds ``growth`` (1.5) × the time since the first poll that saw the task running. Until a
+       rate can be measured (calibrating), the first RUNNING poll is followed by one after the time
+       the task may have been running (it began after the last time it was known not to run: the
+       last poll that saw it queued, else its submission; about midway), at least the fallback
+       interval, sooner if the task is far along for that time; then by polls that grow the time
+       observed by ``growth``.
+
+       Why: on runs of 60-120 s (``short_videos`` in ``benchmarks/polling.py``) the schedule's
+       fixed costs weigh most. With ``growth`` 2 and the first calibrating poll after the fallback
+       interval, it sent 0.59× the requests of fixed 10 s polling there (0.69× with queues of
+       0-10 s and no throttling; issue 23 reports 0.83× on a workload kept outside the project),
+       and saw completion at p99 1.36× as late as fixed 5 s (offline replays of the same
+       workload). Requests: the poll after the first RUNNING one came after the fallback interval,
+       too soon for a rise the rate trusts (``least_rise``), so a third calibrating poll followed
+       in most waits; waiting the time the task may have run lets the second one measure the rate.
+       Detection: with ``growth`` 2, an early estimate from a slow start or a stall let a poll jump
+       up to 60 s, past the end by up to 20 s; 1.5 bounds that jump, for a fraction of a poll.
+       Both were tried against their neighbours (a higher ``aim``, an aim that grows with
+       progress, the fastest of the last few rates rather than of the run, a wider
+       ``rate_window``): each saved requests only by seeing ends later at p99. Still, with queues
+       of 0-10 s and no throttling these rules send 0.70× the requests of fixed 10 s (offline):
+       a wait that is running from its first poll pays the first, the calibrating and the last
+       polls out of fewer seconds.
     6. *Fallbacks.* Without progress (none reported, or only 0), after progress went back by more
        than ``noise_tolerance`` (10 points: the estimate restarts from that poll), or with a status
        the provider does not know, the pacer knows nothing better than the fallback interval (10 s,
@@ -66,8 +85,20 @@ Adaptive schedule (``fixed_interval`` None)
        long as the estimate is wrong would spend what the schedule saved.
 
     ``Retry-After`` (429/503) and the deadline are applied by the watch, after the pacer. The
-    constants were tuned against the emulator's realistic workload (``docs/emulator.md``) and
-    measured by ``benchmarks/polling.py`` (``docs/performance.md``).
+    constants were tuned against the emulator's realistic workloads (``docs/emulator.md``,
+    :data:`runway_provider.testing.workload.PRESETS`) and measured by ``benchmarks/polling.py``
+    (``docs/performance.md``).
+
+Route output (:meth:`PollSchedule.from_options`, ``output``)
+    A video's task runs for minutes, an image's (text-to-image) for seconds: the rules above are
+    paced for videos, and an image route's adaptive schedule changes three constants
+    (:data:`IMAGE_PACES`), so that a task that runs for seconds is seen within one minimum
+    interval of its end: the fallback interval is the minimum (4 s), the queued pace one fallback
+    interval (so the first poll of a fresh task comes after 2-4 s), and the throttled pace 2.5
+    fallback intervals (10 s: a THROTTLED task waits for another generation, perhaps a video).
+    These are ordinary parameters, so the trigger carries them in its JSON like any others. The
+    operators know their route; a sensor learns it from the operator whose output it waits on, or
+    from the request recorded upstream, and assumes a video otherwise (``output_kind`` tells it).
 
 The pacer keeps nothing tied to a process: its state is rebuilt from the polls of the wait that
 owns it, so a wait resumed in another triggerer starts with the fallback interval and recovers its
@@ -83,7 +114,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runway_provider.exceptions import RunwayInputError
-from runway_provider.models import RunwayTask, RunwayTaskStatus
+from runway_provider.models import OutputKind, RunwayTask, RunwayTaskStatus
 from runway_provider.validation import require_positive_seconds
 
 # Progress samples kept per wait: a few are enough, and thousands of waits may be in flight.
@@ -94,6 +125,10 @@ DEFAULT_FALLBACK_INTERVAL = 10.0
 DEFAULT_MIN_INTERVAL = 4.0
 DEFAULT_MAX_INTERVAL = 60.0
 DEFAULT_JITTER = 0.1
+# An image's task (text-to-image) runs for seconds: polled at the minimum interval while it is not
+# visible, queued or without progress (rules 3 and 6), so that it is seen within one minimum interval
+# of its end; THROTTLED waits for another generation (a video, perhaps), so it stays slower.
+IMAGE_PACES = {"fallback_interval": DEFAULT_MIN_INTERVAL, "queued_factor": 1.0, "throttled_factor": 2.5}
 
 # Decisions, as reported by PollPacer.reason (for logs and tests).
 FIXED = "fixed"
@@ -147,7 +182,7 @@ class PollSchedule:
     rate_window: float = 0.25
     noise_tolerance: float = 0.1
     least_rise: float = 0.1
-    growth: float = 2.0
+    growth: float = 1.5
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
@@ -186,9 +221,11 @@ class PollSchedule:
         poll_interval: float | None = None,
         min_poll_interval: float | None = None,
         max_poll_interval: float | None = None,
+        output: OutputKind | str = OutputKind.VIDEO,
     ) -> PollSchedule:
         """The schedule of a wait's user-facing options: fixed when ``poll_interval`` is set,
-        otherwise adaptive within the bounds given (the defaults for those not given).
+        otherwise adaptive within the bounds given (the defaults for those not given), paced for
+        the route's ``output`` (an image's task ends in seconds, a video's in minutes).
 
         Raises :class:`~runway_provider.exceptions.RunwayInputError` naming the option at fault.
         """
@@ -208,7 +245,13 @@ class PollSchedule:
                 field,
                 f"the bounds must satisfy min_poll_interval <= max_poll_interval, got {low:g} > {high:g}",
             )
-        return cls(**{name: float(value) for name, value in bounds.items() if value is not None})
+        try:
+            kind = OutputKind(output)
+        except ValueError:
+            known = ", ".join(item.value for item in OutputKind)
+            raise RunwayInputError("output_kind", f"expected one of {known}, got {output!r}") from None
+        paces = IMAGE_PACES if kind is OutputKind.IMAGE else {}
+        return cls(**paces, **{name: float(value) for name, value in bounds.items() if value is not None})
 
     @property
     def adaptive(self) -> bool:
@@ -309,7 +352,8 @@ class PollPacer:
             # further than it can be (a late poll); an end that looks too near costs only a poll.
             self.best_rate = max(rate, self.best_rate or 0.0)
         if self.best_rate:
-            self.estimated_end = now + (1.0 - progress) / self.best_rate
+            # From the highest progress of the run: noise that goes back must not push the end later.
+            self.estimated_end = now + (1.0 - self._highest()) / self.best_rate
 
     def first_delay(self, now: float) -> float:
         """Seconds before the first poll of a wait, spread so that waits begun together do not poll
@@ -355,7 +399,9 @@ class PollPacer:
         # Delays count from now, not from the poll: the answer may have taken a while.
         since = now - (self.last_seen if self.last_seen is not None else now)
         cap = self._running_for(now) * schedule.growth
-        if len(self.samples) == 1 or self.estimated_end is None:
+        if len(self.samples) == 1:
+            return CALIBRATING, self._first_running_delay() - since
+        if self.estimated_end is None:
             return CALIBRATING, max(min(fallback, self._first_guess()) - since, cap)
         remaining = self.estimated_end - now
         if self.rose_at is not None and self.rose_at < self.samples[-1].time:
@@ -393,12 +439,25 @@ class PollPacer:
         return None
 
     def _began(self) -> float | None:
-        """About when the run began: midway between the last poll that saw the task queued and the
-        first that saw it running; None when it was never seen queued."""
+        """About when the run began: midway between the last time the task is known not to have
+        been running (the last poll that saw it queued, else its submission) and the first poll that
+        saw it running; None when that poll came no later than either."""
         first = self.samples[0].time
-        if self.queued_seen is None or self.queued_seen >= first:
+        known = self.queued_seen if self.queued_seen is not None else self.submitted_at
+        if known >= first:
             return None
-        return (self.queued_seen + first) / 2
+        return (known + first) / 2
+
+    def _first_running_delay(self) -> float:
+        """The delay after the first poll that saw the task running (calibrating, rule 5).
+
+        Its first guess, but no longer than the time the task may have been running (at least the
+        fallback interval): by then the next poll measures a rate over a rise the rules trust.
+        """
+        began, guess = self._began(), self._first_guess()
+        if began is None:
+            return min(self.schedule.fallback, guess)
+        return min(guess, max(self.schedule.fallback, self.samples[0].time - began))
 
     def _running_for(self, now: float) -> float:
         """How long the task has surely been running: since the first poll that saw it running."""

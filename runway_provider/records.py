@@ -36,8 +36,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
-from runway_provider.models import RouteFamily
-from runway_provider.routes import OutputKind, output_of
+from runway_provider.models import OutputKind, RouteFamily
+from runway_provider.routes import output_of
 from runway_provider.urls import public_url
 
 if TYPE_CHECKING:

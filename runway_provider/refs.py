@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runway_provider.exceptions import RunwayInputError
-from runway_provider.models import RouteFamily
+from runway_provider.models import OutputKind, RouteFamily
 
 # The Runway task id a submit operator made (also its return value).
 XCOM_RUNWAY_TASK_ID = "runway_task_id"
@@ -47,11 +47,13 @@ class Upstream:
     :param task_id: Its task id.
     :param is_mapped: Whether it is mapped (its XCom is read for the same map index).
     :param family: Its route's family, when its class declares a route.
+    :param output: Whether its route makes a video or an image, when its class declares a route.
     """
 
     task_id: str
     is_mapped: bool
     family: RouteFamily | None = None
+    output: OutputKind | None = None
 
     @classmethod
     def of(cls, value: Any) -> Upstream | None:
@@ -67,8 +69,13 @@ class Upstream:
         # A mapped operator keeps its class apart; a plain one is its class.
         operator_class = getattr(operator, "operator_class", None)
         route = getattr(operator, "route", None) or getattr(operator_class, "route", None)
-        family = getattr(route, "family", None)
-        return cls(task_id, _is_mapped(operator), family if isinstance(family, RouteFamily) else None)
+        family, output = getattr(route, "family", None), getattr(route, "output", None)
+        return cls(
+            task_id,
+            _is_mapped(operator),
+            family if isinstance(family, RouteFamily) else None,
+            output if isinstance(output, OutputKind) else None,
+        )
 
     @classmethod
     def above(cls, task: Any) -> Upstream | None:

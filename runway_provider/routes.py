@@ -20,12 +20,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, Generic, ParamSpec
 from urllib.parse import quote
 
 from runway_provider.exceptions import RunwayInputError
-from runway_provider.models import RouteFamily
+from runway_provider.models import OutputKind, RouteFamily
 from runway_provider.validation import (
     CHARACTER_PERFORMANCE_MODELS,
     IMAGE_TO_VIDEO_MODELS,
@@ -56,13 +55,6 @@ P = ParamSpec("P")
 # Task lookups: reverse-format tasks through the feed, official-format ones by id.
 FEED_PATH = "/runway/feed"
 OFFICIAL_TASKS_PATH = "/runwayml/v1/tasks"
-
-
-class OutputKind(str, Enum):
-    """What a route's task outputs: the transfer stores either."""
-
-    VIDEO = "video"
-    IMAGE = "image"
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import pytest
 
 from runway_provider.batch import row_outcome, summarize
 from runway_provider.hooks.runway import RunwayHook
-from runway_provider.models import RouteFamily
+from runway_provider.models import OutputKind, RouteFamily
 from tests.helpers import job_options
 
 pytestmark = pytest.mark.unit
@@ -153,5 +153,7 @@ def test_a_generate_task_in_a_mapped_task_group_is_read_per_row():
             )
 
         produce.expand(prompt=["A boat", "A kite"])
-    assert Upstream.of(built["generate"].output) == Upstream("row.generate", True, RouteFamily.REVERSE)
+    assert Upstream.of(built["generate"].output) == Upstream(
+        "row.generate", True, RouteFamily.REVERSE, OutputKind.VIDEO
+    )
     assert Upstream.above(built["store"]) == Upstream("row.generate", True)

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from runway_provider import pacing
-from runway_provider.exceptions import RunwayTransientError
+from runway_provider.exceptions import RunwayInputError, RunwayTransientError
 from runway_provider.models import RouteFamily, RunwayTask, RunwayTaskStatus
 from runway_provider.pacing import PollPacer, PollSchedule
 from runway_provider.wait_decision import TaskWatch
@@ -240,15 +240,19 @@ def test_early_estimates_are_capped_by_the_time_seen_running():
     delay = feed(pacer, (0, task(S.PENDING)), (30, task(S.RUNNING, 0.01)), (70, task(S.RUNNING, 0.11)))
     assert pacer.reason == pacing.ESTIMATE
     assert pacer.estimated_end - (T0 + 70) == pytest.approx(356, abs=1)
-    assert delay == 2 * 40  # growth × the 40 s since the first poll that saw it running
+    assert delay == 1.5 * 40  # growth × the 40 s since the first poll that saw it running
 
 
 def test_calibrating_after_the_first_running_poll():
     schedule = unjittered()
-    # Just started: nothing to go on yet, poll again within the fallback interval.
+    # Just started (began about 45 s, midway since it was seen queued): poll again after the time
+    # it may have run, 15 s, so that the next poll measures a rate over a real rise.
     pacer = make_pacer(schedule)
-    assert feed(pacer, (30, task(S.PENDING)), (60, task(S.RUNNING, 0.05))) == 10
+    assert feed(pacer, (30, task(S.PENDING)), (60, task(S.RUNNING, 0.05))) == 15
     assert pacer.reason == pacing.CALIBRATING
+    # Seen running 2 s after it was seen queued: at least the fallback interval.
+    pacer = make_pacer(schedule)
+    assert feed(pacer, (30, task(S.PENDING)), (32, task(S.RUNNING, 0.01))) == 10
     # Far along for the time it can have run (began after 30 s): poll sooner.
     pacer = make_pacer(schedule)
     assert feed(pacer, (30, task(S.PENDING)), (60, task(S.RUNNING, 0.6))) == pytest.approx(
@@ -261,7 +265,7 @@ def test_calibrating_after_the_first_running_poll():
     )
     # No rate yet after a second poll: wait up to growth × the time seen running.
     pacer = make_pacer(schedule)
-    assert feed(pacer, (30, task(S.PENDING)), (60, task(S.RUNNING, 0.05)), (75, task(S.RUNNING, 0.1))) == 30
+    assert feed(pacer, (30, task(S.PENDING)), (60, task(S.RUNNING, 0.05)), (75, task(S.RUNNING, 0.1))) == 22.5
     assert pacer.reason == pacing.CALIBRATING
 
 
@@ -291,6 +295,17 @@ def test_progress_going_back_is_erratic_and_restarts_the_estimate():
     assert pacer.reason != pacing.ERRATIC and pacer.estimated_end is not None
 
 
+def test_noise_that_goes_back_does_not_push_the_end_later():
+    # 0.1 at 20 s, 0.5 at 60 s (0.01 a second): the end is 50 s after 60 s. At 64 s the progress
+    # reads 0.47, noise within the tolerance: the work left still counts from 0.5, so the end does
+    # not move to 64 + 53 s.
+    pacer = make_pacer(unjittered())
+    feed(pacer, (0, task(S.PENDING)), (20, task(S.RUNNING, 0.1)), (60, task(S.RUNNING, 0.5)))
+    assert pacer.estimated_end == pytest.approx(T0 + 110)
+    feed(pacer, (64, task(S.RUNNING, 0.47)))
+    assert pacer.estimated_end == pytest.approx(T0 + 64 + 50)
+
+
 def test_a_stall_keeps_the_pace_backs_off_and_never_exceeds_the_fallback():
     pacer = make_pacer(unjittered())
     feed(pacer, (0, task(S.PENDING)), (20, task(S.RUNNING, 0.1)), (60, task(S.RUNNING, 0.5)))
@@ -306,12 +321,12 @@ def test_a_stall_keeps_the_pace_backs_off_and_never_exceeds_the_fallback():
 
 def test_a_stall_early_in_a_run_is_still_capped_by_the_time_seen_running():
     # 0.1 at 20 s, 0.25 at 30 s: the end looks 50 s away; stalled at 31 s. Aiming short of that end
-    # would wait 27 s, but the task has been seen running for 11 s only: at most 2 x 11 s.
+    # would wait 27 s, but the task has been seen running for 11 s only: at most 1.5 x 11 s.
     pacer = make_pacer(unjittered(fallback_interval=60, max_interval=600))
     delay = feed(pacer, (20, task(S.RUNNING, 0.1)), (30, task(S.RUNNING, 0.25)), (31, task(S.RUNNING, 0.25)))
     assert pacer.reason == pacing.STALLED
     assert pacer.estimated_end == pytest.approx(T0 + 80)
-    assert delay == pytest.approx(22)
+    assert delay == pytest.approx(16.5)
 
 
 def test_asked_after_the_estimated_end_the_next_poll_comes_in_half_the_time_overdue():
@@ -485,3 +500,63 @@ def test_a_calibrating_delay_counts_from_the_poll_not_from_when_it_is_asked():
     pacer.observe(task(S.RUNNING, 0.1), T0 + 20)
     assert pacer.next_delay(T0 + 23) == pytest.approx(7)
     assert pacer.reason == pacing.CALIBRATING
+
+
+# --- the route's output: an image's task ends in seconds ----------------------------------------------
+
+IMAGE_SCHEDULE = PollSchedule.from_options(output="image")
+
+
+def test_an_image_route_paces_the_schedule_for_seconds_and_a_video_route_does_not():
+    assert IMAGE_SCHEDULE.to_dict() == pacing.IMAGE_PACES
+    assert PollSchedule.from_options(output="video") == PollSchedule.from_options() == PollSchedule()
+    # The user's bounds still apply, and a set poll_interval is fixed whatever the output.
+    assert PollSchedule.from_options(output="image", min_poll_interval=6).fallback == 6
+    assert PollSchedule.from_options(output="image", poll_interval=10) == PollSchedule.fixed(10)
+    with pytest.raises(RunwayInputError, match="`output_kind`"):
+        PollSchedule.from_options(output="audio")
+
+
+def test_an_image_task_is_polled_every_few_seconds_before_it_runs():
+    schedule = unjittered(IMAGE_SCHEDULE)
+    assert feed(make_pacer(schedule), (1, task(S.PENDING, visible=False))) == 4
+    assert feed(make_pacer(schedule), (3, task(S.PENDING))) == 4
+    assert feed(make_pacer(schedule), (3, task(S.RUNNING))) == 4  # no progress reported
+    # Throttled, it waits for another generation to end, perhaps a video: slower, still bounded.
+    assert feed(make_pacer(schedule), (3, task(S.THROTTLED))) == 10
+    delays = [make_pacer(IMAGE_SCHEDULE, seed=seed).first_delay(T0) for seed in range(200)]
+    assert all(2 <= d <= 4 for d in delays)
+
+
+@pytest.mark.parametrize("output", ["image", "video"])
+def test_a_text_to_image_run_is_seen_within_one_minimum_interval_of_its_end(output):
+    # Runs of 3 to 15 s after 0 to 5 s queued, with or without progress: the image schedule sees each
+    # end within min_interval (+10% jitter); the video schedule's first poll (15 to 30 s) is later.
+    schedule = PollSchedule.from_options(output=output)
+    worst = 0.0
+    for seed in range(300):
+        rng = random.Random(seed)
+        queued, length, reports = rng.uniform(0, 5), rng.uniform(3, 15), rng.random() < 0.5
+        pacer = make_pacer(schedule, seed=seed)
+        now = pacer.first_delay(T0) + 0.0
+        while now < queued + length:
+            if now < queued:
+                seen = task(S.PENDING)
+            else:
+                seen = task(S.RUNNING, round((now - queued) / length, 2) if reports else None)
+            now += feed(pacer, (now, seen))
+        worst = max(worst, now - (queued + length))
+    if output == "image":
+        assert worst <= 4.4
+    else:
+        assert worst > 10
+
+
+def test_a_fresh_wait_counts_its_task_as_not_running_before_its_submission():
+    # Never seen queued, first seen running at 24 s with 0.2: it began after its submission (about
+    # 12 s, midway), so the next poll waits the 12 s it may have been running, not the fallback.
+    pacer = make_pacer(unjittered())
+    assert feed(pacer, (24, task(S.RUNNING, 0.2))) == pytest.approx(12)
+    assert pacer.reason == pacing.CALIBRATING
+    # Nearly done for so short a run: polled at the minimum.
+    assert feed(make_pacer(unjittered()), (24, task(S.RUNNING, 0.9))) == 4

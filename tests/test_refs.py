@@ -9,7 +9,7 @@ from airflow.sdk import DAG, BaseOperator
 
 from runway_provider import refs
 from runway_provider.exceptions import RunwayInputError
-from runway_provider.models import RouteFamily
+from runway_provider.models import OutputKind, RouteFamily
 from runway_provider.operators.runway import RunwayGenerateOperator, RunwayImageToVideoOperator
 from runway_provider.refs import TaskRef, Upstream
 from runway_provider.sensors.runway import RunwayTaskSensor
@@ -55,8 +55,8 @@ def test_an_operators_output_names_it_and_its_family_when_the_dag_is_parsed():
     with dag():
         animate = RunwayImageToVideoOperator(task_id="animate", prompt_image=IMAGE)
         mapped = RunwayGenerateOperator.partial(task_id="generate", image=IMAGE).expand(prompt=["a", "b"])
-    assert Upstream.of(animate.output) == Upstream("animate", False, OFFICIAL)
-    assert Upstream.of(mapped.output) == Upstream("generate", True, REVERSE)
+    assert Upstream.of(animate.output) == Upstream("animate", False, OFFICIAL, OutputKind.VIDEO)
+    assert Upstream.of(mapped.output) == Upstream("generate", True, REVERSE, OutputKind.VIDEO)
     assert Upstream.of("{{ ti.xcom_pull('animate') }}") is None
 
 
@@ -93,5 +93,5 @@ def test_a_sensor_and_a_transfer_keep_the_argument_as_given_and_resolve_when_the
         store = RunwayToObjectStorageOperator(task_id="store", runway_task=wait.output, destination="/tmp/x/")
     # Nothing is guessed at parse and nothing is rewritten at run time: the argument stays None.
     assert wait.route_family is None and store.route_family is None
-    assert wait._upstream == Upstream("animate", False, OFFICIAL)
+    assert wait._upstream == Upstream("animate", False, OFFICIAL, OutputKind.VIDEO)
     assert store._upstream == Upstream("wait", False)

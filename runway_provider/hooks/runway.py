@@ -37,7 +37,7 @@ from runway_provider.exceptions import (
     RunwaySubmissionUncertainError,
     RunwayTransientError,
 )
-from runway_provider.models import CancelOutcome, RouteFamily, RunwayTask
+from runway_provider.models import CancelOutcome, OutputKind, RouteFamily, RunwayTask
 from runway_provider.routes import Route
 
 if TYPE_CHECKING:
@@ -400,25 +400,27 @@ class RunwayHook(BaseHook):
         self,
         runway_task_id: str,
         *,
-        poll_interval: float | None,
+        poll_interval: float | None = None,
         timeout: float,
         not_found_grace: float,
         submitted_at: float | None = None,
         route_family: RouteFamily,
         min_poll_interval: float | None = None,
         max_poll_interval: float | None = None,
+        output_kind: OutputKind | str = OutputKind.VIDEO,
     ) -> RunwayTask:
         """Poll until the task succeeds; raise the typed error of any other end. Holds the caller.
 
         :param runway_task_id: The task to wait on.
-        :param poll_interval: Seconds between polls (a fixed schedule); None for the adaptive one
-            (:mod:`runway_provider.pacing`).
+        :param poll_interval: Seconds between polls (a fixed schedule); None (the default) for the
+            adaptive one (:mod:`runway_provider.pacing`).
         :param timeout: Seconds to wait at most, from now.
         :param not_found_grace: Seconds after submission during which ``task_not_exist`` is normal.
         :param submitted_at: When the task was submitted (epoch seconds); defaults to now.
         :param route_family: ``reverse`` or ``official`` (see :meth:`get_task`).
         :param min_poll_interval: Adaptive schedule: the shortest delay between polls.
         :param max_poll_interval: Adaptive schedule: the longest delay between polls.
+        :param output_kind: ``video`` or ``image``, what the task makes: paces the adaptive schedule.
         """
         from runway_provider.pacing import PollSchedule
         from runway_provider.wait_decision import TaskWatch, wait
@@ -427,6 +429,7 @@ class RunwayHook(BaseHook):
             poll_interval=poll_interval,
             min_poll_interval=min_poll_interval,
             max_poll_interval=max_poll_interval,
+            output=output_kind,
         )
         now = time.time()
         watch = TaskWatch.of(

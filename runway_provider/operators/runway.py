@@ -19,7 +19,6 @@ from runway_provider import routes
 from runway_provider.defaults import (
     DEFAULT_CONN_ID,
     DEFAULT_NOT_FOUND_GRACE,
-    DEFAULT_POLL_INTERVAL,
     DEFAULT_WAIT_TIMEOUT,
 )
 from runway_provider.links.runway import RunwayVideoLink
@@ -58,9 +57,11 @@ class BaseRunwaySubmitOperator(RunwayWaitMixin, BaseOperator):
         ``runway_task``. Default False.
     :param deferrable: Wait in the triggerer, freeing the worker slot. Used only if
         ``wait_for_completion`` is True. Default ``[operators] default_deferrable``.
-    :param poll_interval: Seconds between status polls (±10%), a fixed schedule. Default 10. None
-        for the adaptive schedule, which paces polls by the task's status and progress within
-        ``[min_poll_interval, max_poll_interval]`` (``docs/behaviour.md``). Used only if
+    :param poll_interval: Seconds between status polls (±10%), a fixed schedule. Default None:
+        the adaptive schedule, which paces polls by the task's status and progress within
+        ``[min_poll_interval, max_poll_interval]``, and for the route's output (an image is polled
+        every few seconds from the start, a video slowly until it runs) (``docs/behaviour.md``).
+        ``poll_interval=10`` is the fixed schedule that was the default before. Used only if
         ``wait_for_completion``.
     :param min_poll_interval: Adaptive schedule: the shortest delay between polls. Default 4.
     :param max_poll_interval: Adaptive schedule: the longest delay between polls. Default 60.
@@ -95,7 +96,7 @@ class BaseRunwaySubmitOperator(RunwayWaitMixin, BaseOperator):
         runway_conn_id: str = DEFAULT_CONN_ID,
         wait_for_completion: bool = False,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float | None = DEFAULT_POLL_INTERVAL,
+        poll_interval: float | None = None,
         min_poll_interval: float | None = None,
         max_poll_interval: float | None = None,
         timeout: float = DEFAULT_WAIT_TIMEOUT,
@@ -113,6 +114,7 @@ class BaseRunwaySubmitOperator(RunwayWaitMixin, BaseOperator):
             poll_interval=poll_interval,
             min_poll_interval=min_poll_interval,
             max_poll_interval=max_poll_interval,
+            output=self.route.output,
         )
         self.poll_interval = self.poll_schedule.fixed_interval
         self.timeout = timeout

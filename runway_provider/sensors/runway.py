@@ -7,7 +7,7 @@ imported where the sensor runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
@@ -17,10 +17,10 @@ from runway_provider import refs
 from runway_provider.defaults import (
     DEFAULT_CONN_ID,
     DEFAULT_NOT_FOUND_GRACE,
-    DEFAULT_POLL_INTERVAL,
     DEFAULT_WAIT_TIMEOUT,
 )
 from runway_provider.links.runway import RunwayVideoLink
+from runway_provider.models import OutputKind
 from runway_provider.pacing import PollSchedule
 from runway_provider.refs import XCOM_RUNWAY_REQUEST, XCOM_RUNWAY_TASK, TaskRef, Upstream
 from runway_provider.wait_mixin import RunwayWaitMixin
@@ -44,8 +44,13 @@ class RunwayTaskSensor(RunwayWaitMixin, BaseSensorOperator):
         or ``official`` (tasks created on ``/runwayml/v1/*``). Default: the family of the Runway
         operator whose output ``runway_task_id`` is (``animate.output``), else the family that the
         one Runway operator upstream recorded with its request (a templated id), else ``reverse``.
-    :param poll_interval: Seconds between polls (±10%), a fixed schedule. Default 10. None for the
+    :param poll_interval: Seconds between polls (±10%), a fixed schedule. Default None: the
         adaptive schedule (see the operators), in every mode: deferred, poke and reschedule.
+        ``poll_interval=10`` is the fixed schedule that was the default before.
+    :param output_kind: ``video`` or ``image``: what the task makes, which paces the adaptive
+        schedule (an image is polled every few seconds from the start). Default: the output of the
+        Runway operator whose output ``runway_task_id`` is, else of the route that the one Runway
+        operator upstream recorded with its request, else ``video``.
     :param min_poll_interval: Adaptive schedule: the shortest delay between polls. Default 4.
     :param max_poll_interval: Adaptive schedule: the longest delay between polls. Default 60.
     :param timeout: Seconds to wait at most from the first check. Default 3600.
@@ -70,9 +75,10 @@ class RunwayTaskSensor(RunwayWaitMixin, BaseSensorOperator):
         runway_task_id: str,
         runway_conn_id: str = DEFAULT_CONN_ID,
         route_family: RouteFamily | str | None = None,
-        poll_interval: float | None = DEFAULT_POLL_INTERVAL,
+        poll_interval: float | None = None,
         min_poll_interval: float | None = None,
         max_poll_interval: float | None = None,
+        output_kind: OutputKind | str | None = None,
         timeout: float = DEFAULT_WAIT_TIMEOUT,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
@@ -80,10 +86,22 @@ class RunwayTaskSensor(RunwayWaitMixin, BaseSensorOperator):
         cancel_on_timeout: bool = True,
         **kwargs: Any,
     ) -> None:
+        self._poll_options = {
+            "poll_interval": poll_interval,
+            "min_poll_interval": min_poll_interval,
+            "max_poll_interval": max_poll_interval,
+        }
+        # The Runway operator whose output the id is, known now (``animate.output``).
+        self._upstream = Upstream.of(runway_task_id)
+        # Given, or read now from that operator; else read when the sensor runs, from the request
+        # an operator upstream recorded.
+        self._known_output = (
+            OutputKind(output_kind)
+            if output_kind is not None
+            else (self._upstream.output if self._upstream is not None else None)
+        )
         schedule = PollSchedule.from_options(
-            poll_interval=poll_interval,
-            min_poll_interval=min_poll_interval,
-            max_poll_interval=max_poll_interval,
+            **self._poll_options, output=self._known_output or OutputKind.VIDEO
         )
         kwargs.setdefault("poke_interval", schedule.fixed_interval or schedule.fallback)
         super().__init__(timeout=timeout, **kwargs)
@@ -99,8 +117,6 @@ class RunwayTaskSensor(RunwayWaitMixin, BaseSensorOperator):
         self.cancel_on_timeout = cancel_on_timeout
         self._watch: TaskWatch | None = None
         self._ref: TaskRef | None = None
-        # The Runway operator whose output the id is, known now (``animate.output``).
-        self._upstream = Upstream.of(runway_task_id)
 
     def execute(self, context: Context) -> Any:
         from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
@@ -154,6 +170,12 @@ class RunwayTaskSensor(RunwayWaitMixin, BaseSensorOperator):
         ref = refs.resolve(
             str(self.runway_task_id), explicit=self.route_family, upstream=upstream, request=request
         )
+        route = request.get("route") if isinstance(request, Mapping) else None
+        if self._known_output is None and isinstance(route, str):
+            # Paced for what the task makes: an image is polled every few seconds from the start.
+            from runway_provider.routes import output_of
+
+            self.poll_schedule = PollSchedule.from_options(**self._poll_options, output=output_of(route))
         return ref, request
 
     def poke(self, context: Context) -> bool | PokeReturnValue:

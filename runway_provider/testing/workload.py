@@ -218,3 +218,21 @@ def _range(name: str, value: Any) -> Range:
     if low > high:
         raise ValueError(f"workload {name} must be [low, high] with low <= high, got {value!r}")
     return low, high
+
+
+#: Named workloads of the benchmarks (``benchmarks/polling.py --workload``) and tests: ``project`` is
+#: the model above; ``short_videos`` the same with 60-120 s runs, where a schedule's fixed costs
+#: (first polls, calibration, the last polls at the minimum interval) weigh most; ``images`` runs
+#: of a few seconds, as text-to-image's, never throttled.
+PRESETS: dict[str, Workload] = {
+    "project": Workload(),
+    "short_videos": Workload(running_seconds=(60.0, 120.0)),
+    "images": Workload(
+        not_found_seconds=(0.0, 1.0),
+        throttled_share=0.0,
+        queued_seconds=(0.0, 5.0),
+        running_seconds=(3.0, 15.0),
+        stall_share=0.0,
+        progress_tick_seconds=1.0,
+    ),
+}

@@ -31,10 +31,12 @@ class RunwayTaskTrigger(BaseTrigger):
 
     :param runway_task_id: The Runway task to wait on.
     :param runway_conn_id: The ``runway`` connection.
-    :param poll_interval: Seconds between polls (±10%): a fixed schedule. None for the adaptive
-        schedule (``poll_schedule``, or its defaults).
+    :param poll_interval: Seconds between polls (±10%): a fixed schedule, as every trigger
+        serialized before adaptive pacing has. None (the default) for the adaptive schedule
+        (``poll_schedule``, or its defaults).
     :param poll_schedule: The adaptive schedule's parameters (:class:`PollSchedule` as JSON, e.g.
-        ``{"min_interval": 4, "max_interval": 60}``); ignored when ``poll_interval`` is set.
+        ``{"min_interval": 4, "max_interval": 60}``; an image's task carries its faster paces,
+        :data:`~runway_provider.pacing.IMAGE_PACES`); ignored when ``poll_interval`` is set.
     :param route_family: ``reverse`` (polled through the feed) or ``official`` (by id).
     :param end_time: Wall-clock deadline, epoch seconds.
     :param not_found_grace: Seconds after ``submitted_at`` during which ``task_not_exist`` is normal.
@@ -48,7 +50,7 @@ class RunwayTaskTrigger(BaseTrigger):
         *,
         runway_task_id: str,
         runway_conn_id: str,
-        poll_interval: float | None,
+        poll_interval: float | None = None,
         end_time: float,
         not_found_grace: float,
         submitted_at: float,

@@ -4,8 +4,10 @@ import time
 from typing import Any
 
 import pytest
+from airflow.sdk import DAG
 from airflow.sdk.exceptions import TaskDeferred
 
+from runway_provider import pacing
 from runway_provider.exceptions import (
     RunwayError,
     RunwayInputError,
@@ -19,7 +21,8 @@ from runway_provider.operators.runway import (
     XCOM_SUBMITTED_AT,
     RunwayGenerateOperator,
 )
-from runway_provider.refs import TaskRef
+from runway_provider.pacing import PollSchedule
+from runway_provider.refs import TaskRef, Upstream
 from runway_provider.triggers.runway import RunwayTaskTrigger
 from tests.helpers import TEST_API_KEY, job_options, set_connection
 
@@ -273,6 +276,89 @@ def test_an_adaptive_wait_defers_a_trigger_that_carries_its_schedule(runway_conn
         fixed.execute(context)
     assert deferred.value.trigger.serialize()[1]["poll_interval"] == 0.1
     assert "poll_schedule" not in deferred.value.trigger.serialize()[1]
+
+
+def test_without_poll_interval_every_wait_is_adaptive_and_paced_for_its_route(runway_conn, emulator, context):
+    from runway_provider.operators.runway import RunwayTextToImageOperator
+    from runway_provider.sensors.runway import RunwayTaskSensor
+    from runway_provider.testing import Scenario
+
+    emulator.scenario = Scenario(running_seconds=60)
+
+    video = RunwayGenerateOperator(task_id="v", prompt="A boat", image=IMAGE)
+    image = RunwayTextToImageOperator(
+        task_id="i", prompt_text="@harbour", reference_images=[{"uri": IMAGE, "tag": "harbour"}]
+    )
+    assert video.poll_schedule == PollSchedule() and video.poll_interval is None
+    assert image.poll_schedule == PollSchedule.from_options(output="image")
+    # A number keeps the fixed schedule, on any route.
+    fixed = RunwayTextToImageOperator(
+        task_id="f", prompt_text="x", reference_images=[{"uri": IMAGE, "tag": "harbour"}], poll_interval=10
+    )
+    assert fixed.poll_schedule == PollSchedule.fixed(10)
+    # The sensor: told, or learned from the operator whose output it waits on, else a video.
+    assert RunwayTaskSensor(task_id="s", runway_task_id="t").poll_schedule == PollSchedule()
+    told = RunwayTaskSensor(task_id="s2", runway_task_id="t", output_kind="image")
+    assert told.poll_schedule == image.poll_schedule
+    with DAG("pacing", schedule=None):
+        upstream = RunwayTextToImageOperator(
+            task_id="frame", prompt_text="x", reference_images=[{"uri": IMAGE, "tag": "harbour"}]
+        )
+        learned = RunwayTaskSensor(task_id="s3", runway_task_id=upstream.output)
+    assert learned.poll_schedule == image.poll_schedule
+    assert RunwayTaskSensor(
+        task_id="s4", runway_task_id="t", poll_interval=7
+    ).poll_schedule == PollSchedule.fixed(7)
+    # Deferred, the image schedule is what the trigger carries.
+    op = RunwayTextToImageOperator(
+        task_id="d",
+        prompt_text="@harbour",
+        reference_images=[{"uri": IMAGE, "tag": "harbour"}],
+        wait_for_completion=True,
+        deferrable=True,
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    _, kwargs = deferred.value.trigger.serialize()
+    assert kwargs["poll_interval"] is None and kwargs["poll_schedule"] == pacing.IMAGE_PACES
+
+
+def test_the_sensor_learns_an_image_route_from_the_request_upstream(runway_conn, context):
+    from runway_provider.sensors.runway import RunwayTaskSensor
+
+    sensor = RunwayTaskSensor(task_id="s", runway_task_id="{{ ti.xcom_pull('frame') }}", deferrable=True)
+    sensor._upstream = Upstream("frame", False)
+    context["ti"].upstream[("frame", "runway_request")] = {
+        "route": "/runwayml/v1/text_to_image",
+        "route_family": "official",
+    }
+    sensor.runway_task_id = "t-1"  # rendered
+    ref, _ = sensor._resolve(context)
+    assert ref == TaskRef("t-1", RouteFamily.OFFICIAL)
+    assert sensor.poll_schedule == PollSchedule.from_options(output="image")
+    context["ti"].upstream[("frame", "runway_request")] = {"route": "/runway/pro/generate"}
+    sensor._resolve(context)
+    assert sensor.poll_schedule == PollSchedule()
+
+
+def test_a_text_to_image_task_is_seen_within_five_seconds_of_its_end(runway_conn, emulator, context):
+    from runway_provider.operators.runway import RunwayTextToImageOperator
+    from runway_provider.testing import Scenario
+
+    # A seconds-long image, waited on with no poll_interval given: the video pace (first poll 15 to
+    # 30 s after submission) would see it 10 s or more after its end.
+    emulator.scenario = Scenario(not_found_seconds=0.5, queued_seconds=1.0, running_seconds=4.0)
+    op = RunwayTextToImageOperator(
+        task_id="frame",
+        prompt_text="@harbour at dawn",
+        reference_images=[{"uri": IMAGE, "tag": "harbour"}],
+        wait_for_completion=True,
+        not_found_grace=5,
+    )
+    runway_task_id = op.execute(context)
+    seen = time.time()
+    ended = emulator.jobs[runway_task_id].finishes_at
+    assert ended <= seen <= ended + 5
 
 
 def test_an_adaptive_blocking_wait_follows_the_pacer(runway_conn, emulator, context):

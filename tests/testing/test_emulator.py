@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from runway_provider.testing import Emulator, EmulatorServer, Scenario
-from runway_provider.testing.workload import Timeline, Workload
+from runway_provider.testing.workload import PRESETS, Timeline, Workload
 from tests.helpers import TEST_API_KEY, free_port
 
 BODY = {
@@ -275,6 +275,20 @@ def test_workload_same_seed_same_draws():
     assert first != bulk_timelines({"seed": 12}, 20)
     assert len({t.running_seconds for t in first}) == 20  # every job its own generation time
     assert Workload(seed=11).draw(5) == first[5]
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_workload_is_one_the_emulator_accepts(name):
+    # The benchmark sends each preset as JSON: the emulator draws the same timelines from it.
+    preset = PRESETS[name]
+    assert bulk_timelines(preset.to_dict(), 5) == [preset.draw(i) for i in range(5)]
+
+
+def test_the_images_preset_is_made_in_seconds_and_the_short_videos_in_minutes():
+    images = [PRESETS["images"].draw(i) for i in range(300)]
+    assert all(t.total_seconds <= 21 and t.throttled_seconds == 0 for t in images)
+    videos = [PRESETS["short_videos"].draw(i) for i in range(300)]
+    assert all(60 <= t.running_seconds <= 120 for t in videos)
 
 
 def test_workload_draws_stay_in_their_ranges_and_shares():

@@ -73,3 +73,18 @@ async def test_run_with_the_adaptive_schedule(hook, emulator):
     assert [event["status"] for event in events] == ["success"]
     polls = [r for r in emulator.requests if r["path"] == "/runway/feed"]
     assert 2 <= len(polls) <= 30
+
+
+def test_without_poll_interval_a_trigger_is_adaptive():
+    kwargs = {name: value for name, value in BEFORE_PACING.items() if name != "poll_interval"}
+    trigger = RunwayTaskTrigger(**kwargs)
+    assert trigger.schedule == PollSchedule()
+    assert trigger.serialize()[1]["poll_interval"] is None
+    assert RunwayTaskTrigger(**trigger.serialize()[1]).schedule == PollSchedule()
+
+
+def test_an_image_schedule_travels_in_the_trigger_json():
+    image = PollSchedule.from_options(output="image")
+    trigger = RunwayTaskTrigger(**{**BEFORE_PACING, "poll_interval": None, "poll_schedule": image.to_dict()})
+    rebuilt = RunwayTaskTrigger(**json.loads(json.dumps(trigger.serialize()[1])))
+    assert rebuilt.schedule == image and rebuilt.schedule.queued_pace == 4
