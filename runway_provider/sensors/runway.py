@@ -95,8 +95,9 @@ class RunwayTaskSensor(RunwayWaitMixin, BaseSensorOperator):
         self._upstream = Upstream.of(runway_task_id)
         # Given, or read now from that operator; else read when the sensor runs, from the request
         # an operator upstream recorded.
+        # (A value that is no output kind is refused by the schedule, naming ``output_kind``.)
         self._known_output = (
-            OutputKind(output_kind)
+            output_kind
             if output_kind is not None
             else (self._upstream.output if self._upstream is not None else None)
         )
