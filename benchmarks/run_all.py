@@ -387,7 +387,10 @@ def render(results: dict[str, Any]) -> str:
         ),
         ("10,000 triggers at 10 s: < 0.5 CPU core", f"{big['cpu_cores']:.3f} cores"),
         ("10,000 triggers at 10 s: ≤ 200 open sockets", f"{big['peak_open_sockets']}"),
-        ("import cost over `import airflow.sdk` ≤ 20 ms", f"{ours['median_ms_over_airflow_sdk']} ms"),
+        (
+            "import cost of the operator, sensor and hook modules < 2% of `import airflow.sdk`",
+            f"{ours.get('median_share_of_airflow_sdk_percent', '?')}% ({ours['median_ms_over_airflow_sdk']} ms)",
+        ),
         (
             "deferrable sensor holds a worker ≤ 3 s (60 s generation)",
             f"{slots['deferrable']['worker_slot_s']} s",
@@ -468,12 +471,14 @@ def render(results: dict[str, Any]) -> str:
         "## DAG parsing",
         "",
         "`python benchmarks/import_cost.py`: median of 5 fresh interpreters, time to import the modules after "
-        "`import airflow.sdk`.",
+        "`import airflow.sdk`, and that time as a share of `import airflow.sdk` in the same interpreter.",
         "",
-        "| modules | median ms over `airflow.sdk` | imports aiohttp or requests |",
-        "|---|---|---|",
+        "| modules | median ms over `airflow.sdk` | share of `import airflow.sdk` | imports aiohttp or requests |",
+        "|---|---|---|---|",
         *[
-            f"| {r['modules']} | {r['median_ms_over_airflow_sdk']} | {', '.join(r['imports_aiohttp_or_requests']) or 'no'} |"
+            f"| {r['modules']} | {r['median_ms_over_airflow_sdk']} | "
+            f"{r.get('median_share_of_airflow_sdk_percent', '?')}% | "
+            f"{', '.join(r['imports_aiohttp_or_requests']) or 'no'} |"
             for r in results["import_cost"]
         ],
         "",
