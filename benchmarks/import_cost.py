@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import statistics
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
