@@ -246,6 +246,7 @@ def _waiter_factory(contender: str, interval: float, base_url: str) -> Any:
                 end_time=now + 3600,
                 not_found_grace=600,
                 submitted_at=now,
+                route_family="reverse",
             )
             async for event in trigger.run():
                 if event.payload["status"] != "success":

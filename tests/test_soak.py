@@ -60,6 +60,7 @@ async def deferred_waits(runway_task_ids: list[str]) -> list[dict[str, Any]]:
             end_time=time.time() + 90,
             not_found_grace=60,
             submitted_at=time.time(),
+            route_family="reverse",
         )
         events = [event.payload async for event in trigger.run()]
         assert len(events) == 1
