@@ -34,15 +34,18 @@ chromium:
 
 # Tests are selected by their kind marker (tests/kinds.py, docs/testing.md), never by path.
 # Lint, format, strict typing, every kind with branch coverage of runway_provider, then the packaging gate.
-# In $(TEST_WORKERS) xdist workers: the system and browser tests share one cluster, so --dist loadgroup
-# keeps them in one worker (which mostly waits on Airflow), and each dags module keeps its sandbox in one.
+# First every kind but the cluster's in $(TEST_WORKERS) xdist workers, one test file per worker at a time
+# (--dist loadfile: a dags module keeps its module's sandbox in one worker); then the system and browser
+# tests in one process, since they share one Airflow cluster per session. (--dist loadgroup cannot keep
+# them together: pytest-xdist 3.8 renames the test ids, which pytest 9.2 no longer reads.)
 TEST_WORKERS ?= 3
 test: venv chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy runway_provider
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup \
-		--cov --cov-report=term-missing:skip-covered --cov-fail-under=90
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not (system or browser)" --cov --cov-report=
+	$(BIN)/python -m pytest -m "system or browser" --cov --cov-append \
+		--cov-report=term-missing:skip-covered --cov-fail-under=90
 	$(BIN)/python scripts/check_package.py
 
 $(VENV_LOWEST)/.installed-stamp: pyproject.toml

@@ -31,9 +31,6 @@ SLOW_NAMES = frozenset({"AirflowCluster", "AirflowSandbox", "sync_playwright", "
 SLOW_COMMANDS = frozenset({"airflow", "mkdocs", "chromium"})
 # ... or use the fixtures of this conftest (one real Airflow shared by the session).
 CLUSTER_CONFTEST = Path(__file__).resolve().parent / "system" / "conftest.py"
-# Tests that share the session's cluster must run in one xdist worker (``--dist loadgroup``): a
-# second worker would start a second cluster. A dags module's tests share its module sandbox.
-CLUSTER_GROUP = "airflow-cluster"
 
 
 def kinds_of(item: pytest.Item) -> list[str]:
@@ -149,13 +146,3 @@ def pytest_configure(config: pytest.Config) -> None:
     missing = [kind for kind in KINDS if kind not in declared]
     if missing:
         raise pytest.UsageError(f"markers {missing} are not declared in [tool.pytest.ini_options]")
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups (--dist loadgroup)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        kinds = kinds_of(item)
-        if kinds in (["system"], ["browser"]):
-            item.add_marker(pytest.mark.xdist_group(CLUSTER_GROUP))
-        elif kinds == ["dags"]:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
