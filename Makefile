@@ -32,12 +32,20 @@ chromium:
 	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
-# Lint, format, strict typing, the whole suite with branch coverage of runway_provider, then the packaging gate.
+# Tests are selected by their kind marker (tests/kinds.py, docs/testing.md), never by path.
+# Lint, format, strict typing, every kind with branch coverage of runway_provider, then the packaging gate.
+# First every kind but the cluster's in $(TEST_WORKERS) xdist workers, one test file per worker at a time
+# (--dist loadfile: a dags module keeps its module's sandbox in one worker); then the system and browser
+# tests in one process, since they share one Airflow cluster per session. (--dist loadgroup cannot keep
+# them together: pytest-xdist 3.8 renames the test ids, which pytest 9.2 no longer reads.)
+TEST_WORKERS ?= 3
 test: venv chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy runway_provider
-	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=90
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not (system or browser)" --cov --cov-report=
+	$(BIN)/python -m pytest -m "system or browser" --cov --cov-append \
+		--cov-report=term-missing:skip-covered --cov-fail-under=90
 	$(BIN)/python scripts/check_package.py
 
 $(VENV_LOWEST)/.installed-stamp: pyproject.toml
@@ -46,20 +54,21 @@ $(VENV_LOWEST)/.installed-stamp: pyproject.toml
 	$(VENV_LOWEST)/bin/python -m pip install --quiet "apache-airflow==$(LOWEST_AIRFLOW)" -e '.[test]'
 	touch $@
 
-# The unit suite (everything but tests/system) on the lowest declared Airflow.
+# The in-process kinds (unit, soak, docs: no Airflow process) on the lowest declared Airflow.
 test-lowest: $(VENV_LOWEST)/.installed-stamp
 	@$(VENV_LOWEST)/bin/python -c 'import sys, airflow; print(f"Unit suite on Python {sys.version.split()[0]}, Airflow {airflow.__version__}")'
-	$(VENV_LOWEST)/bin/python -m pytest -q --ignore=tests/system
+	$(VENV_LOWEST)/bin/python -m pytest -q -n 4 -m "unit or soak or docs"
 
 demo: $(DEMO_STAMP)
 	$(BIN)/python scripts/demo.py
 
-# The inner loop: lint, types and the unit tests in 4 workers (no real Airflow, browser, soak or docs build).
+# The inner loop: lint, types and the unit tests (-m unit: no Airflow process, browser, soak or docs
+# build) in 4 workers: on 2 cores many of them wait on the emulator's clock, not on the CPU.
 check: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy runway_provider
-	$(BIN)/python -m pytest -q -x -n 4 --ignore=tests/system --ignore=tests/test_docs.py --ignore=tests/test_soak.py
+	$(BIN)/python -m pytest -q -x -n 4 -m unit
 
 # Regenerates docs/performance.md and its plots in docs/img/ (about 12 minutes; the polling
 # schedules alone: `python benchmarks/run_all.py --only polling`, about 4 minutes).
@@ -80,9 +89,9 @@ mutation: venv
 		$$($(BIN)/python -m mutmut results | awk -F': ' '/: survived$$/ {print $$1}') || true
 	$(BIN)/python scripts/mutation_report.py
 
-# Retakes the UI screenshots in docs/img/ui/ with the browser test (about a minute).
+# Retakes the UI screenshots in docs/img/ui/ with the browser tests (about a minute).
 screenshots: venv chromium
-	RUNWAY_SCREENSHOTS=docs/img/ui $(BIN)/python -m pytest -q tests/system/test_airflow_ui_browser.py
+	RUNWAY_SCREENSHOTS=docs/img/ui $(BIN)/python -m pytest -q -m browser
 
 clean:
 	rm -rf $(VENV) $(VENV_LOWEST) .airflow-demo .pytest_cache dist mutants

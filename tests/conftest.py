@@ -9,6 +9,10 @@ from runway_provider.hooks.runway import RunwayHook
 from runway_provider.testing import Emulator, EmulatorServer
 from tests.helpers import FAST, TEST_API_KEY, RecordingTaskInstance, free_port, set_connection
 
+# tests.kinds: every test has one kind marker, and a unit test starts nothing slow (checked at
+# collection). pytester: the test of that check runs pytest on a throwaway tests folder.
+pytest_plugins = ["tests.kinds", "pytester"]
+
 
 @pytest.fixture
 def emulator() -> Emulator:

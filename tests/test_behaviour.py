@@ -17,6 +17,8 @@ from runway_provider.testing import Scenario
 from runway_provider.triggers.runway import RunwayTaskTrigger
 from tests.helpers import FAST, MemoryTaskStateStore, RecordingTaskInstance, job_options, make_trigger
 
+pytestmark = pytest.mark.unit
+
 IMAGE = "https://example.com/first.jpg"
 VIDEO = "https://example.com/source.mp4"
 

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.docs
 def test_docs_build_strictly_with_examples_pulled_from_the_dags(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
@@ -54,6 +57,7 @@ def test_docs_build_strictly_with_examples_pulled_from_the_dags(tmp_path):
             assert (tmp_path / "img" / "ui" / image).read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.unit
 def test_readme_shows_exactly_the_two_setup_commands():
     readme = (ROOT / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme

@@ -20,6 +20,8 @@ from runway_provider.operators import runway as operators
 from runway_provider.records import StoredResult
 from tests.helpers import TEST_API_KEY
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[1]
 SIGNED = "https://Media.Example.com:443/frames/boat.jpg?X-Amz-Signature=sig-secret&X-Amz-Credential=cred"
 KITE = "http://user:pw-secret@cdn.example.com:8080/kite.png#frag"

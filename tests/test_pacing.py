@@ -20,6 +20,8 @@ from runway_provider.models import RouteFamily, RunwayTask, RunwayTaskStatus
 from runway_provider.pacing import PollPacer, PollSchedule
 from runway_provider.wait_decision import TaskWatch
 
+pytestmark = pytest.mark.unit
+
 S = RunwayTaskStatus
 T0 = 1_800_000_000.0  # submission time of every task below
 ADAPTIVE = PollSchedule()  # min 4, max 60, fallback 10, jitter 10%

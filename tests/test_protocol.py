@@ -38,6 +38,8 @@ from runway_provider.protocol import (
     raise_for_error,
 )
 
+pytestmark = pytest.mark.unit
+
 S = RunwayTaskStatus
 TASK_ID = "3d957031-9a2a-45e2-9dc7-bc8513059c50"  # the id of the live-validated feed example (§3.2)
 LEGACY_ID = "d51c94db-5d0c-4c4f-9f1a-2b8a1f6a7c11"

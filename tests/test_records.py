@@ -23,6 +23,8 @@ from runway_provider.records import INDEX_FOLDER, RequestRecord, StoredResult, f
 from runway_provider.transfers.runway_to_object_storage import RunwayToObjectStorageOperator
 from tests.helpers import MemoryTaskStateStore, RecordingTaskInstance, job_options
 
+pytestmark = pytest.mark.unit
+
 IMAGE = "https://example.com/boat.jpg"
 LOG = logging.getLogger("test")
 FAST = job_options(not_found_seconds=0, queued_seconds=0, running_seconds=0)

@@ -15,6 +15,8 @@ from runway_provider.operators import runway as operators
 from runway_provider.routes import ROUTES, OutputKind
 from tests.test_behaviour import SUBMIT_CASES
 
+pytestmark = pytest.mark.unit
+
 
 def test_every_route_has_a_typed_hook_method_with_its_builders_signature():
     hook = RunwayHook()

@@ -26,6 +26,8 @@ from runway_provider.testing import Emulator, EmulatorServer
 from runway_provider.triggers.runway import RunwayTaskTrigger
 from tests.helpers import TEST_API_KEY, set_connection
 
+pytestmark = pytest.mark.soak
+
 DEFERRED, BLOCKING = 200, 20
 # Non-UTF-8 bytes, HTML with 502, JSON of the wrong shape, 2 MB bodies, resets, stalls past the timeout.
 HOSTILE = ("binary", "html", "garbage", "huge", "reset", "slow")

@@ -41,6 +41,8 @@ from tests.helpers import (
     set_connection,
 )
 
+pytestmark = pytest.mark.unit
+
 IMAGE = "https://example.com/first.jpg"
 SLOW = Scenario(not_found_seconds=0, queued_seconds=0.2, running_seconds=60)
 

@@ -13,6 +13,8 @@ import pytest
 from runway_provider import validation as v
 from runway_provider.exceptions import RunwayInputError
 
+pytestmark = pytest.mark.unit
+
 IMG = "https://cdn.example/a.png"
 PNG_DATA = "data:image/png;base64,iVBORw0KGgo="
 STILL = {"x": 0, "y": 0, "z": 0, "r": 0, "bg_x_pan": 0, "bg_y_pan": 0.5}

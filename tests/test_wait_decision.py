@@ -35,6 +35,8 @@ from runway_provider.wait_decision import (
     resolve_event,
 )
 
+pytestmark = pytest.mark.unit
+
 EVENT_SUCCESS, EVENT_FAILED = OutcomeStatus.SUCCESS, OutcomeStatus.FAILED
 EVENT_TIMEOUT, EVENT_ERROR = OutcomeStatus.TIMEOUT, OutcomeStatus.ERROR
 

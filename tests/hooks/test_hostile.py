@@ -24,6 +24,8 @@ from runway_provider.operators.runway import RunwayGenerateOperator
 from runway_provider.sensors.runway import RunwayTaskSensor
 from tests.helpers import TEST_API_KEY, job_options, set_connection
 
+pytestmark = pytest.mark.unit
+
 IMAGE = "https://example.com/first.jpg"
 
 

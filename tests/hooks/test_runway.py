@@ -31,6 +31,8 @@ from runway_provider.models import RouteFamily, RunwayTaskStatus
 from runway_provider.testing import Emulator, EmulatorServer
 from tests.helpers import TEST_API_KEY, job_options, set_connection
 
+pytestmark = pytest.mark.unit
+
 IMAGE = "https://example.com/first.jpg"
 
 

@@ -28,6 +28,8 @@ from runway_provider.sensors.runway import RunwayTaskSensor
 from runway_provider.testing import Scenario
 from tests.helpers import RecordingTaskInstance, job_options
 
+pytestmark = pytest.mark.unit
+
 IMAGE = "https://example.com/first.jpg"
 LAST = "https://example.com/last.jpg"
 VIDEO = "https://example.com/clip.mp4"

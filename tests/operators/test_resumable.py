@@ -14,6 +14,8 @@ from runway_provider.spend import STATE_KEY, request_fingerprint
 from runway_provider.testing import Scenario
 from tests.helpers import FAST, MemoryTaskStateStore, RecordingTaskInstance, job_options
 
+pytestmark = pytest.mark.unit
+
 IMAGE = "https://example.com/first.jpg"
 
 

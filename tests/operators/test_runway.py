@@ -26,6 +26,8 @@ from runway_provider.refs import TaskRef, Upstream
 from runway_provider.triggers.runway import RunwayTaskTrigger
 from tests.helpers import TEST_API_KEY, job_options, set_connection
 
+pytestmark = pytest.mark.unit
+
 IMAGE = "https://example.com/first.jpg"
 DATA_URI = "data:image/png;base64,iVBORw0KGgo="
 

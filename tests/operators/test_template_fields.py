@@ -22,6 +22,8 @@ from runway_provider import routes
 from runway_provider.exceptions import RunwayInputError
 from runway_provider.operators.runway import RunwayCharacterPerformanceOperator
 
+pytestmark = pytest.mark.unit
+
 # A ":param name: text" entry runs until the next field list entry or the end of the docstring.
 _PARAM = re.compile(r":param (\w+):(.*?)(?=\n\s*:\w|\Z)", re.DOTALL)
 

@@ -20,6 +20,8 @@ from runway_provider.sensors.runway import RunwayTaskSensor
 from runway_provider.triggers.runway import RunwayTaskTrigger
 from tests.helpers import job_options, set_connection
 
+pytestmark = pytest.mark.unit
+
 IMAGE = "https://example.com/first.jpg"
 
 

@@ -24,7 +24,7 @@ from tests.hitl import hitl_url
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-pytestmark = pytest.mark.system
+pytestmark = pytest.mark.browser
 CHROMIUM = os.environ.get("RUNWAY_CHROMIUM", "/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps calling Google's hosts, which this
 # offline machine refuses; --no-sandbox because CI runs as root.

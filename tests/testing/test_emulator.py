@@ -20,6 +20,8 @@ from runway_provider.testing import Emulator, EmulatorServer, Scenario
 from runway_provider.testing.workload import PRESETS, Timeline, Workload
 from tests.helpers import TEST_API_KEY, free_port
 
+pytestmark = pytest.mark.unit
+
 BODY = {
     "prompt": "A paper boat",
     "image": "https://example.com/a.jpg",

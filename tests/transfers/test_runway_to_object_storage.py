@@ -24,6 +24,8 @@ from runway_provider.transfers.runway_to_object_storage import (
 )
 from tests.helpers import TEST_API_KEY, free_port, job_options
 
+pytestmark = pytest.mark.unit
+
 SAMPLE = (Path(__file__).parents[2] / "runway_provider" / "testing" / "media" / "sample.mp4").read_bytes()
 SAMPLE_SHA = hashlib.sha256(SAMPLE).hexdigest()
 DONE = job_options(not_found_seconds=0, queued_seconds=0, running_seconds=0)

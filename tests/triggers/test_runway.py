@@ -11,6 +11,8 @@ from runway_provider.hooks.runway import RunwayHook
 from runway_provider.triggers.runway import RunwayTaskTrigger
 from tests.helpers import job_options, make_trigger, set_connection
 
+pytestmark = pytest.mark.unit
+
 IMAGE = "https://example.com/first.jpg"
 
 

@@ -12,6 +12,8 @@ from runway_provider.pacing import PollSchedule
 from runway_provider.triggers.runway import RunwayTaskTrigger
 from tests.helpers import job_options, make_trigger
 
+pytestmark = pytest.mark.unit
+
 CLASSPATH = "runway_provider.triggers.runway.RunwayTaskTrigger"
 # What the version before pacing serialized: poll_interval only.
 BEFORE_PACING = {
