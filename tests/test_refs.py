@@ -16,6 +16,8 @@ from runway_provider.sensors.runway import RunwayTaskSensor
 from runway_provider.transfers.runway_to_object_storage import RunwayToObjectStorageOperator
 from tests.helpers import RecordingTaskInstance
 
+pytestmark = pytest.mark.unit
+
 OFFICIAL, REVERSE = RouteFamily.OFFICIAL, RouteFamily.REVERSE
 IMAGE = "https://example.com/first.jpg"
 

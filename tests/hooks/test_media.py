@@ -31,6 +31,8 @@ from runway_provider.hooks.media import (
 )
 from runway_provider.models import RunwayTask
 
+pytestmark = pytest.mark.unit
+
 # A public address with no route from here: a connection to it fails at once, and leaves the machine
 # for nowhere.
 PUBLIC_UNREACHABLE = "2606:2800:220:1:248:1893:25c8:1946"

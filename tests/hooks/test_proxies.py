@@ -33,6 +33,8 @@ from tests.helpers import (
 )
 from tests.proxy import ForwardProxy, self_signed_certificate
 
+pytestmark = pytest.mark.unit
+
 IMAGE = "https://example.com/first.jpg"
 # Reserved for testing (RFC 2606): no resolver knows it; the proxy maps it to the emulator.
 PROXY_ONLY_HOST = "runway-emulator.proxy-only.test"

@@ -19,6 +19,8 @@ from runway_provider.operators.runway import RunwayGenerateOperator
 from runway_provider.testing import Emulator
 from tests.helpers import MemoryTaskStateStore, RecordingTaskInstance, job_options
 
+pytestmark = pytest.mark.unit
+
 IMAGE = "https://example.com/first.jpg"
 POLL_RETRIES = 2
 BUDGET = POLL_RETRIES + 1

@@ -18,6 +18,8 @@ from runway_provider.exceptions import RunwayInputError
 from runway_provider.transfers.runway_to_object_storage import RunwayToObjectStorageOperator
 from tests.helpers import free_port
 
+pytestmark = pytest.mark.unit
+
 
 def store(**kwargs: Any) -> RunwayToObjectStorageOperator:
     return RunwayToObjectStorageOperator(task_id="store", **kwargs)
