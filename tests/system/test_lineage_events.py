@@ -91,7 +91,8 @@ def test_generate_and_store_report_joined_inputs_and_outputs(tmp_path):
 
     text = events_file.read_text()
     first, second = complete_events(text)
-    generated, stored = first["generate"], first["store_video"]
+    # Each row of the batch is a mapped task group: its tasks are row.generate and row.store_video.
+    generated, stored = first["row.generate"], first["row.store_video"]
     assert len(generated) == len(stored) == 2
 
     # Generate: the row's image URL in (origin and path; the signature and the data: URI left out)...
@@ -124,11 +125,11 @@ def test_generate_and_store_report_joined_inputs_and_outputs(tmp_path):
         assert output["outputFacets"]["outputStatistics"]["size"] == len(SAMPLE)
 
     # The rerun reused both videos and stored nothing anew: the same datasets, the same versions.
-    for task_id in ("generate", "store_video"):
+    for task_id in ("row.generate", "row.store_video"):
         assert [(datasets(e["inputs"]), datasets(e["outputs"])) for e in second[task_id]] == [
             (datasets(e["inputs"]), datasets(e["outputs"])) for e in first[task_id]
         ], task_id
-    assert [e["outputs"][0]["facets"]["version"] for e in second["store_video"]] == [
+    assert [e["outputs"][0]["facets"]["version"] for e in second["row.store_video"]] == [
         e["outputs"][0]["facets"]["version"] for e in stored
     ]
 
