@@ -295,6 +295,18 @@ def test_killing_without_cancel_on_kill_leaves_the_task(runway_conn, emulator):
     assert emulator.cancels() == []
 
 
+def answer_task_state(
+    monkeypatch: pytest.MonkeyPatch, trigger: RunwayTaskTrigger, *, known: bool, state: str | None
+) -> None:
+    """What the Execution API answers the trigger about its task instance: what a real triggerer
+    gives (tests/system covers that path)."""
+
+    async def task_instance_state() -> tuple[bool, str | None]:
+        return known, state
+
+    monkeypatch.setattr(trigger, "_task_instance_state", task_instance_state)
+
+
 def official_trigger(runway_task_id: str, **kwargs: Any) -> RunwayTaskTrigger:
     return make_trigger(runway_task_id, route_family="official", end_time=time.time() + 60, **kwargs)
 
@@ -318,11 +330,7 @@ async def test_trigger_on_kill_cancels_only_a_task_a_user_stopped(
     runway_task_id = image_to_video().hook.submit_image_to_video(prompt_image=IMAGE)
     trigger = official_trigger(runway_task_id, cancel_on_kill=True)
 
-    async def task_instance_state() -> tuple[bool, str | None]:
-        return known, state
-
-    # The Execution API answer is what a real triggerer gives (tests/system covers that path).
-    monkeypatch.setattr(trigger, "_task_instance_state", task_instance_state)
+    answer_task_state(monkeypatch, trigger, known=known, state=state)
     await trigger.on_kill()
     assert len(emulator.cancels()) == cancels
 
@@ -418,10 +426,7 @@ async def test_a_trigger_killed_by_a_user_says_which_task_it_cancelled_and_why(
     runway_task_id = image_to_video().hook.submit_image_to_video(prompt_image=IMAGE)
     trigger = official_trigger(runway_task_id, cancel_on_kill=True)
 
-    async def marked_failed() -> tuple[bool, str | None]:
-        return True, "failed"
-
-    monkeypatch.setattr(trigger, "_task_instance_state", marked_failed)
+    answer_task_state(monkeypatch, trigger, known=True, state="failed")
     await trigger.on_kill()
     assert [r["runway_task_id"] for r in emulator.cancels()] == [runway_task_id]
     assert (
@@ -511,10 +516,7 @@ async def test_a_trigger_kill_right_after_success_sends_no_delete(runway_conn, e
     _, runway_task_id = succeeded_official_task(emulator)
     trigger = official_trigger(runway_task_id, cancel_on_kill=True)
 
-    async def marked_failed() -> tuple[bool, str | None]:
-        return True, "failed"
-
-    monkeypatch.setattr(trigger, "_task_instance_state", marked_failed)
+    answer_task_state(monkeypatch, trigger, known=True, state="failed")
     await trigger.on_kill()
     assert emulator.cancels() == [] and emulator.deleted_results() == []
 
@@ -559,10 +561,7 @@ async def test_a_trigger_kill_whose_read_fails_sends_no_delete(runway_conn, emul
     runway_task_id = image_to_video().hook.submit_image_to_video(prompt_image=IMAGE)
     trigger = official_trigger(runway_task_id, cancel_on_kill=True)
 
-    async def marked_failed() -> tuple[bool, str | None]:
-        return True, "failed"
-
-    monkeypatch.setattr(trigger, "_task_instance_state", marked_failed)
+    answer_task_state(monkeypatch, trigger, known=True, state="failed")
     await trigger.on_kill()
     assert emulator.cancels() == []
     assert "its state could not be read" in capsys.readouterr().out
