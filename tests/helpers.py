@@ -9,6 +9,17 @@ from typing import Any
 
 import pytest
 
+# Test-only names of the Task SDK that Airflow 3.0 still kept in Airflow core (the provider's own
+# are in runway_provider.compat).
+try:
+    from airflow.sdk.exceptions import AirflowNotFoundException, TaskDeferred
+    from airflow.sdk.execution_time.timeout import timeout
+except ImportError:  # Airflow 3.0
+    from airflow.exceptions import AirflowNotFoundException, TaskDeferred
+    from airflow.utils.timeout import timeout
+
+__all__ = ["AirflowNotFoundException", "TaskDeferred", "timeout"]
+
 from runway_provider.testing import EmulatorServer, Scenario
 from runway_provider.triggers.runway import RunwayTaskTrigger
 

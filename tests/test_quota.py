@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 
 from runway_provider import spend
+from runway_provider.compat import AirflowFailException
 from runway_provider.exceptions import (
     RunwayBalanceExhaustedError,
     RunwayBalanceFloorError,

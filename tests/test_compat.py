@@ -1,0 +1,151 @@
+"""The compatibility layer: the submission record in Airflow Variables before Airflow 3.3."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runway_provider import compat
+from runway_provider.exceptions import RunwaySubmissionUncertainError
+from runway_provider.hooks.runway import RunwayHook
+from runway_provider.operators.runway import RunwayGenerateOperator
+from runway_provider.spend import STATE_KEY
+from tests.helpers import TEST_API_KEY, MemoryTaskStateStore, RecordingTaskInstance, job_options
+
+pytestmark = pytest.mark.unit
+
+NOT_SET = object()
+
+
+class MemoryVariables:
+    """``airflow.sdk.Variable``'s get/set/delete over a dict of JSON strings, as the metadata database keeps them."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+        self.descriptions: dict[str, str | None] = {}
+
+    def get(self, key: str, default: Any = NOT_SET, deserialize_json: bool = False) -> Any:
+        if key not in self.values:
+            if default is NOT_SET:
+                raise KeyError(key)
+            return default
+        return json.loads(self.values[key]) if deserialize_json else self.values[key]
+
+    def set(self, key: str, value: Any, description: str | None = None, serialize_json: bool = False) -> None:
+        assert len(key) <= 250  # Airflow's Variable.key column
+        self.values[key] = json.dumps(value) if serialize_json else str(value)
+        self.descriptions[key] = description
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+
+def test_a_record_written_by_one_try_is_read_by_the_next():
+    variables = MemoryVariables()
+    first = compat.VariableStateStore(RecordingTaskInstance(try_number=1), variables)
+    first.set(STATE_KEY, {"phase": "submitted", "runway_task_id": "abc"})
+    second = compat.VariableStateStore(RecordingTaskInstance(try_number=2), variables)
+    assert second.get(STATE_KEY) == {"phase": "submitted", "runway_task_id": "abc"}
+    second.delete(STATE_KEY)
+    assert first.get(STATE_KEY, "gone") == "gone"
+    assert variables.values == {}
+
+
+def test_each_map_index_and_task_instance_has_its_own_record():
+    variables = MemoryVariables()
+    compat.VariableStateStore(RecordingTaskInstance(map_index=0), variables).set(STATE_KEY, {"id": 0})
+    compat.VariableStateStore(RecordingTaskInstance(map_index=1), variables).set(STATE_KEY, {"id": 1})
+    other_run = RecordingTaskInstance(map_index=0)
+    other_run.run_id = "another"
+    assert compat.VariableStateStore(other_run, variables).get(STATE_KEY) is None
+    assert compat.VariableStateStore(RecordingTaskInstance(map_index=1), variables).get(STATE_KEY) == {
+        "id": 1
+    }
+    assert compat.VariableStateStore(RecordingTaskInstance(), variables).get(STATE_KEY) is None
+    assert len(variables.values) == 2
+
+
+def test_the_variable_key_fits_airflow_and_its_description_names_the_task_instance():
+    ti = RecordingTaskInstance(map_index=7)
+    ti.dag_id, ti.run_id, ti.task_id = "d" * 250, "r" * 250, "t" * 250
+    variables = MemoryVariables()
+    store = compat.VariableStateStore(ti, variables)
+    store.set(STATE_KEY, {"phase": "submitting"})
+    [key] = variables.values
+    assert key == store.variable_key(STATE_KEY) and key.startswith("runway_submission:") and len(key) <= 250
+    assert (
+        variables.descriptions[key]
+        == f"Runway runway_submission of DAG {ti.dag_id}, run {ti.run_id}, task {ti.task_id}, map index 7"
+    )
+
+
+def test_airflow_3_3s_task_state_store_is_used_when_the_context_has_one():
+    store = MemoryTaskStateStore()
+    assert compat.state_store({"ti": RecordingTaskInstance(), "task_state_store": store}) is store
+    assert isinstance(compat.state_store({"ti": RecordingTaskInstance()}), compat.VariableStateStore)
+
+
+def test_the_forget_command_names_the_store_that_holds_the_record(monkeypatch):
+    monkeypatch.setattr("airflow.sdk.Variable", MemoryVariables())
+    ti = RecordingTaskInstance(map_index=2)
+    key = compat.VariableStateStore(ti).variable_key(STATE_KEY)
+    assert compat.forget_command({"ti": ti}, STATE_KEY) == f"airflow variables delete {key}"
+    assert compat.forget_command({"ti": ti, "task_state_store": MemoryTaskStateStore()}, STATE_KEY) == (
+        "DELETE /api/v2/dags/videos/dagRuns/nightly/taskInstances/generate/state-store/runway_submission"
+        "?map_index=2 on Airflow's REST API"
+    )
+
+
+def test_the_money_promise_holds_with_the_record_in_variables(runway_conn, emulator, monkeypatch):
+    """A lost answer is never sent again; an unchanged retry of a sent request reconnects; a changed
+    request is sent anew: with the record in Variables, as on Airflow 3.0-3.2."""
+    variables = MemoryVariables()
+    monkeypatch.setattr("airflow.sdk.Variable", variables)
+
+    def generate(prompt: str, **kwargs: Any) -> RunwayGenerateOperator:
+        return RunwayGenerateOperator(
+            task_id="generate", prompt=prompt, image="https://example.com/a.jpg", **kwargs
+        )
+
+    lost = job_options(create_faults=["502_after_create"])
+    for try_number in (1, 2):
+        with pytest.raises(
+            RunwaySubmissionUncertainError, match="airflow variables delete runway_submission:"
+        ):
+            generate("a boat", options=lost).execute({"ti": RecordingTaskInstance(try_number=try_number)})
+    assert len(emulator.create_requests()) == 1
+
+    first = generate("a storm").execute({"ti": RecordingTaskInstance(try_number=3)})
+    again = generate("a storm").execute({"ti": RecordingTaskInstance(try_number=4)})
+    assert first == again and len(emulator.create_requests()) == 2
+
+
+def test_a_trigger_reads_the_connection_through_the_compat_reader(runway_conn):
+    """BaseHook.aget_connection on Airflow 3.3; the synchronous read in a thread before it."""
+    connection = asyncio.run(compat.aget_connection(RunwayHook, "runway_default"))
+    assert connection.password == TEST_API_KEY
+
+
+def test_the_review_example_needs_human_in_the_loop_and_never_breaks_the_dag_list(monkeypatch):
+    """Airflow 3.1+ (the standard provider's HITL operators): the review DAG. Airflow 3.0: no DAG and
+    no import error, so the UI lists nothing broken."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 3.0-3.1
+        from airflow.models.dagbag import DagBag
+
+    try:
+        from airflow.providers.standard.operators.hitl import HITLBranchOperator  # noqa: F401
+    except Exception:
+        expected: list[str] = []
+    else:
+        expected = ["example_runway_review"]
+    examples = Path(__file__).resolve().parents[1] / "example_dags"
+    monkeypatch.syspath_prepend(str(examples))
+    bag = DagBag(str(examples / "example_runway_review.py"))
+    assert bag.import_errors == {}
+    assert list(bag.dags) == expected
