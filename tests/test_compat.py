@@ -14,7 +14,13 @@ from runway_provider.exceptions import RunwaySubmissionUncertainError
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.operators.runway import RunwayGenerateOperator
 from runway_provider.spend import STATE_KEY
-from tests.helpers import TEST_API_KEY, MemoryTaskStateStore, RecordingTaskInstance, job_options
+from tests.helpers import (
+    TEST_API_KEY,
+    MemoryTaskStateStore,
+    RecordingTaskInstance,
+    job_options,
+    make_trigger,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -146,6 +152,35 @@ def test_the_review_example_needs_human_in_the_loop_and_never_breaks_the_dag_lis
         expected = ["example_runway_review"]
     examples = Path(__file__).resolve().parents[1] / "example_dags"
     monkeypatch.syspath_prepend(str(examples))
+    # Without Airflow's own examples, which the DagBag of 3.0-3.2 adds by default (3.3 has no such argument).
+    monkeypatch.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     bag = DagBag(str(examples / "example_runway_review.py"))
     assert bag.import_errors == {}
     assert list(bag.dags) == expected
+
+
+@pytest.mark.parametrize("calls_on_kill", [True, False])
+def test_a_trigger_says_when_its_triggerer_will_never_cancel_on_a_kill(
+    hook, monkeypatch, capsys, calls_on_kill
+):
+    """Airflow 3.0-3.2's triggerer never calls on_kill: the wait says so, and still ends normally."""
+    monkeypatch.setattr(compat, "triggerer_calls_on_kill", lambda: calls_on_kill)
+    runway_task_id = hook.submit_generate(prompt="A paper boat", image="https://example.com/a.jpg")
+
+    async def events() -> list[dict[str, Any]]:
+        return [event.payload async for event in make_trigger(runway_task_id, cancel_on_kill=True).run()]
+
+    [event] = asyncio.run(events())
+    assert event["status"] == "success"
+    captured = capsys.readouterr()  # stdout on Airflow 3.1+, stderr on 3.0
+    said = [line for line in (captured.out + captured.err).splitlines() if "trigger's on_kill" in line]
+    assert len(said) == (0 if calls_on_kill else 1)
+    assert calls_on_kill or runway_task_id in said[0]
+
+
+def test_this_airflow_says_whether_its_triggerer_calls_on_kill():
+    """The real answer of the installed Airflow: only 3.3's BaseTrigger has on_kill."""
+    from airflow import __version__
+
+    major_minor = tuple(int(part) for part in __version__.split(".")[:2])
+    assert compat.triggerer_calls_on_kill() == (major_minor >= (3, 3))
