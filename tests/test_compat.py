@@ -18,6 +18,7 @@ from tests.helpers import (
     TEST_API_KEY,
     MemoryTaskStateStore,
     RecordingTaskInstance,
+    dag_bag,
     job_options,
     make_trigger,
 )
@@ -140,11 +141,6 @@ def test_the_review_example_needs_human_in_the_loop_and_never_breaks_the_dag_lis
     """Airflow 3.1+ (the standard provider's HITL operators): the review DAG. Airflow 3.0: no DAG and
     no import error, so the UI lists nothing broken."""
     try:
-        from airflow.dag_processing.dagbag import DagBag
-    except ImportError:  # Airflow 3.0-3.1
-        from airflow.models.dagbag import DagBag
-
-    try:
         from airflow.providers.standard.operators.hitl import HITLBranchOperator  # noqa: F401
     except Exception:
         expected: list[str] = []
@@ -152,9 +148,7 @@ def test_the_review_example_needs_human_in_the_loop_and_never_breaks_the_dag_lis
         expected = ["example_runway_review"]
     examples = Path(__file__).resolve().parents[1] / "example_dags"
     monkeypatch.syspath_prepend(str(examples))
-    # Without Airflow's own examples, which the DagBag of 3.0-3.2 adds by default (3.3 has no such argument).
-    monkeypatch.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-    bag = DagBag(str(examples / "example_runway_review.py"))
+    bag = dag_bag(examples / "example_runway_review.py")
     assert bag.import_errors == {}
     assert list(bag.dags) == expected
 
