@@ -38,10 +38,10 @@ from pathlib import Path
 
 import pendulum
 from airflow.sdk import DAG, AssetAlias, ObjectStoragePath, task, task_group
-from airflow.sdk.exceptions import AirflowFailException
 from runway_examples_root import DESTINATION, under_root
 
 from runway_provider.batch import row_outcome, summarize
+from runway_provider.compat import AirflowFailException
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.operators.runway import RunwayGenerateOperator
 from runway_provider.transfers.runway_to_object_storage import (

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from urllib.parse import unquote, urlsplit
 
-from airflow.sdk.exceptions import AirflowFailException
+from runway_provider.compat import AirflowFailException
 
 ROOT = os.environ.get("RUNWAY_EXAMPLES_ROOT") or os.environ.get(
     "RUNWAY_VIDEOS_URI", "file:///tmp/runway-videos/"

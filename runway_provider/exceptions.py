@@ -6,7 +6,7 @@ task always names the generation it was about. Messages never contain the API ke
 
 from __future__ import annotations
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from runway_provider.compat import AirflowException, AirflowFailException
 
 
 class RunwayError(AirflowException):

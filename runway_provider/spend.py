@@ -2,7 +2,8 @@
 
 A Runway generation is billed when CometAPI processes its create request. CometAPI has no
 idempotency key and no way to list tasks, so the provider keeps, per Airflow task instance (one per
-map index), a record in ``task_state_store`` under :data:`STATE_KEY`: a *submitting* marker written
+map index), a record in its state store under :data:`STATE_KEY` (Airflow 3.3's ``task_state_store``;
+an Airflow Variable of its own before 3.3, :func:`runway_provider.compat.state_store`): a *submitting* marker written
 before the POST (after everything that can fail without sending: the connection read, the key
 checked, the session built), replaced by the Runway task id right after the answer, and marked
 *done* once the generation succeeded; the provider never removes it. All carry the request's
@@ -87,7 +88,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from runway_provider import routes
+from runway_provider import compat, routes
 from runway_provider.exceptions import (
     RunwayAlreadyGeneratedError,
     RunwayBalanceFloorError,
@@ -166,7 +167,7 @@ def submit_or_resume(
     (``runway_request``) to XCom before returning.
 
     :param hook: The hook that sends the requests.
-    :param context: The Airflow context (``ti``, and ``task_state_store`` on Airflow 3.3+).
+    :param context: The Airflow context (``ti``, and ``task_state_store`` on Airflow 3.3).
     :param route: The create route (its path and family).
     :param payload: The checked request body.
     :param not_found_grace: Seconds after submission during which ``task_not_exist`` is normal.
@@ -184,16 +185,10 @@ def submit_or_resume(
             fingerprint[:_SHOWN_FINGERPRINT],
         )
         reuse = Submission(reused.runway_task_id, reused.submitted_at or reused.stored_at, reused)
-        _push(context, reuse, route, payload, fingerprint, reused_conn_id=reuse_from.conn_id)
+        _push(context, reuse, route, payload, fingerprint, reused_conn_id=compat.path_conn_id(reuse_from))
         return reuse
-    store = context.get("task_state_store")
-    if store is None:
-        log.warning(
-            "This Airflow gives the task no task_state_store (it needs Airflow 3.3+ and Airflow's task "
-            "runner): if this try fails after submitting, a retry will submit, and pay for, a new "
-            "generation instead of reconnecting to this one."
-        )
-    saved = store.get(STATE_KEY) if store is not None else None
+    store = compat.state_store(context)
+    saved = store.get(STATE_KEY)
     submission: Submission | None = None
     if isinstance(saved, Mapping):
         submission = _resume(hook, context, saved, route, fingerprint, not_found_grace, log)
@@ -242,9 +237,7 @@ def mark_done(context: Mapping[str, Any], runway_task_id: str) -> None:
     :param context: The Airflow context of the try.
     :param runway_task_id: The task that succeeded; the record is left alone if it names another.
     """
-    store = context.get("task_state_store")
-    if store is None:
-        return
+    store = compat.state_store(context)
     saved = store.get(STATE_KEY)
     if not isinstance(saved, Mapping) or saved.get("runway_task_id") != runway_task_id:
         return
@@ -254,7 +247,7 @@ def mark_done(context: Mapping[str, Any], runway_task_id: str) -> None:
 def _create(
     hook: RunwayHook,
     context: Mapping[str, Any],
-    store: Any,
+    store: compat.StateStore,
     route: Route[...],
     payload: Mapping[str, Any],
     fingerprint: str,
@@ -273,13 +266,11 @@ def _create(
         "route_family": route.family.value,
         "started_at": started_at,
     }
-    if store is not None:
-        store.set(STATE_KEY, record)
+    store.set(STATE_KEY, record)
     try:
         runway_task_id = hook.submit(route, payload)
     except _NOT_PROCESSED:
-        if store is not None:
-            store.delete(STATE_KEY)
+        store.delete(STATE_KEY)
         raise
     except RunwaySubmissionUncertainError as err:
         raise _uncertain_error(context, route.path, fingerprint, started_at, str(err)) from None
@@ -291,18 +282,17 @@ def _create(
         fingerprint[:_SHOWN_FINGERPRINT],
     )
     record.update(phase=SUBMITTED, runway_task_id=runway_task_id, submitted_at=submitted_at)
-    if store is not None:
-        try:
-            store.set(STATE_KEY, record)
-        except Exception as err:  # any failure of the Execution API call: the id must not be lost
-            context["ti"].xcom_push(key=XCOM_RUNWAY_TASK_ID, value=runway_task_id)
-            raise RunwayStateNotSavedError(
-                f"Runway task {runway_task_id} was created on {route.path} but saving its id for later tries "
-                f"failed ({type(err).__name__}: {err}). Not retrying, since a retry would not know the id "
-                f"and would pay for a new generation. Collect this one with "
-                f"RunwayTaskSensor(runway_task_id={runway_task_id!r}, route_family={route.family.value!r}).",
-                runway_task_id=runway_task_id,
-            ) from err
+    try:
+        store.set(STATE_KEY, record)
+    except Exception as err:  # any failure of the Execution API call: the id must not be lost
+        context["ti"].xcom_push(key=XCOM_RUNWAY_TASK_ID, value=runway_task_id)
+        raise RunwayStateNotSavedError(
+            f"Runway task {runway_task_id} was created on {route.path} but saving its id for later tries "
+            f"failed ({type(err).__name__}: {err}). Not retrying, since a retry would not know the id "
+            f"and would pay for a new generation. Collect this one with "
+            f"RunwayTaskSensor(runway_task_id={runway_task_id!r}, route_family={route.family.value!r}).",
+            runway_task_id=runway_task_id,
+        ) from err
     return Submission(runway_task_id, submitted_at)
 
 
@@ -374,7 +364,7 @@ def _resume(
             f"{fingerprint[:_SHOWN_FINGERPRINT]}) and succeeded on "
             f"{_utc(float(saved.get('succeeded_at') or 0.0))}, but the service no longer gives it. Not "
             "paying for the same request again. For a new take, change the request (a new seed) or "
-            f"delete this task's record ({_marker_call(context)} on Airflow's REST API) and clear the task.",
+            f"delete this task's record ({compat.forget_command(context, STATE_KEY)}) and clear the task.",
             runway_task_id=str(runway_task_id),
         )
     return None
@@ -453,8 +443,7 @@ def _uncertain_error(
         f"may have been processed without its answer reaching Airflow: {detail.rstrip('.')}. A generation may exist "
         "and bill, so this request is not sent again, by this try, by Airflow's retries or by a clear. "
         "Look for it in your CometAPI dashboard: if it exists, collect it with RunwayTaskSensor. To pay "
-        f"for a new generation deliberately, delete the marker ({_marker_call(context)} on Airflow's REST "
-        "API) and clear the task, or change the request.",
+        f"for a new generation deliberately, delete the marker ({compat.forget_command(context, STATE_KEY)}) and clear the task, or change the request.",
         route=route,
         fingerprint=fingerprint,
     )
@@ -462,16 +451,6 @@ def _uncertain_error(
 
 def _utc(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch)) if epoch else "unknown"
-
-
-def _marker_call(context: Mapping[str, Any]) -> str:
-    """The REST call that deletes this task instance's record (what a user does to pay again deliberately)."""
-    ti = context["ti"]
-    return (
-        f"DELETE /api/v2/dags/{getattr(ti, 'dag_id', '<dag_id>')}/dagRuns/{getattr(ti, 'run_id', '<run_id>')}"
-        f"/taskInstances/{getattr(ti, 'task_id', '<task_id>')}/state-store/{STATE_KEY}"
-        f"?map_index={getattr(ti, 'map_index', -1)}"
-    )
 
 
 def retry_follows(ti: Any) -> bool:

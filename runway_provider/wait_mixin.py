@@ -150,9 +150,8 @@ class RunwayWaitMixin:
         frame has left, so the timeout is settled here, as every timed-out wait is: cancelled on
         the last try (if still unfinished), left running for a retry to reconnect to.
         """
-        from airflow.sdk.exceptions import AirflowTaskTimeout
-
         from runway_provider import spend
+        from runway_provider.compat import AirflowTaskTimeout
 
         self._waiting_on = ref
         try:
@@ -188,7 +187,7 @@ class RunwayWaitMixin:
         ``execute_complete``: the generation last seen (XCom ``runway_task``) is settled as any
         timed-out wait's.
         """
-        from airflow.sdk.exceptions import TaskDeferralTimeout
+        from runway_provider.compat import TaskDeferralTimeout
 
         try:
             return super().resume_execution(next_method, next_kwargs, context)  # type: ignore[misc]

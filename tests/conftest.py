@@ -7,7 +7,14 @@ import pytest
 
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.testing import Emulator, EmulatorServer
-from tests.helpers import FAST, TEST_API_KEY, RecordingTaskInstance, free_port, set_connection
+from tests.helpers import (
+    FAST,
+    TEST_API_KEY,
+    MemoryTaskStateStore,
+    RecordingTaskInstance,
+    free_port,
+    set_connection,
+)
 
 # tests.kinds: every test has one kind marker, and a unit test starts nothing slow (checked at
 # collection). pytester: the test of that check runs pytest on a throwaway tests folder.
@@ -44,4 +51,4 @@ def closed_port() -> int:
 
 @pytest.fixture
 def context() -> dict[str, Any]:
-    return {"ti": RecordingTaskInstance()}
+    return {"ti": RecordingTaskInstance(), "task_state_store": MemoryTaskStateStore()}

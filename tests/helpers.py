@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
+from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
 from runway_provider.testing import EmulatorServer, Scenario
 from runway_provider.triggers.runway import RunwayTaskTrigger
+
+# Test-only names of the Task SDK that Airflow 3.0 and 3.1 still kept in Airflow core (the
+# provider's own are in runway_provider.compat), and the DagBag, which 3.2 moved.
+try:
+    from airflow.sdk.exceptions import AirflowNotFoundException, TaskDeferred
+    from airflow.sdk.execution_time.timeout import timeout
+except ImportError:  # Airflow 3.0-3.1
+    from airflow.exceptions import AirflowNotFoundException, TaskDeferred
+    from airflow.utils.timeout import timeout
+try:
+    from airflow.dag_processing.dagbag import DagBag
+except ImportError:  # Airflow 3.0-3.1
+    from airflow.models.dagbag import DagBag
+
+__all__ = ["AirflowNotFoundException", "TaskDeferred", "timeout"]
 
 # Distinctive so that a leak is easy to grep for; never a real key.
 TEST_API_KEY = "sk-test-4f9c2e71b8d35a60"
@@ -93,3 +111,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def warning_lines(out: str) -> list[str]:
+    """The warning lines of captured task logs: ``[warning  ]`` as the Task SDK's structlog writes
+    them (Airflow 3.1+), ``} WARNING - `` in Airflow 3.0's format."""
+    return [line for line in out.splitlines() if "[warning" in line or "} WARNING - " in line]
+
+
+def dag_bag(path: str | Path) -> DagBag:
+    """The DAGs of ``path`` alone, as the DAG processor parses them: without Airflow's own examples,
+    which the DagBag of Airflow 3.0-3.2 adds by default (3.3's has no such option)."""
+    with mock.patch.dict(os.environ, {"AIRFLOW__CORE__LOAD_EXAMPLES": "False"}):
+        return DagBag(str(path))

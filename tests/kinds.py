@@ -1,8 +1,8 @@
 """Every test has exactly one kind, and a ``unit`` test starts nothing slow: checked at collection.
 
 The kinds (declared in pyproject.toml, mapped in docs/testing.md) decide which command runs a test:
-``make check`` runs ``-m unit``, ``make test`` runs every kind, ``make test-lowest`` runs the
-in-process kinds (unit, soak, docs) on the lowest Airflow. A test is selected by its marker, never by its path, so a test without one
+``make check`` runs ``-m unit``, ``make test`` runs every kind, ``make test-airflow-3.X`` runs the
+in-process kinds (unit, soak, docs) on an older Airflow 3 release. A test is selected by its marker, never by its path, so a test without one
 would silently run nowhere or everywhere: collection fails instead, naming it.
 
 "Slow" is decided mechanically, from what a test can reach before it runs: a ``unit`` test may not

@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
 from runway_provider.exceptions import RunwayTaskLostError, RunwayTaskTimeoutError
 from runway_provider.hooks.runway import RunwayHook
@@ -15,7 +14,14 @@ from runway_provider.models import RouteFamily
 from runway_provider.operators.runway import RunwayGenerateOperator
 from runway_provider.testing import Scenario
 from runway_provider.triggers.runway import RunwayTaskTrigger
-from tests.helpers import FAST, MemoryTaskStateStore, RecordingTaskInstance, job_options, make_trigger
+from tests.helpers import (
+    FAST,
+    MemoryTaskStateStore,
+    RecordingTaskInstance,
+    TaskDeferred,
+    job_options,
+    make_trigger,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -10,8 +10,8 @@ import json
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 
+from runway_provider.compat import AirflowFailException
 from runway_provider.exceptions import (
     RunwayApiError,
     RunwayAuthenticationError,

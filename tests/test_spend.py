@@ -12,9 +12,9 @@ import time
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 
 from runway_provider import routes, spend
+from runway_provider.compat import AirflowFailException
 from runway_provider.exceptions import (
     RunwayAlreadyGeneratedError,
     RunwayBalanceExhaustedError,
@@ -570,8 +570,7 @@ async def test_a_trigger_kill_whose_read_fails_sends_no_delete(runway_conn, emul
 def test_a_sensor_whose_reads_fail_until_its_timeout_deletes_nothing(runway_conn, emulator):
     """The review example's `fresh_draft_url`: an approved draft's reads answer 429 for the whole
     timeout. Before, the never-seen task was cancelled, which deleted the finished draft."""
-    from airflow.sdk.exceptions import AirflowSensorTimeout
-
+    from runway_provider.compat import AirflowSensorTimeout
     from runway_provider.sensors.runway import RunwayTaskSensor
 
     _, runway_task_id = succeeded_official_task(emulator)
@@ -586,8 +585,8 @@ def test_a_sensor_whose_reads_fail_until_its_timeout_deletes_nothing(runway_conn
 
 def run_like_the_task_runner(op: Any, context: dict[str, Any]) -> Any:
     """What Airflow's task runner does with ``execution_timeout``: SIGALRM inside execute, then on_kill."""
-    from airflow.sdk.exceptions import AirflowTaskTimeout
-    from airflow.sdk.execution_time.timeout import timeout
+    from runway_provider.compat import AirflowTaskTimeout
+    from tests.helpers import timeout
 
     try:
         with timeout(op.execution_timeout.total_seconds()):
@@ -601,7 +600,7 @@ def run_like_the_task_runner(op: Any, context: dict[str, Any]) -> Any:
 def test_execution_timeout_of_a_blocking_wait_cancels_on_the_last_try(
     runway_conn, emulator, max_tries, cancels
 ):
-    from airflow.sdk.exceptions import AirflowTaskTimeout
+    from runway_provider.compat import AirflowTaskTimeout
 
     emulator.scenario = SLOW
     # Long enough that the create itself is not what times out on a loaded machine.
@@ -614,8 +613,7 @@ def test_execution_timeout_of_a_blocking_wait_cancels_on_the_last_try(
 
 
 def test_execution_timeout_of_a_blocking_sensor_cancels_on_the_last_try(runway_conn, emulator):
-    from airflow.sdk.exceptions import AirflowTaskTimeout
-
+    from runway_provider.compat import AirflowTaskTimeout
     from runway_provider.sensors.runway import RunwayTaskSensor
 
     emulator.scenario = SLOW
@@ -638,7 +636,7 @@ def test_execution_timeout_of_a_deferred_wait_cancels_on_the_last_try(
 ):
     """Airflow 3 does not apply execution_timeout to a deferral: the trigger's own deadline carries it,
     so its timeout event comes back to execute_complete, which settles the generation."""
-    from airflow.sdk.exceptions import TaskDeferred
+    from tests.helpers import TaskDeferred
 
     emulator.scenario = SLOW
     op = image_to_video(
@@ -672,7 +670,8 @@ async def anext_event(trigger: RunwayTaskTrigger) -> dict[str, Any]:
 def test_airflows_own_trigger_timeout_settles_the_generation_too(runway_conn, emulator, scenario, cancels):
     """Airflow's backstop (the triggerer never answered) fails the task without execute_complete."""
     from airflow.sdk.bases.operator import TriggerFailureReason
-    from airflow.sdk.exceptions import TaskDeferralTimeout
+
+    from runway_provider.compat import TaskDeferralTimeout
 
     emulator.scenario = scenario
     op = image_to_video()
@@ -693,7 +692,7 @@ def test_airflows_own_trigger_timeout_settles_the_generation_too(runway_conn, em
 
 
 def test_a_missing_connection_on_an_official_route_leaves_no_marker(monkeypatch, runway_conn, emulator):
-    from airflow.sdk.exceptions import AirflowNotFoundException
+    from tests.helpers import AirflowNotFoundException
 
     store = MemoryTaskStateStore()
     monkeypatch.delenv("AIRFLOW_CONN_RUNWAY_DEFAULT")

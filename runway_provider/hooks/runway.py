@@ -19,9 +19,8 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 from urllib.parse import urlsplit
 
-from airflow.sdk import BaseHook
-
-from runway_provider import __version__, routes
+from runway_provider import __version__, compat, routes
+from runway_provider.compat import BaseHook
 from runway_provider.defaults import (
     DEFAULT_BASE_URL,
     DEFAULT_CONN_ID,
@@ -544,7 +543,7 @@ class RunwayHook(BaseHook):
         return self._async_settings
 
     async def _read_settings(self) -> RunwayConnectionSettings:
-        return _checked_settings(await self.aget_connection(self.runway_conn_id))
+        return _checked_settings(await compat.aget_connection(self, self.runway_conn_id))
 
     async def _asend(
         self, method: str, path: str, payload: Mapping[str, Any] | None, deadline: float | None = None
@@ -640,9 +639,7 @@ def _quota_settings(conn_id: str, extra_value: Callable[[str], Any]) -> dict[str
 
 
 def _mask(secret: str) -> None:
-    from airflow.sdk.log import mask_secret
-
-    mask_secret(secret)
+    compat.mask_secret(secret)
 
 
 def _host_list(conn_id: str, value: Any) -> tuple[str, ...]:

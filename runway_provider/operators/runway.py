@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.configuration import conf
 
 from runway_provider import routes
+from runway_provider.compat import conf
 from runway_provider.defaults import (
     DEFAULT_CONN_ID,
     DEFAULT_NOT_FOUND_GRACE,

@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.configuration import conf
 
 from runway_provider import refs
+from runway_provider.compat import conf
 from runway_provider.defaults import (
     DEFAULT_CONN_ID,
     DEFAULT_NOT_FOUND_GRACE,
@@ -120,8 +120,7 @@ class RunwayTaskSensor(RunwayWaitMixin, BaseSensorOperator):
         self._ref: TaskRef | None = None
 
     def execute(self, context: Context) -> Any:
-        from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
-
+        from runway_provider.compat import AirflowSensorTimeout, AirflowSkipException
         from runway_provider.exceptions import RunwayTaskError, RunwayTaskTimeoutError
 
         execute_started = time.time()
@@ -207,8 +206,7 @@ class RunwayTaskSensor(RunwayWaitMixin, BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger: return the task dict on an explicit success event only."""
-        from airflow.sdk.exceptions import AirflowSensorTimeout
-
+        from runway_provider.compat import AirflowSensorTimeout
         from runway_provider.exceptions import RunwayTaskTimeoutError
         from runway_provider.wait_decision import resolve_event
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator, ObjectStoragePath
 
-from runway_provider import destinations, refs
+from runway_provider import compat, destinations, refs
 from runway_provider.defaults import DEFAULT_CONN_ID
 from runway_provider.exceptions import RunwayInputError, RunwayTransferError
 from runway_provider.models import RunwayTask, RunwayTaskStatus
@@ -199,7 +199,7 @@ class RunwayToObjectStorageOperator(BaseOperator):
             raise RunwayTransferError(
                 f"The Runway operator upstream reused a stored result that cannot be read ({err})."
             ) from None
-        return reused, ObjectStoragePath(reused.uri, conn_id=request.reused_conn_id)
+        return reused, compat.storage_path(reused.uri, request.reused_conn_id)
 
     def _ref(self, runway_task_id: str, own: Any, upstream: Upstream | None, pulled: Any) -> TaskRef:
         """Where the task lives (:func:`runway_provider.refs.resolve`); ``own`` is what it says itself."""
@@ -314,7 +314,7 @@ class RunwayToObjectStorageOperator(BaseOperator):
         elif isinstance(destination, str) and destination.strip():
             text = destination.strip()
             destinations.check_form(text, folder=self.destination_folder)
-            target = ObjectStoragePath(text, conn_id=self.destination_conn_id)
+            target = compat.storage_path(text, self.destination_conn_id)
         else:
             raise RunwayInputError(
                 "destination", f"expected a path, a URI or an ObjectStoragePath, got {destination!r:.80}"

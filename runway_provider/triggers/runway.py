@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from runway_provider import spend
+from runway_provider import compat, spend
 from runway_provider.exceptions import RunwayError
 from runway_provider.hooks.runway import RunwayHook
 from runway_provider.models import RouteFamily, RunwayTask
@@ -98,6 +98,13 @@ class RunwayTaskTrigger(BaseTrigger):
             not_found_grace=self.not_found_grace,
             log=self.log,
         )
+        if self.cancel_on_kill and not compat.triggerer_calls_on_kill():
+            self.log.info(
+                "This Airflow's triggerer never calls a trigger's on_kill (Airflow 3.3 does): stopping this "
+                "deferred task will not cancel Runway task %s. Cancel it in your CometAPI dashboard, or let "
+                "the task's timeout settle it (docs/reliability.md).",
+                self.runway_task_id,
+            )
         # Few retries inside one poll: the trigger polls again anyway, at its own pace.
         hook = RunwayHook(self.runway_conn_id, poll_retries=2)
         try:

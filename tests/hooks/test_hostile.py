@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 from airflow.sdk import Connection
-from airflow.sdk.exceptions import AirflowNotFoundException
 
+from runway_provider import compat
+from runway_provider.compat import BaseHook
 from runway_provider.exceptions import (
     RunwayConfigurationError,
     RunwayInputError,
@@ -22,7 +23,7 @@ from runway_provider.hooks.runway import RunwayConnectionSettings, RunwayHook
 from runway_provider.models import MAX_RAW_CHARS, RouteFamily, RunwayTask, RunwayTaskStatus
 from runway_provider.operators.runway import RunwayGenerateOperator
 from runway_provider.sensors.runway import RunwayTaskSensor
-from tests.helpers import TEST_API_KEY, job_options, set_connection
+from tests.helpers import TEST_API_KEY, AirflowNotFoundException, job_options, set_connection
 
 pytestmark = pytest.mark.unit
 
@@ -87,15 +88,15 @@ def test_describe_scrubs_headers_and_the_key():
 @pytest.mark.asyncio
 async def test_a_cancelled_settings_reader_never_blocks_the_next_one(runway_conn, monkeypatch):
     reads = 0
-    original = RunwayHook.aget_connection
 
     async def slow_read(conn_id: str) -> Any:
         nonlocal reads
         reads += 1
         await asyncio.sleep(0.2)
-        return await original(conn_id)
+        return await compat.aget_connection(BaseHook, conn_id)
 
-    monkeypatch.setattr(RunwayHook, "aget_connection", staticmethod(slow_read))
+    # Airflow 3.0-3.2 have no aget_connection: compat.aget_connection takes the hook's when it has one.
+    monkeypatch.setattr(RunwayHook, "aget_connection", staticmethod(slow_read), raising=False)
     first = asyncio.ensure_future(RunwayHook("runway_default")._aget_settings())
     await asyncio.sleep(0.05)  # the first reader is inside the connection read
     first.cancel()

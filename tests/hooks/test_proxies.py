@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
 from runway_provider.exceptions import RunwaySubmissionUncertainError, RunwayTransientError
 from runway_provider.hooks.runway import RunwayHook
@@ -27,6 +26,7 @@ from tests.helpers import (
     TEST_API_KEY,
     MemoryTaskStateStore,
     RecordingTaskInstance,
+    TaskDeferred,
     job_options,
     make_trigger,
     set_connection,

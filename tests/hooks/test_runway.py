@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 from airflow.sdk import Connection
-from airflow.sdk.exceptions import AirflowFailException
 
+from runway_provider.compat import AirflowFailException
 from runway_provider.defaults import DEFAULT_BASE_URL
 from runway_provider.exceptions import (
     RunwayAuthenticationError,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
+from runway_provider.compat import AirflowFailException
 from runway_provider.exceptions import (
     RunwayBadOutputError,
     RunwayContentRejectedError,
@@ -26,7 +26,7 @@ from runway_provider.operators.runway import (
 )
 from runway_provider.sensors.runway import RunwayTaskSensor
 from runway_provider.testing import Scenario
-from tests.helpers import RecordingTaskInstance, job_options
+from tests.helpers import MemoryTaskStateStore, RecordingTaskInstance, TaskDeferred, job_options
 
 pytestmark = pytest.mark.unit
 
@@ -74,7 +74,9 @@ EXPECTED_BODIES = {
 
 def run(operator_class: type, context: dict[str, Any] | None = None, **kwargs: Any) -> str:
     defaults = {"task_id": "job", "poll_interval": 0.1, "not_found_grace": 5}
-    return operator_class(**{**defaults, **kwargs}).execute(context or {"ti": RecordingTaskInstance()})
+    return operator_class(**{**defaults, **kwargs}).execute(
+        context or {"ti": RecordingTaskInstance(), "task_state_store": MemoryTaskStateStore()}
+    )
 
 
 @pytest.mark.parametrize("route", list(OPERATORS))
@@ -83,7 +85,7 @@ def test_official_operator_submits_and_waits(runway_conn, emulator, route, shape
     # The first poll comes right after the create: 1 s of "not visible" leaves a loaded machine room.
     emulator.scenario = Scenario(not_found_seconds=1.0, queued_seconds=0.2, running_seconds=0.3, shape=shape)
     operator_class, kwargs = OPERATORS[route]
-    context = {"ti": RecordingTaskInstance()}
+    context = {"ti": RecordingTaskInstance(), "task_state_store": MemoryTaskStateStore()}
     runway_task_id = run(operator_class, context, wait_for_completion=True, **kwargs)
     [job] = emulator.jobs.values()
     assert job.runway_task_id == runway_task_id and job.official

@@ -6,13 +6,12 @@ import time
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
 from runway_provider.exceptions import RunwayInputError, RunwayTaskError, RunwayTaskTimeoutError
 from runway_provider.operators.runway import XCOM_RUNWAY_TASK, RunwayGenerateOperator
 from runway_provider.spend import STATE_KEY, request_fingerprint
 from runway_provider.testing import Scenario
-from tests.helpers import FAST, MemoryTaskStateStore, RecordingTaskInstance, job_options
+from tests.helpers import FAST, MemoryTaskStateStore, RecordingTaskInstance, TaskDeferred, job_options
 
 pytestmark = pytest.mark.unit
 
@@ -162,10 +161,12 @@ def test_bad_input_on_a_retry_sends_nothing(runway_conn, emulator, store):
     assert emulator.requests == []
 
 
-def test_without_task_state_store_warns_once(runway_conn, capsys):
-    operator().execute({"ti": RecordingTaskInstance()})
-    warnings = [line for line in capsys.readouterr().out.splitlines() if "no task_state_store" in line]
-    assert len(warnings) == 1 and "pay for" in warnings[0]
+def test_without_any_store_to_write_the_marker_to_nothing_is_sent(runway_conn, emulator):
+    """No ``task_state_store`` and no task runner to write the Variable through (compat.state_store):
+    the marker cannot be written, so the create is never sent, rather than sent unrecorded."""
+    with pytest.raises(Exception):  # noqa: B017  # whatever Airflow raises outside its task runner
+        operator().execute({"ti": RecordingTaskInstance()})
+    assert emulator.requests == []
 
 
 def test_an_official_retry_checks_its_task_on_the_official_route(runway_conn, emulator, store):

@@ -5,7 +5,6 @@ from typing import Any
 
 import pytest
 from airflow.sdk import DAG
-from airflow.sdk.exceptions import TaskDeferred
 
 from runway_provider import pacing
 from runway_provider.exceptions import (
@@ -24,7 +23,7 @@ from runway_provider.operators.runway import (
 from runway_provider.pacing import PollSchedule
 from runway_provider.refs import TaskRef, Upstream
 from runway_provider.triggers.runway import RunwayTaskTrigger
-from tests.helpers import TEST_API_KEY, job_options, set_connection
+from tests.helpers import TEST_API_KEY, TaskDeferred, job_options, set_connection
 
 pytestmark = pytest.mark.unit
 

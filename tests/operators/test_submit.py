@@ -8,7 +8,6 @@ from typing import Any
 import pendulum
 import pytest
 from airflow.sdk import DAG
-from airflow.sdk.exceptions import TaskDeferred
 from airflow.sdk.execution_time.context import OutletEventAccessors
 
 from runway_provider import refs
@@ -20,7 +19,7 @@ from runway_provider.sensors.runway import RunwayTaskSensor
 from runway_provider.spend import STATE_KEY, XCOM_RUNWAY_REQUEST
 from runway_provider.testing import Scenario
 from runway_provider.transfers.runway_to_object_storage import RunwayToObjectStorageOperator
-from tests.helpers import MemoryTaskStateStore, RecordingTaskInstance, job_options
+from tests.helpers import MemoryTaskStateStore, RecordingTaskInstance, TaskDeferred, job_options
 
 pytestmark = pytest.mark.unit
 

@@ -5,8 +5,8 @@ from typing import Any
 
 import pytest
 from airflow.sdk import PokeReturnValue
-from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
 
+from runway_provider.compat import AirflowSensorTimeout, AirflowSkipException
 from runway_provider.exceptions import (
     RunwayAuthenticationError,
     RunwayError,
@@ -18,7 +18,7 @@ from runway_provider.models import RouteFamily
 from runway_provider.refs import TaskRef
 from runway_provider.sensors.runway import RunwayTaskSensor
 from runway_provider.triggers.runway import RunwayTaskTrigger
-from tests.helpers import job_options, set_connection
+from tests.helpers import TaskDeferred, job_options, set_connection
 
 pytestmark = pytest.mark.unit
 

@@ -93,7 +93,7 @@ def test_an_unknown_scheme_is_refused():
 
 def test_a_dag_file_with_a_wrong_destination_does_not_import(tmp_path):
     """What the DAG processor sees: an import error naming the field, so no run is ever created."""
-    from airflow.dag_processing.dagbag import DagBag
+    from tests.helpers import dag_bag
 
     dags = tmp_path / "dags"
     dags.mkdir()
@@ -111,7 +111,7 @@ def test_a_dag_file_with_a_wrong_destination_does_not_import(tmp_path):
             """
         )
     )
-    bag = DagBag(dag_folder=str(dags))
+    bag = dag_bag(dags)
     assert bag.dags == {}
     [error] = bag.import_errors.values()
     assert no_extension(f"{tmp_path}/videos") in error
