@@ -557,3 +557,9 @@ def test_get_task_retries_an_answer_slower_than_the_timeout(monkeypatch, server,
     task = RunwayHook(retry_backoff=0.01).get_task(runway_task_id, RouteFamily.REVERSE)
     assert task.visible
     assert next(r.get("fault") for r in emulator.requests if r["path"] == "/runway/feed") == "slow"
+
+
+def test_quick_backoff_shortens_only_the_defaults(quick_backoff):
+    """The fixture the slow-retry tests use: hooks built with the defaults back off 10 ms to 50 ms."""
+    assert RunwayHook().retry_policy.backoff == 0.01 and RunwayHook().retry_policy.backoff_max == 0.05
+    assert RunwayHook(retry_backoff=2.0).retry_policy.backoff == 2.0

@@ -118,6 +118,7 @@ def test_retry_after_a_lost_task_submits_anew(runway_conn, emulator, store):
     assert list(emulator.jobs) == [new_id]
 
 
+@pytest.mark.usefixtures("quick_backoff")
 def test_retry_reconnects_when_the_check_fails_transiently(runway_conn, emulator, store, capsys):
     op = operator(wait_for_completion=True)
     runway_task_id = operator().execute(new_try(store))
