@@ -29,7 +29,7 @@ from runway_provider.hooks import _http
 from runway_provider.hooks.runway import RunwayConnectionSettings, RunwayHook
 from runway_provider.models import RouteFamily, RunwayTaskStatus
 from runway_provider.testing import Emulator, EmulatorServer
-from tests.helpers import TEST_API_KEY, job_options, set_connection
+from tests.helpers import TEST_API_KEY, advance, job_options, set_connection
 
 pytestmark = pytest.mark.unit
 
@@ -286,11 +286,13 @@ def test_submit_business_error_in_2xx(hook, emulator, monkeypatch):
 
 
 @pytest.mark.parametrize("shape", ["wrapped", "legacy", "official"])
-def test_get_task_follows_the_timeline_in_every_shape(hook, shape):
-    # Long enough that the first poll comes before the task appears, even on a loaded machine.
+def test_get_task_follows_the_timeline_in_every_shape(hook, emulator, shape):
+    # Long enough that the first poll comes before the task appears, even on a loaded machine ...
     runway_task_id = submit(hook, options=job_options(shape=shape, not_found_seconds=2))
     first = hook.get_task(runway_task_id, RouteFamily.REVERSE)
     assert (first.visible, first.status) == (False, RunwayTaskStatus.PENDING)
+    # ... and not waited out once seen: the wait then follows the queued and running phases.
+    advance(emulator, runway_task_id, 2)
     task = hook.wait_for_task(
         runway_task_id, route_family=RouteFamily.REVERSE, poll_interval=0.1, timeout=30, not_found_grace=10
     )
