@@ -54,10 +54,10 @@ $(VENV_LOWEST)/.installed-stamp: pyproject.toml
 	$(VENV_LOWEST)/bin/python -m pip install --quiet "apache-airflow==$(LOWEST_AIRFLOW)" -e '.[test]'
 	touch $@
 
-# The in-process kinds (unit, soak, docs: no Airflow process) on the lowest declared Airflow.
+# The in-process kinds (unit, timing, soak, docs: no Airflow process) on the lowest declared Airflow.
 test-lowest: $(VENV_LOWEST)/.installed-stamp
 	@$(VENV_LOWEST)/bin/python -c 'import sys, airflow; print(f"Unit suite on Python {sys.version.split()[0]}, Airflow {airflow.__version__}")'
-	$(VENV_LOWEST)/bin/python -m pytest -q -n 4 -m "unit or soak or docs"
+	$(VENV_LOWEST)/bin/python -m pytest -q -n 4 -m "unit or timing or soak or docs"
 
 demo: $(DEMO_STAMP)
 	$(BIN)/python scripts/demo.py

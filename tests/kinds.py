@@ -2,7 +2,7 @@
 
 The kinds (declared in pyproject.toml, mapped in docs/testing.md) decide which command runs a test:
 ``make check`` runs ``-m unit``, ``make test`` runs every kind, ``make test-lowest`` runs the
-in-process kinds (unit, soak, docs) on the lowest Airflow. A test is selected by its marker, never by its path, so a test without one
+in-process kinds (unit, timing, soak, docs) on the lowest Airflow. A test is selected by its marker, never by its path, so a test without one
 would silently run nowhere or everywhere: collection fails instead, naming it.
 
 "Slow" is decided mechanically, from what a test can reach before it runs: a ``unit`` test may not
@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 # One kind per test; the order is the order of docs/testing.md.
-KINDS = ("unit", "dags", "system", "browser", "soak", "docs")
+KINDS = ("unit", "timing", "dags", "system", "browser", "soak", "docs")
 # Where Airflow processes and the browser come from: only a slow kind may touch these modules...
 SLOW_MODULES = ("tests.cluster", "runway_provider.testing.sandbox", "playwright")
 SLOW_NAMES = frozenset({"AirflowCluster", "AirflowSandbox", "sync_playwright", "async_playwright"})
