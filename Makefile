@@ -62,13 +62,16 @@ test-lowest: $(VENV_LOWEST)/.installed-stamp
 demo: $(DEMO_STAMP)
 	$(BIN)/python scripts/demo.py
 
-# The inner loop: lint, types and the unit tests (-m unit: no Airflow process, browser, soak or docs
-# build) in 4 workers: on 2 cores many of them wait on the emulator's clock, not on the CPU.
+# The inner loop: lint, types and the unit tests (-m unit: no Airflow process, browser, timing, soak or
+# docs build) in 4 workers: on 2 cores many of them wait on the emulator's clock, not on the CPU.
+# Each worker compiles and assertion-rewrites every test module it collects: with PYTHONDONTWRITEBYTECODE
+# set (as some shells set it) nothing is cached in __pycache__ and that costs each worker about 2 s of
+# CPU on every run, so the tests run with it unset.
 check: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy runway_provider
-	$(BIN)/python -m pytest -q -x -n 4 -m unit
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -x -n 4 -m unit
 
 # Regenerates docs/performance.md and its plots in docs/img/ (about 12 minutes; the polling
 # schedules alone: `python benchmarks/run_all.py --only polling`, about 4 minutes).
