@@ -12,7 +12,7 @@ from runway_provider.exceptions import RunwayInputError, RunwayTaskError, Runway
 from runway_provider.operators.runway import XCOM_RUNWAY_TASK, RunwayGenerateOperator
 from runway_provider.spend import STATE_KEY, request_fingerprint
 from runway_provider.testing import Scenario
-from tests.helpers import FAST, MemoryTaskStateStore, RecordingTaskInstance, job_options
+from tests.helpers import FAST, MemoryTaskStateStore, RecordingTaskInstance, advance, job_options
 
 pytestmark = pytest.mark.unit
 
@@ -78,6 +78,7 @@ def test_retry_after_a_timed_out_wait_reconnects(runway_conn, emulator, store):
         op.execute(new_try(store))
     [first_id] = emulator.jobs
     assert store.values[STATE_KEY]["runway_task_id"] == first_id
+    advance(emulator, first_id, 1.5)  # the retry waits the end of its run, not all of it
 
     context = new_try(store)
     retry = operator(wait_for_completion=True, timeout=10, options=job_options(running_seconds=2))
@@ -181,6 +182,7 @@ def test_an_official_retry_checks_its_task_on_the_official_route(runway_conn, em
     with pytest.raises(RunwayTaskTimeoutError):
         animate(timeout=0.3).execute({**new_try(store), "ti": RecordingTaskInstance(max_tries=1)})
     [runway_task_id] = emulator.jobs
+    advance(emulator, runway_task_id, 1.5)  # the retry waits the end of its run, not all of it
     assert animate(timeout=30).execute(new_try(store)) == runway_task_id  # reconnected, not lost
     assert len(emulator.create_requests()) == 1
     polls = [r["path"] for r in emulator.requests if r["method"] != "POST" or r["path"] == "/runway/feed"]
