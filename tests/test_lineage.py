@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from airflow.providers.openlineage.extractors import OperatorLineage
-from openlineage.client.serde import Serde
 
 from runway_provider import lineage, routes, spend
 from runway_provider.lineage import DatasetId, LineageFacts
@@ -16,6 +14,10 @@ from runway_provider.models import RouteFamily
 from runway_provider.operators import runway as operators
 from runway_provider.records import StoredResult
 from tests.helpers import TEST_API_KEY
+
+if TYPE_CHECKING:
+    # Imported by the tests that use it, not at collection: every xdist worker collects this module.
+    from airflow.providers.openlineage.extractors import OperatorLineage
 
 pytestmark = pytest.mark.unit
 
@@ -41,6 +43,8 @@ def enabled(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def event_text(value: OperatorLineage) -> str:
+    from openlineage.client.serde import Serde
+
     return Serde.to_json(value)
 
 
