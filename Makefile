@@ -64,6 +64,8 @@ demo: $(DEMO_STAMP)
 
 # The inner loop: lint, types and the unit tests (-m unit: no Airflow process, browser, timing, soak or
 # docs build) in 4 workers: on 2 cores many of them wait on the emulator's clock, not on the CPU.
+# One test file per worker at a time (--dist loadfile): a module's moto server and its heavy imports
+# (boto3, s3fs, OpenLineage) are then paid in one worker, not in each.
 # Each worker compiles and assertion-rewrites every test module it collects: with PYTHONDONTWRITEBYTECODE
 # set (as some shells set it) nothing is cached in __pycache__ and that costs each worker about 2 s of
 # CPU on every run, so the tests run with it unset.
@@ -71,7 +73,7 @@ check: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy runway_provider
-	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -x -n 4 -m unit
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -x -n 4 --dist loadfile -m unit
 
 # Regenerates docs/performance.md and its plots in docs/img/ (about 12 minutes; the polling
 # schedules alone: `python benchmarks/run_all.py --only polling`, about 4 minutes).
