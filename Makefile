@@ -76,8 +76,8 @@ test: venv chromium
 	.venv-airflow-$*/bin/python -m pip install --quiet "apache-airflow==$(AIRFLOW_$(subst .,_,$*))" $(PINS_$*) -e '.[test-base]'
 	touch $@
 
-# The in-process kinds (unit, soak, docs: no Airflow process) on an older Airflow 3 release.
-IN_PROCESS := -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) -m "unit or soak or docs"
+# The in-process kinds (unit, timing, soak, docs: no Airflow process) on an older Airflow 3 release.
+IN_PROCESS := -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) -m "unit or timing or soak or docs"
 SAY_VERSIONS := -c 'import sys, airflow; print(f"Python {sys.version.split()[0]}, Airflow {airflow.__version__}")'
 
 test-airflow-3.1 test-airflow-3.2: test-airflow-%: .venv-airflow-%/.installed-stamp
@@ -99,13 +99,18 @@ test-matrix: test-airflow-3.0 test-airflow-3.1 test-airflow-3.2
 demo: $(DEMO_STAMP)
 	$(BIN)/python scripts/demo.py
 
-# The inner loop: lint, types and the unit tests (-m unit: no Airflow process, browser, soak or docs
-# build) in 4 workers: on 2 cores many of them wait on the emulator's clock, not on the CPU.
+# The inner loop: lint, types and the unit tests (-m unit: no Airflow process, browser, timing, soak or
+# docs build) in 4 workers: on 2 cores many of them wait on the emulator's clock, not on the CPU.
+# One test file per worker at a time (--dist loadfile): a module's moto server and its heavy imports
+# (boto3, s3fs, OpenLineage) are then paid in one worker, not in each.
+# Each worker compiles and assertion-rewrites every test module it collects: with PYTHONDONTWRITEBYTECODE
+# set (as some shells set it) nothing is cached in __pycache__ and that costs each worker about 2 s of
+# CPU on every run, so the tests run with it unset.
 check: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy runway_provider
-	$(BIN)/python -m pytest -q -x -n 4 -m unit
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -x -n 4 --dist loadfile -m unit
 
 # Regenerates docs/performance.md and its plots in docs/img/ (about 12 minutes; the polling
 # schedules alone: `python benchmarks/run_all.py --only polling`, about 4 minutes).

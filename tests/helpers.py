@@ -12,7 +12,7 @@ from unittest import mock
 
 import pytest
 
-from runway_provider.testing import EmulatorServer, Scenario
+from runway_provider.testing import Emulator, EmulatorServer, Scenario
 from runway_provider.triggers.runway import RunwayTaskTrigger
 
 # Test-only names of the Task SDK that Airflow 3.0 and 3.1 still kept in Airflow core (the
@@ -104,6 +104,14 @@ def make_trigger(runway_task_id: str, **overrides: Any) -> RunwayTaskTrigger:
         **overrides,
     }
     return RunwayTaskTrigger(**kwargs)
+
+
+def advance(emulator: Emulator, runway_task_id: str, seconds: float) -> None:
+    """Move one job ``seconds`` further along its timeline, as if it had been created that much earlier:
+    a test that has seen a phase need not wait it out."""
+    job = emulator.jobs[runway_task_id]
+    job.created -= seconds
+    job.created_at -= seconds
 
 
 def free_port() -> int:

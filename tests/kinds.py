@@ -2,7 +2,7 @@
 
 The kinds (declared in pyproject.toml, mapped in docs/testing.md) decide which command runs a test:
 ``make check`` runs ``-m unit``, ``make test`` runs every kind, ``make test-airflow-3.X`` runs the
-in-process kinds (unit, soak, docs) on an older Airflow 3 release. A test is selected by its marker, never by its path, so a test without one
+in-process kinds (unit, timing, soak, docs) on an older Airflow 3 release. A test is selected by its marker, never by its path, so a test without one
 would silently run nowhere or everywhere: collection fails instead, naming it.
 
 "Slow" is decided mechanically, from what a test can reach before it runs: a ``unit`` test may not
@@ -14,6 +14,7 @@ module's helper functions. What this cannot see (a unit test that merely sleeps)
 
 from __future__ import annotations
 
+import functools
 import inspect
 import types
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 
 # One kind per test; the order is the order of docs/testing.md.
-KINDS = ("unit", "dags", "system", "browser", "soak", "docs")
+KINDS = ("unit", "timing", "dags", "system", "browser", "soak", "docs")
 # Where Airflow processes and the browser come from: only a slow kind may touch these modules...
 SLOW_MODULES = ("tests.cluster", "runway_provider.testing.sandbox", "playwright")
 SLOW_NAMES = frozenset({"AirflowCluster", "AirflowSandbox", "sync_playwright", "async_playwright"})
@@ -48,6 +49,9 @@ def _codes(func: Callable[..., Any]) -> Iterator[types.CodeType]:
         stack.extend(const for const in code.co_consts if isinstance(const, types.CodeType))
 
 
+# Asked once per function and per file, not once per test: a module's helpers and a shared fixture
+# are looked at again for each of the hundreds of tests that reach them.
+@functools.cache
 def _slow_in_code(func: Callable[..., Any]) -> str | None:
     for code in _codes(func):
         names = set(code.co_names)
@@ -69,13 +73,26 @@ def _module_of(value: Any) -> str:
         return ""
 
 
+@functools.cache
+def _resolved(filename: str) -> Path:
+    return Path(filename).resolve()
+
+
+@functools.cache
+def _slow_import(module: types.ModuleType) -> str | None:
+    for name, value in vars(module).items():
+        if _module_of(value).startswith(SLOW_MODULES):
+            return f"its module imports {name} from {_module_of(value)}"
+    return None
+
+
 def why_slow(item: pytest.Item) -> str | None:
     """Why ``item`` cannot be a unit test, or None."""
     module = getattr(item, "module", None)
     if module is not None:
-        for name, value in vars(module).items():
-            if _module_of(value).startswith(SLOW_MODULES):
-                return f"its module imports {name} from {_module_of(value)}"
+        reason = _slow_import(module)
+        if reason:
+            return reason
     functions: list[Callable[..., Any]] = []
     test_function = getattr(item, "function", None)
     if test_function is not None:
@@ -84,7 +101,7 @@ def why_slow(item: pytest.Item) -> str | None:
     for name, definitions in fixture_info.name2fixturedefs.items() if fixture_info else []:
         func = definitions[-1].func
         source = getattr(inspect.unwrap(func), "__code__", None)
-        if source is not None and Path(source.co_filename).resolve() == CLUSTER_CONFTEST:
+        if source is not None and _resolved(source.co_filename) == CLUSTER_CONFTEST:
             return f"it uses the fixture {name} of the shared Airflow cluster"
         functions.append(func)
     if module is not None:

@@ -84,6 +84,7 @@ async def test_the_grace_counts_from_submission_across_a_triggerer_restart(hook,
     assert time.monotonic() - started < 3  # not another 5 s of grace
 
 
+@pytest.mark.usefixtures("quick_backoff")
 def test_one_blip_before_deferring_defers_instead_of_failing(runway_conn, emulator):
     op = RunwayGenerateOperator(
         task_id="generate",

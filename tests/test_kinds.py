@@ -119,6 +119,6 @@ def test_a_mismarked_test_fails_in_xdist_workers_too(
     """`make check` runs the unit set in xdist workers, where collection happens in the workers."""
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # tests.kinds, from a pytest in another process
     tests_folder.makepyfile(test_slow=SANDBOX_TEST.format(kind="unit"))
-    result = tests_folder.runpytest_subprocess("-m", "unit", "-n", "2", "-p", "xdist")
+    result = tests_folder.runpytest_subprocess("-m", "unit", "-n", "1", "-p", "xdist")
     assert result.ret != pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["*test_slow.py::test_runs_dags: marked unit, but its module imports*"])

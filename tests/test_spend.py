@@ -567,6 +567,7 @@ async def test_a_trigger_kill_whose_read_fails_sends_no_delete(runway_conn, emul
     assert "its state could not be read" in capsys.readouterr().out
 
 
+@pytest.mark.usefixtures("quick_backoff")
 def test_a_sensor_whose_reads_fail_until_its_timeout_deletes_nothing(runway_conn, emulator):
     """The review example's `fresh_draft_url`: an approved draft's reads answer 429 for the whole
     timeout. Before, the never-seen task was cancelled, which deleted the finished draft."""
@@ -576,7 +577,7 @@ def test_a_sensor_whose_reads_fail_until_its_timeout_deletes_nothing(runway_conn
     _, runway_task_id = succeeded_official_task(emulator)
     emulator.jobs[runway_task_id].pending_faults = ["429"] * 50
     sensor = RunwayTaskSensor(
-        task_id="fresh_draft_url", runway_task_id=runway_task_id, route_family="official", timeout=2
+        task_id="fresh_draft_url", runway_task_id=runway_task_id, route_family="official", timeout=1
     )
     with pytest.raises(AirflowSensorTimeout):
         sensor.execute({"ti": RecordingTaskInstance()})

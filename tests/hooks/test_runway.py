@@ -29,7 +29,7 @@ from runway_provider.hooks import _http
 from runway_provider.hooks.runway import RunwayConnectionSettings, RunwayHook
 from runway_provider.models import RouteFamily, RunwayTaskStatus
 from runway_provider.testing import Emulator, EmulatorServer
-from tests.helpers import TEST_API_KEY, job_options, set_connection
+from tests.helpers import TEST_API_KEY, advance, job_options, set_connection
 
 pytestmark = pytest.mark.unit
 
@@ -286,11 +286,13 @@ def test_submit_business_error_in_2xx(hook, emulator, monkeypatch):
 
 
 @pytest.mark.parametrize("shape", ["wrapped", "legacy", "official"])
-def test_get_task_follows_the_timeline_in_every_shape(hook, shape):
-    # Long enough that the first poll comes before the task appears, even on a loaded machine.
+def test_get_task_follows_the_timeline_in_every_shape(hook, emulator, shape):
+    # Long enough that the first poll comes before the task appears, even on a loaded machine ...
     runway_task_id = submit(hook, options=job_options(shape=shape, not_found_seconds=2))
     first = hook.get_task(runway_task_id, RouteFamily.REVERSE)
     assert (first.visible, first.status) == (False, RunwayTaskStatus.PENDING)
+    # ... and not waited out once seen: the wait then follows the queued and running phases.
+    advance(emulator, runway_task_id, 2)
     task = hook.wait_for_task(
         runway_task_id, route_family=RouteFamily.REVERSE, poll_interval=0.1, timeout=30, not_found_grace=10
     )
@@ -534,18 +536,6 @@ async def test_a_refused_key_names_its_connection_on_the_async_path(monkeypatch,
     assert str(caught.value).count("runway_team_b") == 1 and caught.value.http_status == 401
 
 
-def test_hook_module_does_not_import_http_clients():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, runway_provider.operators.runway, runway_provider.sensors.runway;"
-        "print(sorted(m for m in ('aiohttp', 'requests') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == "[]"
-
-
 def test_emulator_server_fixture_is_isolated(emulator: Emulator, server: EmulatorServer):
     assert server.emulator is emulator and emulator.requests == []
 
@@ -557,3 +547,9 @@ def test_get_task_retries_an_answer_slower_than_the_timeout(monkeypatch, server,
     task = RunwayHook(retry_backoff=0.01).get_task(runway_task_id, RouteFamily.REVERSE)
     assert task.visible
     assert next(r.get("fault") for r in emulator.requests if r["path"] == "/runway/feed") == "slow"
+
+
+def test_quick_backoff_shortens_only_the_defaults(quick_backoff):
+    """The fixture the slow-retry tests use: hooks built with the defaults back off 10 ms to 50 ms."""
+    assert RunwayHook().retry_policy.backoff == 0.01 and RunwayHook().retry_policy.backoff_max == 0.05
+    assert RunwayHook(retry_backoff=2.0).retry_policy.backoff == 2.0

@@ -11,7 +11,14 @@ from runway_provider.exceptions import RunwayInputError, RunwayTaskError, Runway
 from runway_provider.operators.runway import XCOM_RUNWAY_TASK, RunwayGenerateOperator
 from runway_provider.spend import STATE_KEY, request_fingerprint
 from runway_provider.testing import Scenario
-from tests.helpers import FAST, MemoryTaskStateStore, RecordingTaskInstance, TaskDeferred, job_options
+from tests.helpers import (
+    FAST,
+    MemoryTaskStateStore,
+    RecordingTaskInstance,
+    TaskDeferred,
+    advance,
+    job_options,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -77,6 +84,7 @@ def test_retry_after_a_timed_out_wait_reconnects(runway_conn, emulator, store):
         op.execute(new_try(store))
     [first_id] = emulator.jobs
     assert store.values[STATE_KEY]["runway_task_id"] == first_id
+    advance(emulator, first_id, 1.5)  # the retry waits the end of its run, not all of it
 
     context = new_try(store)
     retry = operator(wait_for_completion=True, timeout=10, options=job_options(running_seconds=2))
@@ -117,6 +125,7 @@ def test_retry_after_a_lost_task_submits_anew(runway_conn, emulator, store):
     assert list(emulator.jobs) == [new_id]
 
 
+@pytest.mark.usefixtures("quick_backoff")
 def test_retry_reconnects_when_the_check_fails_transiently(runway_conn, emulator, store, capsys):
     op = operator(wait_for_completion=True)
     runway_task_id = operator().execute(new_try(store))
@@ -181,6 +190,7 @@ def test_an_official_retry_checks_its_task_on_the_official_route(runway_conn, em
     with pytest.raises(RunwayTaskTimeoutError):
         animate(timeout=0.3).execute({**new_try(store), "ti": RecordingTaskInstance(max_tries=1)})
     [runway_task_id] = emulator.jobs
+    advance(emulator, runway_task_id, 1.5)  # the retry waits the end of its run, not all of it
     assert animate(timeout=30).execute(new_try(store)) == runway_task_id  # reconnected, not lost
     assert len(emulator.create_requests()) == 1
     polls = [r["path"] for r in emulator.requests if r["method"] != "POST" or r["path"] == "/runway/feed"]

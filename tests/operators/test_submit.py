@@ -19,7 +19,7 @@ from runway_provider.sensors.runway import RunwayTaskSensor
 from runway_provider.spend import STATE_KEY, XCOM_RUNWAY_REQUEST
 from runway_provider.testing import Scenario
 from runway_provider.transfers.runway_to_object_storage import RunwayToObjectStorageOperator
-from tests.helpers import MemoryTaskStateStore, RecordingTaskInstance, TaskDeferred, job_options
+from tests.helpers import MemoryTaskStateStore, RecordingTaskInstance, TaskDeferred, advance, job_options
 
 pytestmark = pytest.mark.unit
 
@@ -90,6 +90,7 @@ def test_a_retry_reconnects_instead_of_paying_again(runway_conn, emulator):
         official(body=slow, wait_for_completion=True, timeout=0.5).execute(new_try(store, max_tries=1))
     [first_id] = emulator.jobs
     assert store.values[STATE_KEY]["runway_task_id"] == first_id and emulator.cancels() == []
+    advance(emulator, first_id, 1.2)  # the retry waits the end of the run, not all of it
     retry = official(body=slow, wait_for_completion=True, timeout=10)
     assert retry.execute(new_try(store, try_number=2, max_tries=1)) == first_id
     assert list(emulator.jobs) == [first_id] and len(emulator.create_requests()) == 1

@@ -104,6 +104,7 @@ def test_poke_mode_timeout_names_task_and_status(runway_conn, context):
     assert runway_task_id in str(caught.value) and "RUNNING" in str(caught.value)
 
 
+@pytest.mark.usefixtures("quick_backoff")
 def test_poke_mode_rides_out_transient_errors(runway_conn, context):
     runway_task_id = submit(feed_faults=["503"] * 4)
     assert sensor(runway_task_id).execute(context)["status"] == "SUCCEEDED"

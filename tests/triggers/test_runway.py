@@ -52,6 +52,7 @@ async def test_run_yields_one_success_event(hook):
     assert set(event) == {"status", "runway_task_id", "task", "message"}
 
 
+@pytest.mark.usefixtures("quick_backoff")
 @pytest.mark.asyncio
 async def test_run_survives_every_kind_of_transient_error(hook, emulator):
     faults = ["429", "500", "502", "503", "504", "reset", "html", "garbage"]
