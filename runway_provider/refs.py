@@ -26,6 +26,8 @@ XCOM_SUBMITTED_AT = "runway_submitted_at"
 XCOM_RUNWAY_REQUEST = "runway_request"
 # The latest known state of the task waited on, then the finished task (a RunwayTask dict).
 XCOM_RUNWAY_TASK = "runway_task"
+# The try that deferred: a resume Airflow 3.0 hands to a later try is not that try's own.
+XCOM_DEFERRED_TRY = "runway_deferred_try"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from runway_provider.refs import XCOM_RUNWAY_TASK, TaskRef
+from runway_provider.refs import XCOM_DEFERRED_TRY, XCOM_RUNWAY_TASK, TaskRef
 
 if TYPE_CHECKING:
     from runway_provider.hooks.runway import RunwayHook
@@ -105,6 +105,8 @@ class RunwayWaitMixin:
             watch.last_task
             or RunwayTask(ref.runway_task_id, RunwayTaskStatus.UNKNOWN, route_family=ref.family),
         )
+        ti = context["ti"]
+        ti.xcom_push(key=XCOM_DEFERRED_TRY, value=ti.try_number)
         self.log.info("Runway task %s is not finished; deferring to the triggerer.", ref.runway_task_id)
         self.defer(  # type: ignore[attr-defined]
             trigger=RunwayTaskTrigger(
@@ -186,9 +188,14 @@ class RunwayWaitMixin:
         That backstop (the triggerer never answered by the deferral's timeout) fails the task without
         ``execute_complete``: the generation last seen (XCom ``runway_task``) is settled as any
         timed-out wait's.
+
+        A resume that an earlier try's deferral left behind starts this try afresh with ``execute``
+        (:meth:`_resumed_for_an_earlier_try`).
         """
         from runway_provider.compat import TaskDeferralTimeout
 
+        if self._resumed_for_an_earlier_try(context):
+            return self.execute(context)  # type: ignore[attr-defined]
         try:
             return super().resume_execution(next_method, next_kwargs, context)  # type: ignore[misc]
         except TaskDeferralTimeout:
@@ -207,6 +214,27 @@ class RunwayWaitMixin:
                 will_retry=spend.retry_follows(ti),
             )
             raise
+
+    def _resumed_for_an_earlier_try(self, context: Any) -> bool:
+        """Whether Airflow resumes this try with the deferral, and the event, of an earlier try.
+
+        Airflow 3.0 keeps a task instance's ``next_method`` and ``next_kwargs`` when a resumed try
+        fails (its Execution API sets the state alone; 3.1 clears both, apache/airflow#56731), so
+        the retry skips ``execute`` and gets the earlier try's event again: a timeout it never waited
+        for. The try that deferred is in XCom (kept too: Airflow clears a try's XCom only when it
+        does not resume); a resume for another try is not this try's.
+        """
+        ti = context["ti"]
+        deferred_try = ti.xcom_pull(task_ids=ti.task_id, key=XCOM_DEFERRED_TRY, map_indexes=ti.map_index)
+        if not isinstance(deferred_try, int) or deferred_try == ti.try_number:
+            return False
+        self.log.info(
+            "Try %s was handed the resume of try %s's deferral (Airflow 3.0 keeps it across retries): "
+            "starting this try afresh instead.",
+            ti.try_number,
+            deferred_try,
+        )
+        return True
 
     def on_kill(self) -> None:
         """A user stopped this try while its blocking wait polled (marked it failed or cleared it):

@@ -29,13 +29,14 @@ from runway_provider.exceptions import (
 )
 from runway_provider.models import RouteFamily
 from runway_provider.operators.runway import RunwayGenerateOperator, RunwayImageToVideoOperator
-from runway_provider.refs import TaskRef
+from runway_provider.refs import XCOM_DEFERRED_TRY, TaskRef
 from runway_provider.testing import Scenario
 from runway_provider.triggers.runway import RunwayTaskTrigger
 from tests.helpers import (
     TEST_API_KEY,
     MemoryTaskStateStore,
     RecordingTaskInstance,
+    TaskDeferred,
     job_options,
     make_trigger,
     set_connection,
@@ -665,6 +666,30 @@ async def anext_event(trigger: RunwayTaskTrigger) -> dict[str, Any]:
     async for event in trigger.run():
         return dict(event.payload)
     raise AssertionError("the trigger yielded no event")
+
+
+def test_a_retry_resumed_with_an_earlier_trys_event_reconnects_instead_of_failing(runway_conn, emulator):
+    """Airflow 3.0 keeps next_method across retries: the retry is resumed with the first try's timeout
+    event (and its XCom). It starts afresh, reconnects and waits again; the first try's own resume fails."""
+    emulator.scenario = SLOW
+    store = MemoryTaskStateStore()
+    op = image_to_video(wait_for_completion=True, deferrable=True, timeout=1)
+    first = new_try(store, max_tries=1)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(first)
+    event = asyncio.run(anext_event(deferred.value.trigger))
+    assert event["status"] == "timeout"
+    with pytest.raises(RunwayTaskTimeoutError):  # the try that deferred gets its own event
+        op.resume_execution("execute_complete", {"event": event}, first)
+    retry = new_try(store, try_number=2, max_tries=1)
+    # Airflow 3.0 keeps the XCom of the try that deferred, too.
+    retry["ti"].upstream[(retry["ti"].task_id, XCOM_DEFERRED_TRY)] = first["ti"].xcom[XCOM_DEFERRED_TRY]
+    with pytest.raises(TaskDeferred) as again:
+        op.resume_execution("execute_complete", {"event": event}, retry)
+    [job] = emulator.jobs.values()
+    assert again.value.trigger.runway_task_id == job.runway_task_id
+    assert len(emulator.create_requests()) == 1 and emulator.cancels() == []
+    assert retry["ti"].xcom[XCOM_DEFERRED_TRY] == 2
 
 
 @pytest.mark.parametrize(("scenario", "cancels"), [(SLOW, 1), (QUICK, 0)], ids=["running", "succeeded"])
