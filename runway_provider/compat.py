@@ -16,6 +16,8 @@ reads as if on one release:
 * The names the provider imports from the Task SDK (``airflow.sdk``) that Airflow 3.0 and 3.1 still
   kept in Airflow core: the hook base class, the exceptions the task runner acts on and ``conf``;
   and :func:`mask_secret`. Only their home moved; each is imported from the Task SDK where it exists.
+* :func:`first_reschedule_date`: when a rescheduled sensor first poked. Airflow 3.0's Task SDK
+  hands it over as the API's ISO text rather than a datetime.
 * :func:`storage_path` and :func:`path_conn_id`: an ``ObjectStoragePath``'s connection, which
   Airflow 3.0 keeps only in its storage options and drops for an explicit ``conn_id=None``.
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -70,6 +73,7 @@ __all__ = [
     "VariableStateStore",
     "aget_connection",
     "conf",
+    "first_reschedule_date",
     "forget_command",
     "mask_secret",
     "path_conn_id",
@@ -204,6 +208,21 @@ async def aget_connection(hook: Any, conn_id: str) -> Connection:
 
     read: Connection = await sync_to_async(hook.get_connection)(conn_id)
     return read
+
+
+def first_reschedule_date(context: Mapping[str, Any]) -> datetime | None:
+    """When this task instance's first try began, if it has been rescheduled since; None if not.
+
+    Airflow 3.0's ``get_first_reschedule_date`` returns the Execution API's JSON text: its client
+    builds the answer with ``model_construct``, which skips the conversion to a datetime
+    (``airflow/sdk/api/client.py``, ``get_reschedule_start_date``); 3.1 returns a datetime.
+
+    :param context: The Airflow context of the try.
+    """
+    first: datetime | str | None = context["ti"].get_first_reschedule_date(context)
+    if isinstance(first, str):
+        return datetime.fromisoformat(first.replace("Z", "+00:00"))
+    return first
 
 
 def storage_path(uri: str, conn_id: str | None) -> ObjectStoragePath:

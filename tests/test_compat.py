@@ -97,6 +97,30 @@ def test_airflow_3_3s_task_state_store_is_used_when_the_context_has_one():
     assert isinstance(compat.state_store({"ti": RecordingTaskInstance()}), compat.VariableStateStore)
 
 
+class RescheduledTaskInstance(RecordingTaskInstance):
+    def __init__(self, first: Any) -> None:
+        super().__init__()
+        self.first = first
+
+    def get_first_reschedule_date(self, context: Any) -> Any:
+        return self.first
+
+
+@pytest.mark.parametrize(
+    "given",
+    ["2026-12-04T18:05:58.597910Z", "2026-12-04T18:05:58.597910+00:00", "datetime"],
+    ids=["3.0 text", "3.0 text with offset", "3.1 datetime"],
+)
+def test_a_rescheduled_sensors_first_poke_is_a_datetime_on_every_release(given):
+    """Airflow 3.0's Task SDK hands the first reschedule date over as the API's JSON text."""
+    import datetime
+
+    expected = datetime.datetime(2026, 12, 4, 18, 5, 58, 597910, tzinfo=datetime.timezone.utc)
+    ti = RescheduledTaskInstance(expected if given == "datetime" else given)
+    assert compat.first_reschedule_date({"ti": ti}) == expected
+    assert compat.first_reschedule_date({"ti": RescheduledTaskInstance(None)}) is None
+
+
 def test_the_forget_command_names_the_store_that_holds_the_record(monkeypatch):
     monkeypatch.setattr("airflow.sdk.Variable", MemoryVariables())
     ti = RecordingTaskInstance(map_index=2)

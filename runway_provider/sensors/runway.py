@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from runway_provider import refs
+from runway_provider import compat, refs
 from runway_provider.compat import conf
 from runway_provider.defaults import (
     DEFAULT_CONN_ID,
@@ -223,7 +223,7 @@ class RunwayTaskSensor(RunwayWaitMixin, BaseSensorOperator):
 
     def _first_check_time(self, context: Context) -> float:
         if self.reschedule and not self.deferrable:
-            first = context["ti"].get_first_reschedule_date(context)
+            first = compat.first_reschedule_date(context)
             if first is not None:
                 return first.timestamp()
         return time.time()
