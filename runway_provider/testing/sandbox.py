@@ -60,9 +60,13 @@ class AirflowSandbox:
         self._migrated = False
 
     def airflow(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        """Run the Airflow CLI of this interpreter with the sandbox's environment."""
+        """Run the Airflow CLI of this interpreter with the sandbox's environment.
+
+        Through :mod:`runway_provider.testing.airflow_cli`: the DAGs folder importable, as on
+        Airflow's own DAG processors and workers.
+        """
         return subprocess.run(
-            [sys.executable, "-m", "airflow", *args],
+            [sys.executable, "-m", "runway_provider.testing.airflow_cli", *args],
             env=self.env,
             cwd=self.home,
             capture_output=True,
