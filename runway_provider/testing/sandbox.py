@@ -62,8 +62,8 @@ class AirflowSandbox:
     def airflow(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         """Run the Airflow CLI of this interpreter with the sandbox's environment.
 
-        Through :mod:`runway_provider.testing.airflow_cli`: the DAGs folder importable, as on
-        Airflow's own DAG processors and workers.
+        Through :mod:`runway_provider.testing.airflow_cli`: the DAGs folder importable, and on
+        Airflow 3.0 the Task SDK's log at INFO and masked, as on Airflow's own workers.
         """
         return subprocess.run(
             [sys.executable, "-m", "runway_provider.testing.airflow_cli", *args],
