@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import airflow
 import pytest
 import requests
 
@@ -50,9 +51,24 @@ def fresh_emulator(dag_server: EmulatorServer) -> None:
     dag_server.emulator.scenario = Scenario(not_found_seconds=1, queued_seconds=1, running_seconds=2)
 
 
+# Airflow 3.0 and 3.1's Task SDK client logs every Variable it does not find at ERROR
+# (airflow/sdk/api/client.py:322 in 3.0.6, :387 in 3.1.8; at debug from 3.2): there, the first read
+# of a task instance's submission record (compat.VariableStateStore) finds none yet. The Execution
+# API has no other way to ask whether a Variable exists (GET, PUT and DELETE only).
+RECORD_NOT_FOUND = re.compile(
+    r"\[error\s*\] Variable not found .* key=runway_submission:[0-9a-f]{64} status_code=404$"
+)
+LOGS_MISSING_VARIABLES = tuple(int(part) for part in airflow.__version__.split(".")[:2]) < (3, 2)
+
+
 def assert_no_error_lines(output: str) -> None:
     """A successful run logs no ERROR line (Airflow's own "XCom not found" included)."""
-    errors = [line for line in output.splitlines() if re.search(r"\[error\s*\]|\bERROR\b", line)]
+    errors = [
+        line
+        for line in output.splitlines()
+        if re.search(r"\[error\s*\]|\bERROR\b", line)
+        and not (LOGS_MISSING_VARIABLES and RECORD_NOT_FOUND.search(line))
+    ]
     assert errors == [], errors[:5]
 
 
