@@ -82,6 +82,8 @@ def assert_no_key_anywhere(sandbox: AirflowSandbox, output: str) -> None:
 
 
 def test_generate_then_deferrable_sensor(sandbox, dag_server):
+    # Long enough to outlast the sensor's start: Airflow 3.0's `dags test` takes seconds to start a task.
+    dag_server.emulator.scenario = Scenario(not_found_seconds=1, queued_seconds=1, running_seconds=8)
     dag_id = "example_runway_generate_and_sense"
     result = sandbox.dags_test(dag_id)
     assert result.returncode == 0, result.output[-4000:]

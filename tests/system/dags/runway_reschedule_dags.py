@@ -18,7 +18,8 @@ with DAG(
         task_id="generate",
         prompt="A boat waited on in reschedule mode",
         image="https://example.com/paper-boat.jpg",
-        options={"emulator": {"not_found_seconds": 1, "queued_seconds": 1, "running_seconds": 3}},
+        # About 10 s: several pokes even where each try takes seconds to start (Airflow 3.0's `dags test`).
+        options={"emulator": {"not_found_seconds": 1, "queued_seconds": 1, "running_seconds": 8}},
     )
     RunwayTaskSensor(
         task_id="wait_for_video",
