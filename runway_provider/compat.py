@@ -16,8 +16,9 @@ reads as if on one release:
 * The names the provider imports from the Task SDK (``airflow.sdk``) that Airflow 3.0 and 3.1 still
   kept in Airflow core: the hook base class, the exceptions the task runner acts on and ``conf``;
   and :func:`mask_secret`. Only their home moved; each is imported from the Task SDK where it exists.
-* :func:`first_reschedule_date`: when a rescheduled sensor first poked. Airflow 3.0's Task SDK
-  hands it over as the API's ISO text rather than a datetime.
+* :func:`first_reschedule_date` and :func:`with_first_reschedule_date`: when a rescheduled sensor
+  first poked. Airflow 3.0's Task SDK hands it over as the API's ISO text rather than a datetime,
+  which also breaks 3.0's own ``BaseSensorOperator`` in reschedule mode.
 * :func:`storage_path` and :func:`path_conn_id`: an ``ObjectStoragePath``'s connection, which
   Airflow 3.0 keeps only in its storage options and drops for an explicit ``conn_id=None``.
 
@@ -80,6 +81,7 @@ __all__ = [
     "state_store",
     "storage_path",
     "triggerer_calls_on_kill",
+    "with_first_reschedule_date",
 ]
 # The prefix of every Variable that holds a submission record (Airflow 3.0-3.2).
 VARIABLE_PREFIX = "runway_submission:"
@@ -223,6 +225,33 @@ def first_reschedule_date(context: Mapping[str, Any]) -> datetime | None:
     if isinstance(first, str):
         return datetime.fromisoformat(first.replace("Z", "+00:00"))
     return first
+
+
+def with_first_reschedule_date(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The context of a sensor's try in reschedule mode, its ``ti`` answering
+    ``get_first_reschedule_date`` with a datetime, asked of Airflow once.
+
+    Airflow 3.0's ``BaseSensorOperator.execute`` subtracts that answer from a datetime to decide its
+    timeout (``airflow/sdk/bases/sensor.py:194`` in 3.0.6): given the text, every rescheduled sensor
+    whose second poke finds it not done yet fails with a ``TypeError``.
+
+    :param context: The Airflow context of the try.
+    """
+    return {**context, "ti": _FirstRescheduleDate(context["ti"], first_reschedule_date(context))}
+
+
+class _FirstRescheduleDate:
+    """A task instance whose first reschedule date is already known; the rest is the task instance's."""
+
+    def __init__(self, ti: Any, first: datetime | None) -> None:
+        self._ti = ti
+        self._first = first
+
+    def get_first_reschedule_date(self, context: Any) -> datetime | None:
+        return self._first
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ti, name)
 
 
 def storage_path(uri: str, conn_id: str | None) -> ObjectStoragePath:

@@ -124,6 +124,8 @@ class RunwayTaskSensor(RunwayWaitMixin, BaseSensorOperator):
         from runway_provider.exceptions import RunwayTaskError, RunwayTaskTimeoutError
 
         execute_started = time.time()
+        if self.reschedule and not self.deferrable:
+            context = compat.with_first_reschedule_date(context)  # type: ignore[assignment]
         ref, request = self._resolve(context)
         if request is not None:
             # The request behind the task travels on to the transfer, which records it beside the file.
@@ -223,7 +225,7 @@ class RunwayTaskSensor(RunwayWaitMixin, BaseSensorOperator):
 
     def _first_check_time(self, context: Context) -> float:
         if self.reschedule and not self.deferrable:
-            first = compat.first_reschedule_date(context)
+            first = context["ti"].get_first_reschedule_date(context)
             if first is not None:
                 return first.timestamp()
         return time.time()

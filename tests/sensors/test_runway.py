@@ -18,7 +18,7 @@ from runway_provider.models import RouteFamily
 from runway_provider.refs import TaskRef
 from runway_provider.sensors.runway import RunwayTaskSensor
 from runway_provider.triggers.runway import RunwayTaskTrigger
-from tests.helpers import TaskDeferred, job_options, set_connection
+from tests.helpers import RecordingTaskInstance, TaskDeferred, job_options, set_connection
 
 pytestmark = pytest.mark.unit
 
@@ -151,3 +151,30 @@ def test_sensor_options_pass_through():
     op = sensor("t-1", mode="reschedule", soft_fail=True, poll_interval=7)
     assert op.mode == "reschedule" and op.soft_fail and op.poke_interval == 7
     assert op.template_fields == ("runway_task_id",)
+
+
+class RescheduledTaskInstance(RecordingTaskInstance):
+    """A second try in reschedule mode, whose first poke's time Airflow 3.0 hands over as text."""
+
+    def __init__(self, first: Any) -> None:
+        super().__init__()
+        self.first = first
+        self.asked = 0
+
+    def get_first_reschedule_date(self, context: Any) -> Any:
+        self.asked += 1
+        return self.first
+
+
+@pytest.mark.parametrize("given", ["text", "datetime"], ids=["3.0", "3.1+"])
+def test_reschedule_mode_gives_its_slot_back_again_whatever_form_the_first_poke_comes_in(runway_conn, given):
+    """Airflow 3.0's BaseSensorOperator subtracted the text from a datetime at the second poke."""
+    import datetime
+
+    from airflow.exceptions import AirflowRescheduleException
+
+    first = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=2)
+    ti = RescheduledTaskInstance(first.isoformat().replace("+00:00", "Z") if given == "text" else first)
+    with pytest.raises(AirflowRescheduleException):
+        sensor(submit(running_seconds=60), mode="reschedule").execute({"ti": ti})
+    assert ti.asked == 1  # once for the sensor and Airflow's base class together
