@@ -23,6 +23,7 @@ from runway_provider.hooks.runway import RunwayConnectionSettings, RunwayHook
 from runway_provider.models import MAX_RAW_CHARS, RouteFamily, RunwayTask, RunwayTaskStatus
 from runway_provider.operators.runway import RunwayGenerateOperator
 from runway_provider.sensors.runway import RunwayTaskSensor
+from runway_provider.testing import Scenario
 from tests.helpers import TEST_API_KEY, AirflowNotFoundException, job_options, set_connection
 
 pytestmark = pytest.mark.unit
@@ -189,7 +190,14 @@ def test_a_data_uri_has_a_size_cap_named_in_the_error(runway_conn, emulator):
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 408, 409, 429, 500, 502, 503, 504])
 @pytest.mark.parametrize("family", ["reverse", "official"])
 def test_every_status_and_code_means_the_same_on_both_paths(hook, emulator, status, code, family):
-    """The one retry rule: a blocking and a deferred poll end (or go on) alike for every answer."""
+    """The one retry rule: a blocking and a deferred poll end (or go on) alike for every answer.
+
+    The task is visible from its first second and runs for minutes: a 401 or 403 makes either path
+    read the key once more and poll again, and that poll's answer must not depend on how long the
+    first one took (on a loaded machine the two paths' second polls fell on either side of a short
+    task's not-yet-visible window).
+    """
+    emulator.scenario = Scenario(not_found_seconds=0, queued_seconds=60, running_seconds=60)
     if family == "official":
         runway_task_id = hook.submit_image_to_video(prompt_image=IMAGE)
     else:
