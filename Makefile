@@ -87,12 +87,13 @@ test-airflow-3.1 test-airflow-3.2: test-airflow-%: .venv-airflow-%/.installed-st
 # The lowest supported release also runs the money promise (spend and resume) and the example DAGs
 # under a real `airflow dags test`, with the submission record in Airflow Variables. The review
 # example needs Airflow 3.1's human-in-the-loop operators: on 3.0 it defines no DAG, so its DAG
-# tests do not apply (tests/test_compat.py checks that it parses without an import error).
+# tests do not apply (tests/test_compat.py checks that it parses without an import error). The DAG
+# tests wait on the emulator most of the time: in workers that steal work, as in `make test`.
 test-airflow-3.0: .venv-airflow-3.0/.installed-stamp
 	@.venv-airflow-3.0/bin/python $(SAY_VERSIONS)
 	.venv-airflow-3.0/bin/python $(IN_PROCESS)
-	.venv-airflow-3.0/bin/python -m pytest -q -p no:cacheprovider -m dags -k "not review" \
-		tests/system/test_retries_dags_test.py tests/system/test_example_dags.py
+	.venv-airflow-3.0/bin/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal \
+		-m dags -k "not review" tests/system/test_retries_dags_test.py tests/system/test_example_dags.py
 
 test-matrix: test-airflow-3.0 test-airflow-3.1 test-airflow-3.2
 
